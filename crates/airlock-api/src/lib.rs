@@ -1,0 +1,1 @@
+//! The HTTP API: bearer-token auth, health, metrics, OpenAPI, credentials.

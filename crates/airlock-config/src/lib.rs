@@ -1,0 +1,149 @@
+//! The schema of `airlock.toml`: gateway settings, resources, roles and users.
+//!
+//! [`Config::load`] reads the file, [`Config::from_str`] parses text; both validate everything and
+//! either return a complete [`Config`] or errors that name the file, line and key
+//! (`airlock.toml:12: unknown key `passwrd` in [[resource]] "orders": ...`).
+//!
+//! Loading happens in two passes. First toml and serde read the text into raw structs that mirror
+//! the file and keep byte spans (`raw.rs`); they refuse unknown keys and wrong types, one error at a
+//! time because the parse cannot go on past them. Then `validate.rs` checks names, addresses,
+//! durations, sizes and cross-references, collecting every problem, and builds the typed model
+//! (`model.rs`). The crate does no IO beyond reading the file and, on request, environment
+//! variables named by `password_env`: secrets are never in the file.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod model;
+mod names;
+mod raw;
+mod secret;
+mod span;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::{ConfigError, Diagnostic};
+pub use model::{
+    Access, Entitlement, Gateway, Resource, ResourceKind, Role, UpstreamCredential, UpstreamTls,
+    User,
+};
+pub use names::{NameError, ResourceName, RoleName, UserName};
+pub use secret::{MissingSecret, Secret, SecretProblem};
+pub use units::{format_duration, parse_duration, ByteSize};
+
+/// A loaded and validated `airlock.toml`.
+#[derive(Clone)]
+pub struct Config {
+    /// The file this configuration came from (as given; used in messages and to resolve relative
+    /// paths, which are already resolved in the fields below).
+    pub path: PathBuf,
+    /// `[gateway]`.
+    pub gateway: Gateway,
+    /// `[[resource]]` entries, in file order.
+    pub resources: Vec<Resource>,
+    /// `[[role]]` entries, in file order.
+    pub roles: Vec<Role>,
+    /// `[[user]]` entries, in file order.
+    pub users: Vec<User>,
+    /// The text the configuration was parsed from, kept for diagnostics about it later (reload
+    /// diffs, `policy test`). Shared because `Config` is cloned into every task.
+    source: Arc<str>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_str(&text, path)
+    }
+
+    /// Parses and validates `text`. `path` is used only in messages and to resolve relative paths
+    /// (against its directory); nothing is read from it.
+    // Not `FromStr`: that trait cannot take the path.
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text)
+            .map_err(|err| ConfigError::Parse(span::toml_error(text, path, &err)))?;
+        let checked = validate::check(text, path, raw).map_err(ConfigError::Invalid)?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            gateway: checked.gateway,
+            resources: checked.resources,
+            roles: checked.roles,
+            users: checked.users,
+            source: Arc::from(text),
+        })
+    }
+
+    /// The resource called `name`.
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// The user called `name`.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// The role called `name`.
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+
+    /// Checks that every `password_env` variable named by a resource is set and non-empty, without
+    /// returning values. `serve` calls this at start so a missing secret fails loudly and early
+    /// rather than at the first session. Reports every missing variable at once.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        let mut missing = Vec::new();
+        for resource in &self.resources {
+            for &access in Access::ALL {
+                if let Err(ConfigError::MissingSecret(found)) = resource.password(access) {
+                    missing.extend(found);
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::MissingSecret(missing))
+        }
+    }
+
+    /// The text this configuration was parsed from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+impl fmt::Debug for Config {
+    /// Everything but the source text, which is long and already on disk.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("gateway", &self.gateway)
+            .field("resources", &self.resources)
+            .field("roles", &self.roles)
+            .field("users", &self.users)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Config {
+    /// Equal when the settings are; comments and formatting in the source do not count, so a
+    /// reload can tell whether anything actually changed.
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+            && self.gateway == other.gateway
+            && self.resources == other.resources
+            && self.roles == other.roles
+            && self.users == other.users
+    }
+}
+
+impl Eq for Config {}

@@ -1,0 +1,336 @@
+//! The validated configuration: what the rest of Airlock reads.
+//!
+//! Every value here has passed validation (see `validate.rs`), defaults are filled in and relative
+//! paths are resolved against the config file's directory, so consumers never re-check or re-resolve.
+//! Nothing here holds a secret: upstream passwords are only named (`password_env`) and read from the
+//! environment on demand, which is why all of these types can derive `Debug` safely.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{ResourceName, RoleName, UserName};
+use crate::secret::{MissingSecret, SecretProblem};
+use crate::units::ByteSize;
+use crate::{ConfigError, Secret};
+
+/// The `[gateway]` table, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// Where Postgres clients connect, `host:port` (the host may be a name or a bracketed IPv6).
+    pub listen_postgres: String,
+    /// Where the HTTP API, console and OTLP/HTTP listen, `host:port`.
+    pub listen_http: String,
+    /// The data directory, resolved against the config file's directory.
+    pub data_dir: PathBuf,
+    /// The host name clients use to reach the gateway, without brackets even for IPv6 (callers
+    /// building a URI add them). Defaults to the host of `listen_postgres`, with the wildcard
+    /// addresses `0.0.0.0` and `::` replaced by `localhost`.
+    pub public_host: String,
+    /// The gateway's TLS certificate chain (PEM). Set together with `tls_key`, or neither, in which
+    /// case the gateway generates its own CA in the data directory.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key for `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Whether Postgres clients may connect without TLS. Default `false`.
+    pub allow_plaintext: bool,
+    /// The largest protocol message accepted from a client or upstream. Default 1 GiB.
+    pub max_message_size: ByteSize,
+    /// The longest a session credential minted by `airlock connect` may live. Default and maximum 8h.
+    pub credential_ttl: Duration,
+    /// Time allowed for connecting and logging in to an upstream database. Default 10s.
+    pub connect_timeout: Duration,
+}
+
+impl Gateway {
+    /// Default for `max_message_size`: the largest message Postgres itself accepts.
+    pub const DEFAULT_MAX_MESSAGE_SIZE: ByteSize = ByteSize::GIB;
+    /// Smallest accepted `max_message_size`: below this, ordinary startup and error messages fail.
+    pub const MIN_MAX_MESSAGE_SIZE: ByteSize = ByteSize(8 * 1024);
+    /// Largest accepted `max_message_size`; Postgres' own limit, so a bigger one only costs memory.
+    pub const MAX_MAX_MESSAGE_SIZE: ByteSize = ByteSize::GIB;
+    /// Default and ceiling of `credential_ttl`: one working shift.
+    pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(8 * 3600);
+    /// Default for `connect_timeout`.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The certificate and key paths, when the operator supplied them.
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => None,
+        }
+    }
+}
+
+/// What kind of system a resource is. Only Postgres for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    /// A PostgreSQL database reached over the Postgres wire protocol.
+    Postgres,
+}
+
+impl ResourceKind {
+    /// Every supported kind, for error messages and listings.
+    pub const ALL: &'static [ResourceKind] = &[ResourceKind::Postgres];
+
+    /// The name used in `airlock.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ResourceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ResourceKind::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unsupported resource kind {s:?}: supported kinds are {}",
+                    quoted_list(ResourceKind::ALL.iter().map(|k| k.as_str()))
+                )
+            })
+    }
+}
+
+/// How the gateway talks TLS to an upstream database; the names follow libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTls {
+    /// Plaintext only.
+    Disable,
+    /// TLS if the server offers it, without verifying its certificate.
+    #[default]
+    Prefer,
+    /// TLS always, without verifying the server's certificate.
+    Require,
+    /// TLS always, verifying the certificate chain (against `ca_file` or the system roots) and
+    /// that the certificate names `host`.
+    VerifyFull,
+}
+
+impl UpstreamTls {
+    /// Every mode, for error messages and listings.
+    pub const ALL: &'static [UpstreamTls] = &[
+        UpstreamTls::Disable,
+        UpstreamTls::Prefer,
+        UpstreamTls::Require,
+        UpstreamTls::VerifyFull,
+    ];
+
+    /// The name used in `airlock.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamTls::Disable => "disable",
+            UpstreamTls::Prefer => "prefer",
+            UpstreamTls::Require => "require",
+            UpstreamTls::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for UpstreamTls {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        UpstreamTls::ALL
+            .iter()
+            .copied()
+            .find(|mode| mode.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown tls mode {s:?}: expected one of {}",
+                    quoted_list(UpstreamTls::ALL.iter().map(|m| m.as_str()))
+                )
+            })
+    }
+}
+
+/// An access level. Read sessions use the resource's read credential (and the database is told
+/// `default_transaction_read_only=on`); write sessions use the write credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Read-only access.
+    Read,
+    /// Read-write access.
+    Write,
+}
+
+impl Access {
+    /// Both levels.
+    pub const ALL: &'static [Access] = &[Access::Read, Access::Write];
+
+    /// `"read"` or `"write"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Access {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "read" => Ok(Access::Read),
+            "write" => Ok(Access::Write),
+            _ => Err(format!(
+                "unknown access {s:?}: expected \"read\" or \"write\""
+            )),
+        }
+    }
+}
+
+/// One upstream database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The name clients use as `database` in their startup message.
+    pub name: ResourceName,
+    /// What the resource is.
+    pub kind: ResourceKind,
+    /// Upstream host name or IP address.
+    pub host: String,
+    /// Upstream port. Default 5432.
+    pub port: u16,
+    /// The upstream database name.
+    pub database: String,
+    /// TLS towards the upstream. Default `prefer`.
+    pub tls: UpstreamTls,
+    /// CA bundle for `verify-full`, resolved against the config file's directory.
+    pub ca_file: Option<PathBuf>,
+    /// Credential used for read sessions.
+    pub read: Option<UpstreamCredential>,
+    /// Credential used for write sessions.
+    pub write: Option<UpstreamCredential>,
+}
+
+impl Resource {
+    /// The credential for `access`, if the resource has one.
+    pub fn credential(&self, access: Access) -> Option<&UpstreamCredential> {
+        match access {
+            Access::Read => self.read.as_ref(),
+            Access::Write => self.write.as_ref(),
+        }
+    }
+
+    /// Reads the upstream password for `access` from the environment.
+    ///
+    /// `Ok(None)` when the resource has no credential for `access` or the credential names no
+    /// variable (trust authentication upstream). Errors name this resource, unlike
+    /// [`UpstreamCredential::password`], which does not know it.
+    pub fn password(&self, access: Access) -> Result<Option<Secret>, ConfigError> {
+        let Some(credential) = self.credential(access) else {
+            return Ok(None);
+        };
+        credential.password().map_err(|err| match err {
+            ConfigError::MissingSecret(mut missing) => {
+                for m in &mut missing {
+                    m.resource = Some(self.name.clone());
+                    m.access = Some(access);
+                }
+                ConfigError::MissingSecret(missing)
+            }
+            other => other,
+        })
+    }
+}
+
+/// The upstream login Airlock injects for one access level of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCredential {
+    /// Upstream user name.
+    pub user: String,
+    /// The environment variable holding the password; `None` when the upstream trusts the gateway
+    /// without one (trust authentication, or client certificates).
+    pub password_env: Option<String>,
+}
+
+impl UpstreamCredential {
+    /// Reads the password from the environment variable named by `password_env`.
+    ///
+    /// `Ok(None)` when no variable is named. A variable that is unset, empty or not UTF-8 is an error
+    /// ([`ConfigError::MissingSecret`]) rather than an empty password, so a deployment mistake fails
+    /// loudly instead of surfacing later as a confusing upstream authentication failure.
+    pub fn password(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(var) = &self.password_env else {
+            return Ok(None);
+        };
+        let problem = match std::env::var(var) {
+            Ok(value) if !value.is_empty() => return Ok(Some(Secret::new(value))),
+            Ok(_) => SecretProblem::Empty,
+            Err(std::env::VarError::NotPresent) => SecretProblem::Unset,
+            Err(std::env::VarError::NotUnicode(_)) => SecretProblem::NotUnicode,
+        };
+        Err(ConfigError::MissingSecret(vec![MissingSecret {
+            resource: None,
+            access: None,
+            user: self.user.clone(),
+            var: var.clone(),
+            problem,
+        }]))
+    }
+}
+
+/// A role: a named set of standing entitlements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// The role's name.
+    pub name: RoleName,
+    /// Access the role's users have at all times, without a request.
+    pub standing: Vec<Entitlement>,
+}
+
+/// Access to one resource at one level.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Entitlement {
+    /// The resource.
+    pub resource: ResourceName,
+    /// The level.
+    pub access: Access,
+}
+
+/// An Airlock user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The user's name, as sent in the Postgres startup message.
+    pub name: UserName,
+    /// The roles the user holds.
+    pub roles: Vec<RoleName>,
+}
+
+/// `"a", "b", "c"`: for error messages that list the accepted values.
+pub(crate) fn quoted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    items
+        .into_iter()
+        .map(|item| format!("{item:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,94 @@
+//! The file as written: serde structs that mirror `airlock.toml` key for key.
+//!
+//! Values that need checking beyond their TOML type (names, addresses, durations, sizes, enums) are
+//! kept as strings or raw values with their byte spans, so `validate.rs` can check them all, report
+//! every problem at once with its line, and only then build the typed [`crate::Config`]. Unknown keys
+//! are refused here (`deny_unknown_fields`): a typo in a security setting must not be ignored.
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub gateway: RawGateway,
+    #[serde(default)]
+    pub resource: Vec<RawResource>,
+    #[serde(default)]
+    pub role: Vec<RawRole>,
+    #[serde(default)]
+    pub user: Vec<RawUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub listen_postgres: Spanned<String>,
+    pub listen_http: Spanned<String>,
+    pub data_dir: Spanned<String>,
+    #[serde(default)]
+    pub public_host: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// An integer or a string: checked in `validate.rs`.
+    #[serde(default)]
+    pub max_message_size: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub credential_ttl: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub connect_timeout: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResource {
+    pub name: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub host: Spanned<String>,
+    #[serde(default)]
+    pub port: Option<Spanned<u16>>,
+    pub database: Spanned<String>,
+    #[serde(default)]
+    pub tls: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub read: Option<Spanned<RawCredential>>,
+    #[serde(default)]
+    pub write: Option<Spanned<RawCredential>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredential {
+    pub user: Spanned<String>,
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRole {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub standing: Vec<Spanned<RawEntitlement>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEntitlement {
+    pub resource: Spanned<String>,
+    pub access: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub roles: Vec<Spanned<String>>,
+}

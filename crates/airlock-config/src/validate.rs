@@ -1,0 +1,874 @@
+//! Semantic checks: from the file as written ([`crate::raw`]) to the typed [`crate::Config`].
+//!
+//! Every check runs even after an earlier one failed, and every failure becomes a [`Diagnostic`]
+//! with its line, so the operator sees all problems in one go. Only a file without any problem is
+//! turned into a `Config`; there is no partially valid configuration.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde_spanned::Spanned;
+
+use crate::error::Diagnostic;
+use crate::model::{
+    quoted_list, Access, Entitlement, Gateway, Resource, ResourceKind, Role, UpstreamCredential,
+    UpstreamTls, User,
+};
+use crate::names::{ResourceName, RoleName, UserName};
+use crate::raw::{RawConfig, RawCredential, RawGateway, RawResource, RawRole, RawUser};
+use crate::span::line_of;
+use crate::units::{format_duration, parse_duration, ByteSize};
+
+/// What the checks produce when there was no problem.
+pub(crate) struct Checked {
+    pub gateway: Gateway,
+    pub resources: Vec<Resource>,
+    pub roles: Vec<Role>,
+    pub users: Vec<User>,
+}
+
+/// What cross-references need to know about a resource, taken from the raw file so that they can be
+/// checked even when some other field of the resource is wrong.
+struct ResourceFacts {
+    line: usize,
+    has_read: bool,
+    has_write: bool,
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    file: &'a Path,
+    /// The config file's directory: relative paths in the file are relative to it.
+    dir: PathBuf,
+    diagnostics: Vec<Diagnostic>,
+}
+
+pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, Vec<Diagnostic>> {
+    let mut checker = Checker {
+        text,
+        file,
+        dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        diagnostics: Vec::new(),
+    };
+    let gateway = checker.gateway(&raw.gateway);
+
+    let mut resource_facts: HashMap<String, ResourceFacts> = HashMap::new();
+    let resources: Vec<Option<Resource>> = raw
+        .resource
+        .iter()
+        .enumerate()
+        .map(|(i, r)| checker.resource(i, r, &mut resource_facts))
+        .collect();
+
+    let mut role_lines: HashMap<String, usize> = HashMap::new();
+    let roles: Vec<Option<Role>> = raw
+        .role
+        .iter()
+        .enumerate()
+        .map(|(i, r)| checker.role(i, r, &resource_facts, &mut role_lines))
+        .collect();
+
+    let mut user_lines: HashMap<String, usize> = HashMap::new();
+    let users: Vec<Option<User>> = raw
+        .user
+        .iter()
+        .enumerate()
+        .map(|(i, u)| checker.user(i, u, &role_lines, &mut user_lines))
+        .collect();
+
+    let mut diagnostics = checker.diagnostics;
+    if !diagnostics.is_empty() {
+        // File order reads best; the sort is stable, so problems on one line keep check order.
+        diagnostics.sort_by_key(|d| d.line);
+        return Err(diagnostics);
+    }
+    let all = "every check passed, so every part was built";
+    Ok(Checked {
+        gateway: gateway.expect(all),
+        resources: resources.into_iter().collect::<Option<_>>().expect(all),
+        roles: roles.into_iter().collect::<Option<_>>().expect(all),
+        users: users.into_iter().collect::<Option<_>>().expect(all),
+    })
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            file: self.file.to_path_buf(),
+            line: line_of(self.text, span.start),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn line(&self, span: Range<usize>) -> usize {
+        line_of(self.text, span.start)
+    }
+
+    /// Resolves a path from the file against the file's directory.
+    fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        let joined = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.dir.join(path)
+        };
+        // Drop `.` components so `./airlock-data` next to `/etc/airlock/airlock.toml` reads as
+        // `/etc/airlock/airlock-data` in logs. `..` is left alone: resolving it lexically is wrong
+        // across symlinks, and resolving it on disk would be IO.
+        let cleaned: PathBuf = joined
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect();
+        if cleaned.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            cleaned
+        }
+    }
+
+    /// A non-empty path value, resolved.
+    fn path(&mut self, value: &Spanned<String>, key: &str, place: &str) -> Option<PathBuf> {
+        if value.get_ref().trim().is_empty() {
+            self.error(
+                value.span(),
+                key,
+                format!("`{}` {place} is empty", last(key)),
+            );
+            return None;
+        }
+        Some(self.resolve(value.get_ref()))
+    }
+
+    /// A non-empty string without surrounding whitespace (host names, user names, database names).
+    fn text(&mut self, value: &Spanned<String>, key: &str, place: &str) -> Option<String> {
+        let text = value.get_ref();
+        if text.is_empty() {
+            self.error(
+                value.span(),
+                key,
+                format!("`{}` {place} is empty", last(key)),
+            );
+            None
+        } else if text.trim() != text {
+            self.error(
+                value.span(),
+                key,
+                format!(
+                    "`{}` {place} has leading or trailing whitespace: {text:?}",
+                    last(key)
+                ),
+            );
+            None
+        } else {
+            Some(text.clone())
+        }
+    }
+
+    fn gateway(&mut self, raw: &RawGateway) -> Option<Gateway> {
+        const PLACE: &str = "in [gateway]";
+        let listen_postgres = self.listen(&raw.listen_postgres, "gateway.listen_postgres");
+        let listen_http = self.listen(&raw.listen_http, "gateway.listen_http");
+        if let (Some(pg), Some(http)) = (&listen_postgres, &listen_http) {
+            if pg == http && pg.1 != 0 {
+                self.error(
+                    raw.listen_http.span(),
+                    "gateway.listen_http",
+                    format!(
+                        "`listen_http` {PLACE} is the same address as `listen_postgres` ({}); give each its own port",
+                        raw.listen_http.get_ref()
+                    ),
+                );
+            }
+        }
+        let data_dir = self.path(&raw.data_dir, "gateway.data_dir", PLACE);
+
+        let public_host = match &raw.public_host {
+            Some(host) => self.public_host(host),
+            // Clients cannot connect to a wildcard address, so the default names this machine.
+            None => listen_postgres
+                .as_ref()
+                .map(|(host, _)| match host.as_str() {
+                    "0.0.0.0" | "::" => "localhost".to_owned(),
+                    host => host.to_owned(),
+                }),
+        };
+
+        let tls_cert = raw
+            .tls_cert
+            .as_ref()
+            .map(|p| self.path(p, "gateway.tls_cert", PLACE));
+        let tls_key = raw
+            .tls_key
+            .as_ref()
+            .map(|p| self.path(p, "gateway.tls_key", PLACE));
+        // Outer Option: the key is in the file; inner: its value is valid.
+        let half = match (&raw.tls_cert, &raw.tls_key) {
+            (Some(cert), None) => Some(("tls_cert", "tls_key", cert.span())),
+            (None, Some(key)) => Some(("tls_key", "tls_cert", key.span())),
+            _ => None,
+        };
+        if let Some((set, unset, span)) = half {
+            self.error(
+                span,
+                format!("gateway.{set}"),
+                format!(
+                    "`{set}` {PLACE} is set but `{unset}` is not: set both (certificate chain and private key, PEM) or neither (the gateway then generates its own CA)"
+                ),
+            );
+        }
+        let (tls_cert, tls_key) = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => (cert.map(Some), key.map(Some)),
+            (None, None) => (Some(None), Some(None)),
+            _ => (None, None),
+        };
+
+        let max_message_size = match &raw.max_message_size {
+            None => Some(Gateway::DEFAULT_MAX_MESSAGE_SIZE),
+            Some(value) => self.message_size(value),
+        };
+        let credential_ttl = self
+            .duration(
+                raw.credential_ttl.as_ref(),
+                "credential_ttl",
+                Gateway::MAX_CREDENTIAL_TTL,
+            )
+            .filter(|ttl| {
+                let Some(value) = &raw.credential_ttl else {
+                    return true;
+                };
+                if *ttl <= Gateway::MAX_CREDENTIAL_TTL {
+                    return true;
+                }
+                self.error(
+                    value.span(),
+                    "gateway.credential_ttl",
+                    format!(
+                        "`credential_ttl` {PLACE}: {} is above the ceiling of {} (the longest a session credential may live); longer work needs a new credential",
+                        format_duration(*ttl),
+                        format_duration(Gateway::MAX_CREDENTIAL_TTL)
+                    ),
+                );
+                false
+            });
+        let connect_timeout = self.duration(
+            raw.connect_timeout.as_ref(),
+            "connect_timeout",
+            Gateway::DEFAULT_CONNECT_TIMEOUT,
+        );
+
+        Some(Gateway {
+            listen_postgres: listen_postgres.map(|_| raw.listen_postgres.get_ref().clone())?,
+            listen_http: listen_http.map(|_| raw.listen_http.get_ref().clone())?,
+            data_dir: data_dir?,
+            public_host: public_host?,
+            tls_cert: tls_cert?,
+            tls_key: tls_key?,
+            allow_plaintext: raw.allow_plaintext,
+            max_message_size: max_message_size?,
+            credential_ttl: credential_ttl?,
+            connect_timeout: connect_timeout?,
+        })
+    }
+
+    /// Checks a listen address and returns its (unbracketed) host and port.
+    fn listen(&mut self, value: &Spanned<String>, key: &str) -> Option<(String, u16)> {
+        let result = split_host_port(value.get_ref());
+        match result {
+            Ok(pair) => Some(pair),
+            Err(why) => {
+                self.error(
+                    value.span(),
+                    key,
+                    format!("`{}` in [gateway]: {why}", last(key)),
+                );
+                None
+            }
+        }
+    }
+
+    fn public_host(&mut self, value: &Spanned<String>) -> Option<String> {
+        let raw = value.get_ref();
+        let host = raw
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(raw);
+        if is_host(host) {
+            Some(host.to_owned())
+        } else {
+            self.error(
+                value.span(),
+                "gateway.public_host",
+                format!(
+                    "`public_host` in [gateway]: {raw:?} is not a host name or IP address (no port, scheme or path)"
+                ),
+            );
+            None
+        }
+    }
+
+    fn message_size(&mut self, value: &Spanned<toml::Value>) -> Option<ByteSize> {
+        const KEY: &str = "gateway.max_message_size";
+        let parsed = match value.get_ref() {
+            toml::Value::Integer(n) => u64::try_from(*n)
+                .map(ByteSize)
+                .map_err(|_| "a size cannot be negative".to_owned()),
+            toml::Value::String(s) => ByteSize::parse(s),
+            other => Err(format!(
+                "expected a number of bytes or a size string such as \"16MiB\", found a {}",
+                other.type_str()
+            )),
+        };
+        let size = match parsed {
+            Ok(size) => size,
+            Err(why) => {
+                self.error(
+                    value.span(),
+                    KEY,
+                    format!("`max_message_size` in [gateway]: {why}"),
+                );
+                return None;
+            }
+        };
+        let (min, max) = (Gateway::MIN_MAX_MESSAGE_SIZE, Gateway::MAX_MAX_MESSAGE_SIZE);
+        let why = if size < min {
+            format!("{size} is below the minimum of {min}")
+        } else if size > max {
+            format!("{size} is above the maximum of {max} (Postgres' own limit)")
+        } else {
+            return Some(size);
+        };
+        self.error(
+            value.span(),
+            KEY,
+            format!("`max_message_size` in [gateway]: {why}"),
+        );
+        None
+    }
+
+    /// A positive duration written as a string; `default` when absent.
+    fn duration(
+        &mut self,
+        value: Option<&Spanned<toml::Value>>,
+        field: &str,
+        default: Duration,
+    ) -> Option<Duration> {
+        let Some(value) = value else {
+            return Some(default);
+        };
+        let parsed = match value.get_ref() {
+            toml::Value::String(s) => parse_duration(s),
+            toml::Value::Integer(n) => Err(format!(
+                "expected a duration string with a unit, such as \"{n}s\", found the bare integer {n}"
+            )),
+            other => Err(format!(
+                "expected a duration string such as \"30s\" or \"1h30m\", found a {}",
+                other.type_str()
+            )),
+        };
+        let why = match parsed {
+            Ok(d) if d.is_zero() => "must be longer than 0s".to_owned(),
+            Ok(d) => return Some(d),
+            Err(why) => why,
+        };
+        self.error(
+            value.span(),
+            format!("gateway.{field}"),
+            format!("`{field}` in [gateway]: {why}"),
+        );
+        None
+    }
+
+    fn resource(
+        &mut self,
+        index: usize,
+        raw: &RawResource,
+        facts: &mut HashMap<String, ResourceFacts>,
+    ) -> Option<Resource> {
+        let key = |field: &str| format!("resource[{index}].{field}");
+        let place = format!("in [[resource]] {:?}", raw.name.get_ref());
+
+        // Facts are recorded under the name as written, even when it is malformed, so that a bad
+        // name is reported once rather than again at every entitlement that uses it.
+        let raw_name = raw.name.get_ref();
+        let name = if let Some(first) = facts.get(raw_name.as_str()) {
+            let first = first.line;
+            self.error(
+                raw.name.span(),
+                key("name"),
+                format!(
+                    "duplicate resource name {raw_name:?} (first defined at line {first}): resource names must be unique"
+                ),
+            );
+            None
+        } else {
+            let line = self.line(raw.name.span());
+            facts.insert(
+                raw_name.clone(),
+                ResourceFacts {
+                    line,
+                    has_read: raw.read.is_some(),
+                    has_write: raw.write.is_some(),
+                },
+            );
+            match ResourceName::new(raw_name.as_str()) {
+                Ok(name) => Some(name),
+                Err(err) => {
+                    self.error(
+                        raw.name.span(),
+                        key("name"),
+                        format!("`name` in [[resource]]: {err}"),
+                    );
+                    None
+                }
+            }
+        };
+
+        let kind = match raw.kind.get_ref().parse::<ResourceKind>() {
+            Ok(kind) => Some(kind),
+            Err(why) => {
+                self.error(
+                    raw.kind.span(),
+                    key("kind"),
+                    format!("`kind` {place}: {why}"),
+                );
+                None
+            }
+        };
+        let host = self.text(&raw.host, &key("host"), &place);
+        let port = match &raw.port {
+            None => Some(5432),
+            Some(port) if *port.get_ref() == 0 => {
+                self.error(
+                    port.span(),
+                    key("port"),
+                    format!("`port` {place}: 0 is not a port an upstream can listen on"),
+                );
+                None
+            }
+            Some(port) => Some(*port.get_ref()),
+        };
+        let database = self.text(&raw.database, &key("database"), &place);
+        let tls = match &raw.tls {
+            None => Some(UpstreamTls::default()),
+            Some(mode) => match mode.get_ref().parse::<UpstreamTls>() {
+                Ok(mode) => Some(mode),
+                Err(why) => {
+                    self.error(mode.span(), key("tls"), format!("`tls` {place}: {why}"));
+                    None
+                }
+            },
+        };
+        let ca_file = match &raw.ca_file {
+            None => Some(None),
+            Some(path) => {
+                let resolved = self.path(path, &key("ca_file"), &place);
+                // A CA that is never consulted would give a false sense of verification.
+                if tls.is_some_and(|tls| tls != UpstreamTls::VerifyFull) {
+                    self.error(
+                        path.span(),
+                        key("ca_file"),
+                        format!(
+                            "`ca_file` {place} is only used with tls = \"verify-full\"; set tls = \"verify-full\" or remove ca_file"
+                        ),
+                    );
+                    None
+                } else {
+                    resolved.map(Some)
+                }
+            }
+        };
+        if raw.read.is_none() && raw.write.is_none() {
+            self.error(
+                raw.name.span(),
+                key("read"),
+                format!(
+                    "[[resource]] {:?} has neither a `read` nor a `write` credential: add read = {{ user = \"...\", password_env = \"...\" }}",
+                    raw.name.get_ref()
+                ),
+            );
+        }
+        let read = self.credential(raw.read.as_ref(), &key("read"), "read", &place);
+        let write = self.credential(raw.write.as_ref(), &key("write"), "write", &place);
+
+        Some(Resource {
+            name: name?,
+            kind: kind?,
+            host: host?,
+            port: port?,
+            database: database?,
+            tls: tls?,
+            ca_file: ca_file?,
+            read: read?,
+            write: write?,
+        })
+    }
+
+    /// `Some(None)` for an absent credential, `None` for an invalid one.
+    fn credential(
+        &mut self,
+        raw: Option<&Spanned<RawCredential>>,
+        key: &str,
+        field: &str,
+        place: &str,
+    ) -> Option<Option<UpstreamCredential>> {
+        let Some(raw) = raw else {
+            return Some(None);
+        };
+        let raw = raw.get_ref();
+        let place = format!("in `{field}` of {}", place.trim_start_matches("in "));
+        let user = self.text(&raw.user, &format!("{key}.user"), &place);
+        let password_env = match &raw.password_env {
+            None => Some(None),
+            Some(var) if is_env_name(var.get_ref()) => Some(Some(var.get_ref().clone())),
+            Some(var) => {
+                self.error(
+                    var.span(),
+                    format!("{key}.password_env"),
+                    format!(
+                        "`password_env` {place}: {:?} is not an environment variable name (letters, digits and '_', not starting with a digit)",
+                        var.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        Some(Some(UpstreamCredential {
+            user: user?,
+            password_env: password_env?,
+        }))
+    }
+
+    fn role(
+        &mut self,
+        index: usize,
+        raw: &RawRole,
+        resources: &HashMap<String, ResourceFacts>,
+        role_lines: &mut HashMap<String, usize>,
+    ) -> Option<Role> {
+        let role_label = format!("[[role]] {:?}", raw.name.get_ref());
+        // Recorded under the name as written even when malformed; see `resource`.
+        let raw_name = raw.name.get_ref();
+        let name = if let Some(&first) = role_lines.get(raw_name.as_str()) {
+            self.error(
+                raw.name.span(),
+                format!("role[{index}].name"),
+                format!(
+                    "duplicate role name {raw_name:?} (first defined at line {first}): role names must be unique"
+                ),
+            );
+            None
+        } else {
+            role_lines.insert(raw_name.clone(), self.line(raw.name.span()));
+            match RoleName::new(raw_name.as_str()) {
+                Ok(name) => Some(name),
+                Err(err) => {
+                    self.error(
+                        raw.name.span(),
+                        format!("role[{index}].name"),
+                        format!("`name` in [[role]]: {err}"),
+                    );
+                    None
+                }
+            }
+        };
+
+        let mut standing = Some(Vec::with_capacity(raw.standing.len()));
+        for (i, entry) in raw.standing.iter().enumerate() {
+            let key = format!("role[{index}].standing[{i}]");
+            let what = format!("`standing[{i}]` of {role_label}");
+            let entry_span = entry.span();
+            let entry = entry.get_ref();
+            let resource = match ResourceName::new(entry.resource.get_ref().as_str()) {
+                Ok(resource) => Some(resource),
+                // The resource is defined with this malformed name: reported there already.
+                Err(_) if resources.contains_key(entry.resource.get_ref()) => None,
+                Err(err) => {
+                    self.error(
+                        entry.resource.span(),
+                        format!("{key}.resource"),
+                        format!("{what}: {err}"),
+                    );
+                    None
+                }
+            };
+            let access = match entry.access.get_ref().parse::<Access>() {
+                Ok(access) => Some(access),
+                Err(why) => {
+                    self.error(
+                        entry.access.span(),
+                        format!("{key}.access"),
+                        format!("{what}: {why}"),
+                    );
+                    None
+                }
+            };
+            let entitlement = match (resource, access) {
+                (Some(resource), Some(access)) => self.entitlement(
+                    resource,
+                    access,
+                    entry.resource.span(),
+                    &key,
+                    &what,
+                    resources,
+                ),
+                _ => None,
+            };
+            standing = match (standing, entitlement) {
+                (Some(mut list), Some(e)) => {
+                    if list.contains(&e) {
+                        self.error(
+                            entry_span,
+                            key,
+                            format!(
+                                "{what} repeats {} access to resource \"{}\"",
+                                e.access, e.resource
+                            ),
+                        );
+                        None
+                    } else {
+                        list.push(e);
+                        Some(list)
+                    }
+                }
+                _ => None,
+            };
+        }
+        Some(Role {
+            name: name?,
+            standing: standing?,
+        })
+    }
+
+    /// Checks that an entitlement's resource exists and has a credential for its access level.
+    fn entitlement(
+        &mut self,
+        resource: ResourceName,
+        access: Access,
+        span: Range<usize>,
+        key: &str,
+        what: &str,
+        resources: &HashMap<String, ResourceFacts>,
+    ) -> Option<Entitlement> {
+        let Some(facts) = resources.get(resource.as_str()) else {
+            let known = defined_list(resources.keys(), "resources");
+            self.error(
+                span,
+                format!("{key}.resource"),
+                format!("{what} names unknown resource \"{resource}\" ({known})"),
+            );
+            return None;
+        };
+        let has = match access {
+            Access::Read => facts.has_read,
+            Access::Write => facts.has_write,
+        };
+        if !has {
+            self.error(
+                span,
+                format!("{key}.access"),
+                format!(
+                    "{what} grants {access} on resource \"{resource}\", which has no `{access}` credential: add {access} = {{ user = \"...\", password_env = \"...\" }} to [[resource]] \"{resource}\" (line {})",
+                    facts.line
+                ),
+            );
+            return None;
+        }
+        Some(Entitlement { resource, access })
+    }
+
+    fn user(
+        &mut self,
+        index: usize,
+        raw: &RawUser,
+        roles: &HashMap<String, usize>,
+        user_lines: &mut HashMap<String, usize>,
+    ) -> Option<User> {
+        let label = format!("[[user]] {:?}", raw.name.get_ref());
+        let name = match UserName::new(raw.name.get_ref().as_str()) {
+            Ok(name) => {
+                if let Some(&first) = user_lines.get(name.as_str()) {
+                    self.error(
+                        raw.name.span(),
+                        format!("user[{index}].name"),
+                        format!(
+                            "duplicate user name \"{name}\" (first defined at line {first}): user names must be unique"
+                        ),
+                    );
+                    None
+                } else {
+                    user_lines.insert(name.as_str().to_owned(), self.line(raw.name.span()));
+                    Some(name)
+                }
+            }
+            Err(err) => {
+                self.error(
+                    raw.name.span(),
+                    format!("user[{index}].name"),
+                    format!("`name` in [[user]]: {err}"),
+                );
+                None
+            }
+        };
+
+        let mut list = Some(Vec::with_capacity(raw.roles.len()));
+        for (i, role) in raw.roles.iter().enumerate() {
+            let key = format!("user[{index}].roles[{i}]");
+            let checked = match RoleName::new(role.get_ref().as_str()) {
+                // The role is defined with this malformed name: reported there already.
+                Err(_) if roles.contains_key(role.get_ref()) => {
+                    list = None;
+                    continue;
+                }
+                Err(err) => Err(format!("`roles` of {label}: {err}")),
+                Ok(role) if !roles.contains_key(role.as_str()) => Err(format!(
+                    "`roles` of {label} names unknown role \"{role}\" ({})",
+                    defined_list(roles.keys(), "roles")
+                )),
+                Ok(role)
+                    if list
+                        .as_ref()
+                        .is_some_and(|l: &Vec<RoleName>| l.contains(&role)) =>
+                {
+                    Err(format!("`roles` of {label} lists role \"{role}\" twice"))
+                }
+                Ok(role) => Ok(role),
+            };
+            list = match (list, checked) {
+                (Some(mut l), Ok(role)) => {
+                    l.push(role);
+                    Some(l)
+                }
+                (_, Err(message)) => {
+                    self.error(role.span(), key, message);
+                    None
+                }
+                (None, Ok(_)) => None,
+            };
+        }
+        Some(User {
+            name: name?,
+            roles: list?,
+        })
+    }
+}
+
+/// The last component of a dotted key, for messages.
+fn last(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+/// `defined roles: "a", "b"` or `no roles are defined`, sorted for stable messages.
+fn defined_list<'a>(names: impl Iterator<Item = &'a String>, what: &str) -> String {
+    let mut names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        return format!("no {what} are defined");
+    }
+    names.sort_unstable();
+    format!("defined {what}: {}", quoted_list(names))
+}
+
+/// Splits `host:port`, where host is a name, an IPv4 address or a bracketed IPv6 address.
+/// Port 0 is allowed: it asks the OS for a free port, which tests rely on.
+fn split_host_port(addr: &str) -> Result<(String, u16), String> {
+    let example = "write host:port, e.g. \"127.0.0.1:7432\", \"0.0.0.0:7432\" or \"[::1]:7432\"";
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("{addr:?} has no port: {example}"));
+    };
+    let host = if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return Err(format!("{addr:?} has an unclosed '[': {example}"));
+        };
+        if inner.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{addr:?}: {inner:?} is not an IPv6 address"));
+        }
+        inner
+    } else if host.contains(':') {
+        return Err(format!(
+            "{addr:?}: an IPv6 address needs brackets, e.g. \"[::1]:7432\""
+        ));
+    } else if !is_host(host) {
+        return Err(format!(
+            "{addr:?}: {host:?} is not a host name or IP address: {example}"
+        ));
+    } else {
+        host
+    };
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{addr:?}: {port:?} is not a port number (0-65535): {example}"))?;
+    Ok((host.to_owned(), port))
+}
+
+/// A DNS name, an IPv4 address or an (unbracketed) IPv6 address.
+fn is_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `^[A-Za-z_][A-Za-z0-9_]*$`: names a shell can export.
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port() {
+        let cases: &[(&str, Option<(&str, u16)>)] = &[
+            ("127.0.0.1:7432", Some(("127.0.0.1", 7432))),
+            ("0.0.0.0:0", Some(("0.0.0.0", 0))),
+            ("localhost:80", Some(("localhost", 80))),
+            ("gw.example.com:443", Some(("gw.example.com", 443))),
+            ("[::1]:7432", Some(("::1", 7432))),
+            ("[::]:7432", Some(("::", 7432))),
+            ("::1:7432", None),
+            ("[::1:7432", None),
+            ("[nope]:7432", None),
+            ("127.0.0.1", None),
+            ("127.0.0.1:", None),
+            ("127.0.0.1:65536", None),
+            (":7432", None),
+            ("bad host:1", None),
+            ("http://x:1", None),
+        ];
+        for &(addr, expected) in cases {
+            let got = split_host_port(addr).ok();
+            let expected = expected.map(|(h, p)| (h.to_owned(), p));
+            assert_eq!(got, expected, "{addr}");
+        }
+    }
+
+    #[test]
+    fn env_names() {
+        let cases = [
+            ("ORDERS_RO_PASSWORD", true),
+            ("_x1", true),
+            ("1X", false),
+            ("MY-VAR", false),
+            ("", false),
+            ("A B", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(is_env_name(name), ok, "{name}");
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! The frontend: a client connection from accept to AuthenticationOk.
+//!
+//! It answers SSLRequest with TLS and GSSENCRequest with `N`, reads the
+//! StartupMessage (`user` = Airlock user, `database` = resource name), and
+//! runs SCRAM-SHA-256 against the user's live session credentials. Every
+//! refusal is a FATAL ErrorResponse with the SQLSTATE a PostgreSQL server
+//! would use and a hint that says what to do next.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use airlock_access::{decide, Decision};
+use airlock_config::{Access, Config};
+use airlock_pgwire::codec::StartupPacket;
+use airlock_pgwire::messages::tag::frontend as ftag;
+use airlock_pgwire::messages::{
+    Authentication, BackendMessage, CancelRequest, NegotiateProtocolVersion, SaslInitialResponse,
+    SaslResponse, StartupMessage,
+};
+use airlock_pgwire::scram::{self, ChannelBinding, ScramError, ScramServer, Verifier};
+use airlock_pgwire::{sqlstate, ProtocolError};
+use airlock_store::SessionCredential;
+
+use crate::error::UserFacingError;
+use crate::io::{read_frame, read_startup, ReadError};
+use crate::stream::ClientStream;
+use crate::ProxyContext;
+
+/// How far back expired credentials are still considered, so that a client
+/// holding one is told "expired" rather than "wrong password".
+const EXPIRED_GRACE_MS: i64 = 24 * 3600 * 1000;
+/// At most this many live credentials are tried for one login.
+const MAX_CANDIDATES: usize = 32;
+/// SASL messages are tiny; anything bigger during login is hostile.
+const AUTH_MAX_MESSAGE: usize = 16 * 1024;
+
+/// What a new connection turned out to be.
+pub enum Hello {
+    Cancel(CancelRequest),
+    Startup {
+        stream: ClientStream,
+        buf: BytesMut,
+        startup: StartupMessage,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// Tell the client, then close.
+    #[error("{0}")]
+    Refused(UserFacingError),
+    /// The client went away or sent bytes that cannot be answered.
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("writing to client: {0}")]
+    Write(std::io::Error),
+}
+
+impl From<UserFacingError> for FrontendError {
+    fn from(e: UserFacingError) -> Self {
+        FrontendError::Refused(e)
+    }
+}
+
+pub async fn send(stream: &mut (impl AsyncWrite + Unpin), msgs: &[BackendMessage]) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    for m in msgs {
+        m.encode(&mut out);
+    }
+    stream.write_all(&out).await?;
+    stream.flush().await
+}
+
+/// Negotiates encryption and reads the first real packet.
+pub async fn hello(mut tcp: TcpStream, ctx: &ProxyContext) -> Result<Hello, FrontendError> {
+    let _ = tcp.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        match read_startup(&mut tcp, &mut buf).await? {
+            StartupPacket::GssEncRequest => {
+                tcp.write_all(b"N").await.map_err(FrontendError::Write)?;
+            }
+            StartupPacket::SslRequest => {
+                let Some(tls) = ctx.tls.as_ref() else {
+                    tcp.write_all(b"N").await.map_err(FrontendError::Write)?;
+                    continue;
+                };
+                // Anything the client sent after SSLRequest but before the
+                // handshake was sent in plaintext and could have been injected
+                // by a man in the middle: it is discarded, never interpreted.
+                buf.clear();
+                tcp.write_all(b"S").await.map_err(FrontendError::Write)?;
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
+                let stream = acceptor.accept(tcp).await.map_err(FrontendError::Tls)?;
+                let mut stream = ClientStream::Tls(Box::new(stream));
+                let mut buf = BytesMut::with_capacity(1024);
+                return match read_startup(&mut stream, &mut buf).await? {
+                    StartupPacket::Startup(startup) => Ok(Hello::Startup {
+                        stream,
+                        buf,
+                        startup,
+                    }),
+                    StartupPacket::Cancel(c) => Ok(Hello::Cancel(c)),
+                    StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                        let e = UserFacingError::protocol("SSLRequest received inside TLS");
+                        let _ = send(&mut stream, &[BackendMessage::ErrorResponse(e.to_response())]).await;
+                        Err(FrontendError::Refused(e))
+                    }
+                };
+            }
+            StartupPacket::Cancel(c) => return Ok(Hello::Cancel(c)),
+            StartupPacket::Startup(startup) => {
+                return Ok(Hello::Startup {
+                    stream: ClientStream::Plain(tcp),
+                    buf,
+                    startup,
+                })
+            }
+        }
+    }
+}
+
+/// A client that proved a live session credential.
+pub struct Authenticated {
+    pub user: String,
+    pub resource: String,
+    pub access: Access,
+    pub credential: SessionCredential,
+    pub grant: airlock_access::Grant,
+    pub channel_bound: bool,
+}
+
+/// Checks the startup parameters and runs SCRAM. On refusal the FATAL has
+/// already been sent to the client.
+pub async fn authenticate(
+    stream: &mut ClientStream,
+    buf: &mut BytesMut,
+    startup: &StartupMessage,
+    config: &Config,
+    ctx: &ProxyContext,
+) -> Result<Authenticated, FrontendError> {
+    let result = authenticate_inner(stream, buf, startup, config, ctx).await;
+    if let Err(FrontendError::Refused(e)) = &result {
+        let _ = send(stream, &[BackendMessage::ErrorResponse(e.to_response())]).await;
+    }
+    result
+}
+
+async fn authenticate_inner(
+    stream: &mut ClientStream,
+    buf: &mut BytesMut,
+    startup: &StartupMessage,
+    config: &Config,
+    ctx: &ProxyContext,
+) -> Result<Authenticated, FrontendError> {
+    if !stream.is_tls() && !config.gateway.allow_plaintext {
+        return Err(UserFacingError::fatal(
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            "Airlock accepts only TLS connections",
+        )
+        .hint("connect with sslmode=verify-full (see `airlock connect`), or sslmode=require")
+        .into());
+    }
+    let minor = startup.protocol & 0xffff;
+    let pq_options: Vec<String> = startup
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if minor > 0 || !pq_options.is_empty() {
+        // Newer clients may ask for 3.x or protocol options; we speak 3.0 and
+        // say so, as PostgreSQL does, and the client adapts.
+        send(
+            stream,
+            &[BackendMessage::NegotiateProtocolVersion(NegotiateProtocolVersion {
+                newest_minor: 0,
+                unrecognized: pq_options,
+            })],
+        )
+        .await
+        .map_err(FrontendError::Write)?;
+    }
+    let Some(user) = startup.param("user").filter(|u| !u.is_empty()) else {
+        return Err(UserFacingError::fatal(
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            "no user name in the startup packet",
+        )
+        .hint("connect as your Airlock user name, e.g. with the URI `airlock connect` prints")
+        .into());
+    };
+    let resource = startup.param("database").filter(|d| !d.is_empty()).unwrap_or(user);
+    if let Some(repl) = startup.param("replication") {
+        if !matches!(repl.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0") {
+            return Err(UserFacingError::fatal(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "replication connections are not supported through Airlock",
+            )
+            .into());
+        }
+    }
+    if config.user(user).is_none() {
+        return Err(UserFacingError::fatal(
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            format!("user \"{user}\" is not known to Airlock"),
+        )
+        .hint("use your Airlock user name; the platform team adds users to airlock.toml")
+        .into());
+    }
+    if config.resource(resource).is_none() {
+        let known: Vec<String> = config.resources.iter().map(|r| r.name.to_string()).collect();
+        return Err(UserFacingError::fatal(
+            sqlstate::INVALID_CATALOG_NAME,
+            format!("resource \"{resource}\" does not exist"),
+        )
+        .hint(if known.is_empty() {
+            "no resources are configured on this gateway".to_owned()
+        } else {
+            format!("the database name is the Airlock resource name; known resources: {}", known.join(", "))
+        })
+        .into());
+    }
+
+    let now = ctx.clock.now_ms();
+    let store = ctx.store.clone();
+    let (u, r) = (user.to_owned(), resource.to_owned());
+    let (salt, candidates) = tokio::task::spawn_blocking(move || {
+        let salt = store.user_salt(&u, &scram::random_salt())?;
+        let creds = store.credentials_for(&u, &r, now - EXPIRED_GRACE_MS, MAX_CANDIDATES)?;
+        Ok::<_, airlock_store::StoreError>((salt, creds))
+    })
+    .await
+    .map_err(|e| internal(format!("credential lookup task failed: {e}")))?
+    .map_err(|e| internal(format!("credential lookup failed: {e}")))?;
+
+    let binding = match stream {
+        ClientStream::Tls(_) => ctx
+            .tls
+            .as_ref()
+            .and_then(|t| crate::tls::tls_server_end_point(&t.cert_der))
+            .map(ChannelBinding::TlsServerEndPoint)
+            .unwrap_or(ChannelBinding::None),
+        ClientStream::Plain(_) => ChannelBinding::None,
+    };
+    send(
+        stream,
+        &[BackendMessage::Authentication(Authentication::Sasl {
+            mechanisms: ScramServer::mechanisms(&binding)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        })],
+    )
+    .await
+    .map_err(FrontendError::Write)?;
+
+    let initial = read_password_message(stream, buf).await?;
+    let initial = SaslInitialResponse::decode(initial).map_err(protocol)?;
+    let client_first = initial
+        .data
+        .ok_or_else(|| UserFacingError::protocol("SASLInitialResponse without data"))?;
+    let (server, server_first) = ScramServer::start(
+        &initial.mechanism,
+        &client_first,
+        &binding,
+        &salt,
+        scram::DEFAULT_ITERATIONS,
+    )
+    .map_err(|e| scram_refusal(&e, user, resource))?;
+    send(
+        stream,
+        &[BackendMessage::Authentication(Authentication::SaslContinue {
+            data: server_first.into(),
+        })],
+    )
+    .await
+    .map_err(FrontendError::Write)?;
+
+    let response = read_password_message(stream, buf).await?;
+    let response = SaslResponse::decode(response).map_err(protocol)?;
+    let verifiers: Vec<(usize, Verifier)> = candidates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Verifier::parse_pg_string(&c.verifier).ok().map(|v| (i, v)))
+        .collect();
+    let refs: Vec<&Verifier> = verifiers.iter().map(|(_, v)| v).collect();
+    let (matched, server_final) = server
+        .finish(&response.data, &refs)
+        .map_err(|e| scram_refusal(&e, user, resource))?;
+    let credential = candidates[verifiers[matched].0].clone();
+    if credential.expires_ms <= now {
+        return Err(UserFacingError::fatal(
+            sqlstate::INVALID_PASSWORD,
+            format!(
+                "session credential for user \"{user}\" on resource \"{resource}\" expired {} ago",
+                airlock_config::format_duration(std::time::Duration::from_millis(
+                    (now - credential.expires_ms) as u64
+                ))
+            ),
+        )
+        .hint(format!("get a new one: airlock connect {resource}"))
+        .into());
+    }
+    let access: Access = credential
+        .access
+        .parse()
+        .map_err(|_| internal(format!("stored credential has unknown access {:?}", credential.access)))?;
+    // The policy is asked again at login: access removed since the credential
+    // was minted ends here, whatever the credential says.
+    let grant = match decide(config, user, resource, access, now) {
+        Decision::Allow(g) => g,
+        Decision::Deny(d) => {
+            return Err(UserFacingError::fatal(
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                format!("access denied: {d}"),
+            )
+            .into())
+        }
+    };
+    send(
+        stream,
+        &[
+            BackendMessage::Authentication(Authentication::SaslFinal {
+                data: server_final.into(),
+            }),
+            BackendMessage::Authentication(Authentication::Ok),
+        ],
+    )
+    .await
+    .map_err(FrontendError::Write)?;
+    Ok(Authenticated {
+        user: user.to_owned(),
+        resource: resource.to_owned(),
+        access,
+        credential,
+        grant,
+        channel_bound: server.channel_bound(),
+    })
+}
+
+async fn read_password_message(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> Result<bytes::Bytes, FrontendError> {
+    let frame = read_frame(stream, buf, AUTH_MAX_MESSAGE).await?;
+    if frame.tag != ftag::PASSWORD {
+        return Err(UserFacingError::protocol(format!(
+            "expected a SASL response, got message type '{}'",
+            char::from(frame.tag)
+        ))
+        .into());
+    }
+    Ok(frame.body)
+}
+
+fn protocol(e: ProtocolError) -> FrontendError {
+    UserFacingError::protocol(e.to_string()).into()
+}
+
+fn internal(message: String) -> FrontendError {
+    tracing::error!(%message, "login failed inside the gateway");
+    UserFacingError::fatal(sqlstate::INTERNAL_ERROR, "Airlock could not complete the login")
+        .hint("try again; if it persists, the gateway's log says why")
+        .into()
+}
+
+fn scram_refusal(e: &ScramError, user: &str, resource: &str) -> FrontendError {
+    match e {
+        ScramError::InvalidProof => UserFacingError::fatal(
+            sqlstate::INVALID_PASSWORD,
+            format!("password authentication failed for user \"{user}\""),
+        )
+        .detail("the password must be a live session credential for this user and resource")
+        .hint(format!("get one with: airlock connect {resource}")),
+        ScramError::UnsupportedMechanism(_) | ScramError::ChannelBindingDowngrade => UserFacingError::fatal(
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            format!("SCRAM negotiation failed: {e}"),
+        )
+        .hint("use a client that supports SCRAM-SHA-256 (libpq 10 or later)"),
+        other => UserFacingError::protocol(format!("malformed SCRAM exchange: {other}")),
+    }
+    .into()
+}
+
+/// The gateway shares one `Arc<ProxyContext>` among connections.
+pub type Shared = Arc<ProxyContext>;

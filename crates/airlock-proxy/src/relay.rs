@@ -1,0 +1,340 @@
+//! The session relay: after login, bytes flow both ways until one side ends
+//! the session, the session's time is up, or the gateway shuts down.
+//!
+//! Both directions run concurrently inside the session's one task. They must:
+//! a client that pipelines queries while PostgreSQL is busy writing results
+//! would deadlock a relay that blocks on one direction while the other's
+//! buffers are full. Each direction reads into a bounded buffer, scans it for
+//! message boundaries, and writes what it read before reading more, so a slow
+//! reader on one side pushes back on the other side's socket instead of
+//! growing memory.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use airlock_pgwire::messages::tag::{backend as btag, frontend as ftag};
+use airlock_pgwire::ProtocolError;
+
+use crate::error::UserFacingError;
+use crate::recorder::SessionLog;
+use crate::scanner::{Scanner, Step};
+
+/// Read size: large enough that a stream of small rows costs few syscalls,
+/// small enough that 500 idle sessions stay cheap.
+const READ_CHUNK: usize = 8 * 1024;
+/// A buffer grown for one large inspected message is given back once idle.
+const SHRINK_ABOVE: usize = 64 * 1024;
+/// How long a session that must end may take to reach a message boundary
+/// before it is cut mid-message.
+const END_GRACE: Duration = Duration::from_millis(500);
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed its connection without Terminate.
+    ClientClosed,
+    /// The upstream closed its connection (its FATAL, if any, was relayed).
+    UpstreamClosed,
+    /// The session's time ran out (credential expiry).
+    Expired,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// A side broke the protocol; the text says how.
+    ProtocolViolation(String),
+    /// An IO error on one side.
+    Io(String),
+}
+
+impl EndReason {
+    pub fn as_text(&self) -> String {
+        match self {
+            EndReason::ClientTerminated => "client terminated".into(),
+            EndReason::ClientClosed => "client disconnected".into(),
+            EndReason::UpstreamClosed => "upstream closed the connection".into(),
+            EndReason::Expired => "session credential expired".into(),
+            EndReason::Shutdown => "gateway shut down".into(),
+            EndReason::ProtocolViolation(s) => format!("protocol violation: {s}"),
+            EndReason::Io(s) => format!("connection error: {s}"),
+        }
+    }
+}
+
+pub struct RelayLimits {
+    pub max_message: usize,
+    /// When the session must end (credential expiry); `None` for never.
+    pub deadline: Option<Instant>,
+}
+
+pub struct RelayStats {
+    pub from_client: u64,
+    pub to_client: u64,
+}
+
+/// Runs the relay until the session ends.
+#[allow(clippy::too_many_arguments)]
+pub async fn relay<C, U>(
+    client: C,
+    client_buf: BytesMut,
+    upstream: U,
+    upstream_buf: BytesMut,
+    limits: RelayLimits,
+    shutdown: CancellationToken,
+    sink: &mut SessionLog,
+    txn_status: &AtomicU8,
+) -> (EndReason, RelayStats)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let (mut upstream_r, mut upstream_w) = tokio::io::split(upstream);
+    let mut stats = RelayStats {
+        from_client: 0,
+        to_client: 0,
+    };
+    let mut c2u_stats = 0u64;
+    let mut u2c_stats = 0u64;
+
+    let ending = CancellationToken::new();
+    // Set when the session was cut mid-message: no goodbye can be framed then.
+    let mut cut = false;
+    let reason = {
+        let c2u = client_to_upstream(
+            &mut client_r,
+            client_buf,
+            &mut upstream_w,
+            limits.max_message,
+            sink,
+            &mut c2u_stats,
+        );
+        let u2c = upstream_to_client(
+            &mut upstream_r,
+            upstream_buf,
+            &mut client_w,
+            limits.max_message,
+            txn_status,
+            &mut u2c_stats,
+            &ending,
+        );
+        tokio::pin!(c2u);
+        tokio::pin!(u2c);
+        let deadline = async {
+            match limits.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut end_requested: Option<EndReason> = None;
+        // Once an end is requested the upstream→client direction gets this
+        // long to reach a message boundary; then the session is cut anyway.
+        let grace = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                r = &mut c2u => break r,
+                r = &mut u2c => break end_requested.take().unwrap_or(r),
+                _ = &mut deadline, if end_requested.is_none() => {
+                    end_requested = Some(EndReason::Expired);
+                    ending.cancel();
+                    grace.as_mut().reset(Instant::now() + END_GRACE);
+                }
+                _ = shutdown.cancelled(), if end_requested.is_none() => {
+                    end_requested = Some(EndReason::Shutdown);
+                    ending.cancel();
+                    grace.as_mut().reset(Instant::now() + END_GRACE);
+                }
+                _ = &mut grace, if end_requested.is_some() => {
+                    cut = true;
+                    break end_requested.take().unwrap_or(EndReason::Shutdown);
+                }
+            }
+        }
+    };
+    stats.from_client = c2u_stats;
+    stats.to_client = u2c_stats;
+
+    // Tell the client why, unless it already left. The upstream→client
+    // direction stopped at a message boundary, so the FATAL is well-framed.
+    let goodbye = match &reason {
+        _ if cut => None,
+        EndReason::Expired => Some(
+            UserFacingError::fatal(
+                airlock_pgwire::sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection because the session credential expired",
+            )
+            .hint("get a new credential with `airlock connect <resource>` and reconnect"),
+        ),
+        EndReason::Shutdown => Some(UserFacingError::fatal(
+            airlock_pgwire::sqlstate::ADMIN_SHUTDOWN,
+            "terminating connection because the Airlock gateway is shutting down",
+        ).hint("reconnect in a moment; the gateway is restarting or being replaced")),
+        EndReason::ProtocolViolation(s) => Some(UserFacingError::protocol(s.clone())),
+        _ => None,
+    };
+    if let Some(e) = goodbye {
+        let mut out = BytesMut::new();
+        airlock_pgwire::BackendMessage::ErrorResponse(e.to_response()).encode(&mut out);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            client_w.write_all(&out).await?;
+            client_w.flush().await
+        })
+        .await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), client_w.shutdown()).await;
+    // Leave the upstream politely so PostgreSQL does not log an unexpected EOF.
+    if reason != EndReason::ClientTerminated {
+        let mut x = BytesMut::new();
+        airlock_pgwire::Frame::new(ftag::TERMINATE, bytes::Bytes::new()).encode(&mut x);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            upstream_w.write_all(&x).await?;
+            upstream_w.flush().await
+        })
+        .await;
+    }
+    (reason, stats)
+}
+
+fn reserve_for_read(buf: &mut BytesMut, need: usize) {
+    if buf.is_empty() && buf.capacity() > SHRINK_ABOVE && need <= READ_CHUNK {
+        *buf = BytesMut::with_capacity(READ_CHUNK);
+    }
+    let want = need.max(buf.len() + READ_CHUNK / 2);
+    if buf.capacity() < want {
+        buf.reserve(want - buf.len());
+    }
+}
+
+async fn client_to_upstream<R, W>(
+    client: &mut R,
+    mut buf: BytesMut,
+    upstream: &mut W,
+    max_message: usize,
+    sink: &mut SessionLog,
+    bytes_in: &mut u64,
+) -> EndReason
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut scanner = Scanner::new(max_message);
+    let inspect = |t: u8| matches!(t, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL | ftag::TERMINATE);
+    let mut need = 0;
+    loop {
+        if !buf.is_empty() {
+            let scanned = scanner.scan::<ProtocolError>(&buf, inspect, |tag, body| {
+                match tag {
+                    ftag::TERMINATE => return Ok(Step::ForwardAndStop),
+                    ftag::QUERY => sink.statement(body.strip_suffix(&[0]).unwrap_or(body)),
+                    ftag::PARSE => {
+                        // Parse: statement name, then the query text.
+                        let text = body
+                            .iter()
+                            .position(|&b| b == 0)
+                            .map(|n| &body[n + 1..])
+                            .and_then(|rest| rest.iter().position(|&b| b == 0).map(|m| &rest[..m]))
+                            .unwrap_or(b"");
+                        sink.statement(text);
+                    }
+                    _ => {
+                        let oid = body.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        sink.statement(format!("-- fast-path function call, oid {}", oid.unwrap_or(0)).as_bytes());
+                    }
+                }
+                Ok(Step::Forward)
+            });
+            let scanned = match scanned {
+                Ok(s) => s,
+                Err(e) => return EndReason::ProtocolViolation(e.to_string()),
+            };
+            need = scanned.need;
+            // Records first, bytes second: what reaches the upstream has been
+            // handed to the recorder.
+            sink.flush().await;
+            if scanned.forward > 0 {
+                if let Err(e) = write_out(upstream, &buf[..scanned.forward]).await {
+                    return EndReason::Io(format!("writing to upstream: {e}"));
+                }
+                buf.advance(scanned.forward);
+            }
+            if scanned.stop {
+                return EndReason::ClientTerminated;
+            }
+        }
+        reserve_for_read(&mut buf, need);
+        match client.read_buf(&mut buf).await {
+            Ok(0) => return EndReason::ClientClosed,
+            Ok(n) => *bytes_in += n as u64,
+            Err(e) => return EndReason::Io(format!("reading from client: {e}")),
+        }
+    }
+}
+
+async fn upstream_to_client<R, W>(
+    upstream: &mut R,
+    mut buf: BytesMut,
+    client: &mut W,
+    max_message: usize,
+    txn_status: &AtomicU8,
+    bytes_out: &mut u64,
+    ending: &CancellationToken,
+) -> EndReason
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut scanner = Scanner::new(max_message);
+    let inspect = |t: u8| t == btag::READY_FOR_QUERY;
+    let mut need = 0;
+    loop {
+        if !buf.is_empty() {
+            let scanned = scanner.scan::<ProtocolError>(&buf, inspect, |_, body| {
+                if let Some(&status) = body.first() {
+                    txn_status.store(status, Ordering::Relaxed);
+                }
+                Ok(Step::Forward)
+            });
+            let scanned = match scanned {
+                Ok(s) => s,
+                Err(e) => {
+                    return EndReason::ProtocolViolation(format!("from upstream: {e}"));
+                }
+            };
+            need = scanned.need;
+            if scanned.forward > 0 {
+                if let Err(e) = write_out(client, &buf[..scanned.forward]).await {
+                    return EndReason::Io(format!("writing to client: {e}"));
+                }
+                *bytes_out += scanned.forward as u64;
+                buf.advance(scanned.forward);
+            }
+        }
+        // The session is to end: stop here if we are between messages, so the
+        // caller's FATAL is not spliced into the middle of a row.
+        if ending.is_cancelled() && scanner.at_boundary() {
+            return EndReason::Shutdown;
+        }
+        reserve_for_read(&mut buf, need);
+        tokio::select! {
+            r = upstream.read_buf(&mut buf) => match r {
+                Ok(0) => return EndReason::UpstreamClosed,
+                Ok(_) => {}
+                Err(e) => return EndReason::Io(format!("reading from upstream: {e}")),
+            },
+            _ = ending.cancelled(), if !ending.is_cancelled() && scanner.at_boundary() => {}
+        }
+    }
+}
+
+async fn write_out<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    // TLS streams buffer records until flushed; plain TCP flush is free.
+    w.flush().await
+}

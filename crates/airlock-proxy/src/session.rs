@@ -1,0 +1,241 @@
+//! One client connection's life: hello, login, upstream connection, relay,
+//! and its record.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU8;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use airlock_pgwire::messages::{
+    BackendKeyData, BackendMessage, ErrorResponse, ReadyForQuery, Severity,
+};
+use airlock_pgwire::sqlstate;
+use airlock_store::SessionRecord;
+
+use crate::backend::{self, is_passthrough_param};
+use crate::cancel::UpstreamCancel;
+use crate::error::UserFacingError;
+use crate::frontend::{self, FrontendError, Hello};
+use crate::metrics::{OutcomeLabels, SessionLabels};
+use crate::recorder::{RecordEvent, SessionLog};
+use crate::relay::{self, RelayLimits};
+use crate::ProxyContext;
+
+/// Like PostgreSQL's `authentication_timeout`: a connection that has not
+/// logged in by then is closed.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn outcome(ctx: &ProxyContext, outcome: &'static str) {
+    ctx.metrics
+        .connections
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+}
+
+/// Serves one accepted connection to the end. Never panics the listener:
+/// every failure is answered, logged and counted here.
+pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: SocketAddr) {
+    let login = async {
+        let hello = frontend::hello(tcp, &ctx).await?;
+        match hello {
+            Hello::Cancel(c) => {
+                crate::cancel_request::forward(&ctx, c).await;
+                Ok(None)
+            }
+            Hello::Startup {
+                mut stream,
+                mut buf,
+                startup,
+            } => {
+                let config = ctx.config.borrow().clone();
+                let auth =
+                    frontend::authenticate(&mut stream, &mut buf, &startup, &config, &ctx).await?;
+                Ok::<_, FrontendError>(Some((stream, buf, startup, config, auth)))
+            }
+        }
+    };
+    let (mut stream, buf, startup, config, auth) =
+        match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
+            Err(_) => {
+                outcome(&ctx, "login_timeout");
+                tracing::info!(%peer, "closed a connection that did not log in within {LOGIN_TIMEOUT:?}");
+                return;
+            }
+            Ok(Ok(None)) => {
+                outcome(&ctx, "cancel");
+                return;
+            }
+            Ok(Ok(Some(v))) => v,
+            Ok(Err(e)) => {
+                let label = match &e {
+                    FrontendError::Refused(u) if u.code == sqlstate::INVALID_PASSWORD => "bad_password",
+                    FrontendError::Refused(_) => "refused",
+                    FrontendError::Read(_) => "client_error",
+                    FrontendError::Tls(_) => "tls_error",
+                    FrontendError::Write(_) => "client_error",
+                };
+                outcome(&ctx, label);
+                tracing::info!(%peer, error = %e, "connection refused before login");
+                return;
+            }
+        };
+
+    let Some(resource) = config.resource(&auth.resource).cloned() else {
+        return; // authenticate checked it; a reload cannot race within one config snapshot
+    };
+    let upstream = match backend::connect(
+        &resource,
+        auth.access,
+        &startup.params,
+        &ctx.upstream_tls,
+        config.gateway.connect_timeout,
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(e) => {
+            outcome(&ctx, "upstream_error");
+            tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "upstream login failed");
+            let u = e.to_user_facing(&auth.resource);
+            let _ = frontend::send(&mut stream, &[BackendMessage::ErrorResponse(u.to_response())]).await;
+            return;
+        }
+    };
+    outcome(&ctx, "session");
+
+    let (key, _cancel_guard) = ctx.cancel.register(UpstreamCancel {
+        resource: auth.resource.clone(),
+        host: resource.host.clone(),
+        port: resource.port,
+        key: upstream.key,
+    });
+
+    // The client sees what the upstream reported about itself, and our key.
+    let mut out = BytesMut::new();
+    for p in &upstream.parameters {
+        BackendMessage::ParameterStatus(p.clone()).encode(&mut out);
+    }
+    for n in &upstream.notices {
+        n.encode(&mut out);
+    }
+    BackendMessage::BackendKeyData(BackendKeyData {
+        process_id: key.process_id,
+        secret_key: key.secret_key,
+    })
+    .encode(&mut out);
+    let dropped: Vec<&str> = startup
+        .params
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !matches!(*k, "user" | "database" | "replication") && !k.starts_with("_pq_."))
+        .filter(|k| !is_passthrough_param(k))
+        .collect();
+    if !dropped.is_empty() {
+        BackendMessage::NoticeResponse(
+            ErrorResponse::new(
+                Severity::Warning,
+                "01000",
+                format!("Airlock did not pass these startup parameters to the database: {}", dropped.join(", ")),
+            )
+            .with_hint("set them with SET after connecting, where the session's access allows it"),
+        )
+        .encode(&mut out);
+    }
+    BackendMessage::ReadyForQuery(ReadyForQuery {
+        status: upstream.status,
+    })
+    .encode(&mut out);
+    if let Err(e) = write_all_flush(&mut stream, &out).await {
+        tracing::info!(%peer, error = %e, "client left during session start");
+        return;
+    }
+
+    let session_id = airlock_store::new_id("sess");
+    let labels = SessionLabels {
+        resource: auth.resource.clone(),
+        access: auth.access.as_str(),
+    };
+    ctx.metrics.sessions.get_or_create(&labels).inc();
+    let active = ctx.metrics.sessions_active.get_or_create(&labels).clone();
+    active.inc();
+    let started_ms = ctx.clock.now_ms();
+    ctx.recorder
+        .record(RecordEvent::Started(SessionRecord {
+            id: session_id.clone(),
+            user: auth.user.clone(),
+            resource: auth.resource.clone(),
+            access: auth.access.as_str().to_owned(),
+            credential_id: auth.credential.id.clone(),
+            client_addr: peer.to_string(),
+            tls: stream.is_tls(),
+            started_ms,
+            ended_ms: None,
+            statement_count: 0,
+            end_reason: None,
+        }))
+        .await;
+    tracing::info!(
+        session = %session_id, user = %auth.user, resource = %auth.resource,
+        access = %auth.access, grant = %auth.grant.id, %peer, tls = stream.is_tls(),
+        upstream_tls = upstream.tls, "session started"
+    );
+
+    // The session ends when its credential does: the credential itself never
+    // outlives the grant behind it.
+    let remaining_ms = (auth.credential.expires_ms - ctx.clock.now_ms()).max(0) as u64;
+    let limits = RelayLimits {
+        max_message: config.gateway.max_message_size.as_usize(),
+        deadline: Some(Instant::now() + Duration::from_millis(remaining_ms)),
+    };
+    let mut log = SessionLog::new(ctx.recorder.clone(), ctx.clock.clone(), session_id.clone());
+    let txn_status = AtomicU8::new(upstream.status.byte());
+    let (reason, stats) = relay::relay(
+        stream,
+        buf,
+        upstream.stream,
+        upstream.read_buf,
+        limits,
+        ctx.shutdown.clone(),
+        &mut log,
+        &txn_status,
+    )
+    .await;
+    log.flush().await;
+    active.dec();
+    ctx.metrics
+        .statements
+        .get_or_create(&labels)
+        .inc_by(log.count() as u64);
+    ctx.metrics.bytes_from_clients.inc_by(stats.from_client);
+    ctx.metrics.bytes_to_clients.inc_by(stats.to_client);
+    ctx.recorder
+        .record(RecordEvent::Ended {
+            id: session_id.clone(),
+            ended_ms: ctx.clock.now_ms(),
+            reason: reason.as_text(),
+        })
+        .await;
+    tracing::info!(session = %session_id, reason = %reason.as_text(), statements = log.count(), "session ended");
+}
+
+async fn write_all_flush(
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// Sends a FATAL to a client that has not logged in (used by the listener
+/// when it must refuse a connection outright).
+pub fn refusal_bytes(e: &UserFacingError) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    BackendMessage::ErrorResponse(e.to_response()).encode(&mut out);
+    out.to_vec()
+}
+

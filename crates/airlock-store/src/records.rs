@@ -1,0 +1,166 @@
+//! The records the store keeps, as plain data.
+//!
+//! Identifiers are `String`s at this boundary; callers wrap them in their own
+//! newtypes. Times are unix milliseconds chosen by the caller.
+//!
+//! [`ApiToken`] and [`SessionCredential`] carry client secrets in derived form
+//! (a SHA-256 hash, a SCRAM verifier). Their `Debug` output redacts those
+//! fields and they deliberately do not implement `Serialize`, so they cannot
+//! reach a log line or an API response by accident; callers build their own
+//! views.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// `end_reason` written by [`Store::close_orphan_sessions`](crate::Store::close_orphan_sessions).
+pub const ORPHAN_END_REASON: &str = "gateway restarted";
+
+/// `limit` of [`SessionFilter::default`].
+pub const DEFAULT_SESSION_LIMIT: usize = 100;
+
+/// An API token. Only the SHA-256 hash of the token is ever stored; the token
+/// itself is shown to its owner once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: String,
+    pub user: String,
+    pub hash: [u8; 32],
+    pub label: Option<String>,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("hash", &"<redacted>")
+            .field("label", &self.label)
+            .field("created_ms", &self.created_ms)
+            .field("expires_ms", &self.expires_ms)
+            .field("revoked_ms", &self.revoked_ms)
+            .finish()
+    }
+}
+
+/// A short-lived session credential minted by `airlock connect`, stored as a
+/// SCRAM-SHA-256 verifier in PostgreSQL's text form
+/// (`SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionCredential {
+    pub id: String,
+    pub user: String,
+    pub resource: String,
+    pub access: String,
+    pub grant_id: String,
+    pub verifier: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+impl fmt::Debug for SessionCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCredential")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("resource", &self.resource)
+            .field("access", &self.access)
+            .field("grant_id", &self.grant_id)
+            .field("verifier", &"<redacted>")
+            .field("created_ms", &self.created_ms)
+            .field("expires_ms", &self.expires_ms)
+            .field("revoked_ms", &self.revoked_ms)
+            .finish()
+    }
+}
+
+/// One proxied session, from authentication to disconnect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user: String,
+    pub resource: String,
+    pub access: String,
+    pub credential_id: String,
+    pub client_addr: String,
+    pub tls: bool,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub statement_count: i64,
+    pub end_reason: Option<String>,
+}
+
+/// One statement of a session; `seq` orders statements within the session and
+/// is unique per session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementRecord {
+    pub session_id: String,
+    pub seq: i64,
+    pub at_ms: i64,
+    pub text: String,
+}
+
+/// Which sessions [`Store::sessions`](crate::Store::sessions) returns.
+///
+/// `None` fields do not filter. Results are newest first and at most `limit`
+/// (a `limit` of 0 returns nothing; [`Default`] uses [`DEFAULT_SESSION_LIMIT`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFilter {
+    pub user: Option<String>,
+    pub resource: Option<String>,
+    pub active_only: bool,
+    pub limit: usize,
+}
+
+impl Default for SessionFilter {
+    fn default() -> Self {
+        // A derived default would have limit 0 and silently return nothing.
+        Self {
+            user: None,
+            resource: None,
+            active_only: false,
+            limit: DEFAULT_SESSION_LIMIT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let token = ApiToken {
+            id: "tok_1".into(),
+            user: "alice".into(),
+            hash: [0xab; 32],
+            label: None,
+            created_ms: 1,
+            expires_ms: None,
+            revoked_ms: None,
+        };
+        let out = format!("{token:?}");
+        assert!(!out.contains("171"), "{out}");
+        assert!(!out.contains("ab, ab") && !out.contains("abab"), "{out}");
+        assert!(out.contains("<redacted>"));
+
+        let cred = SessionCredential {
+            id: "cred_1".into(),
+            user: "alice".into(),
+            resource: "orders".into(),
+            access: "read".into(),
+            grant_id: "grant_1".into(),
+            verifier: "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy".into(),
+            created_ms: 1,
+            expires_ms: 2,
+            revoked_ms: None,
+        };
+        let out = format!("{cred:?}");
+        assert!(!out.contains("SCRAM"), "{out}");
+        assert!(out.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,101 @@
+//! The [`Store`] trait: the control plane's persistence boundary.
+
+use crate::error::StoreError;
+use crate::records::{ApiToken, SessionCredential, SessionFilter, SessionRecord, StatementRecord};
+
+/// Control-plane persistence. Implementations must be safe to share as
+/// `Arc<dyn Store>` across threads; every method is synchronous and may block
+/// on IO, so async callers wrap calls in `spawn_blocking`.
+///
+/// The store stores and filters; it never decides. Whether a token or
+/// credential is still valid at "now" is the caller's decision, made on the
+/// gateway's clock.
+pub trait Store: Send + Sync + 'static {
+    // --- API tokens -------------------------------------------------------
+
+    /// Stores a token. Fails with [`StoreError::AlreadyExists`] if the id or
+    /// the hash is taken.
+    fn insert_token(&self, t: &ApiToken) -> Result<(), StoreError>;
+
+    /// The token with this SHA-256 hash, including revoked and expired ones
+    /// (the caller tells the user which it is).
+    fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>, StoreError>;
+
+    /// Marks the token revoked at `now_ms`. Returns `false` if there is no such
+    /// token or it was already revoked (the first revocation time is kept).
+    fn revoke_token(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// All tokens, or those of one user; newest first.
+    fn list_tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>, StoreError>;
+
+    // --- SCRAM salts --------------------------------------------------------
+
+    /// The SCRAM salt shared by all of `user`'s session credentials. On first
+    /// use `new_salt` (random bytes chosen by the caller) is stored; afterwards
+    /// the stored salt is returned and `new_salt` ignored, even when two
+    /// gateways race on the first use.
+    fn user_salt(&self, user: &str, new_salt: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    // --- Session credentials -------------------------------------------------
+
+    /// Stores a credential. Fails with [`StoreError::AlreadyExists`] if the id
+    /// is taken.
+    fn insert_credential(&self, c: &SessionCredential) -> Result<(), StoreError>;
+
+    /// Unrevoked credentials for (user, resource) with expires_ms > since_ms
+    /// (callers pass now minus a grace window so they can tell "expired" from
+    /// "wrong"), newest first, at most `limit`.
+    fn credentials_for(
+        &self,
+        user: &str,
+        resource: &str,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SessionCredential>, StoreError>;
+
+    /// Marks the credential revoked at `now_ms`. Returns `false` if there is no
+    /// such credential or it was already revoked.
+    fn revoke_credential(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Deletes credentials that expired before `before_ms`; returns how many.
+    fn purge_expired_credentials(&self, before_ms: i64) -> Result<usize, StoreError>;
+
+    // --- Sessions and statements ------------------------------------------------
+    // The audit issue later replaces these with the hash-chained log.
+
+    /// Records a new session. `statement_count`, `ended_ms` and `end_reason`
+    /// are stored as given (normally 0, `None`, `None`). Fails with
+    /// [`StoreError::AlreadyExists`] if the id is taken.
+    fn session_started(&self, s: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Appends statements in one transaction and bumps each session's
+    /// statement_count. All or nothing: an unknown session
+    /// ([`StoreError::NotFound`]) or a repeated (session_id, seq)
+    /// ([`StoreError::AlreadyExists`]) rejects the whole batch.
+    fn statements(&self, batch: &[StatementRecord]) -> Result<(), StoreError>;
+
+    /// Marks the session ended. Ending an already ended session keeps the
+    /// first end time and reason (so a late disconnect does not overwrite
+    /// "gateway restarted" or a revocation); an unknown id is
+    /// [`StoreError::NotFound`].
+    fn session_ended(&self, id: &str, ended_ms: i64, reason: &str) -> Result<(), StoreError>;
+
+    /// Sessions matching `filter`, newest first.
+    fn sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// The first `limit` statements of a session in `seq` order.
+    fn session_statements(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<StatementRecord>, StoreError>;
+
+    /// On gateway start: sessions left open by a crash are closed at `now_ms`
+    /// with reason [`ORPHAN_END_REASON`](crate::ORPHAN_END_REASON). Returns how
+    /// many.
+    ///
+    /// This assumes one gateway per store, which holds for SQLite; a store
+    /// shared by several gateways will need to record which gateway owns a
+    /// session and close only that gateway's.
+    fn close_orphan_sessions(&self, now_ms: i64) -> Result<usize, StoreError>;
+}

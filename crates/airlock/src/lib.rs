@@ -1,0 +1,1 @@
+//! Airlock wiring: serve, quickstart, client commands.
