@@ -125,7 +125,13 @@ pub enum Decision {
 /// Default deny: access exists only where a rule of one of the user's roles
 /// grants exactly that resource and level. Write access does not imply read:
 /// each level maps to its own upstream credential.
-pub fn decide(config: &Config, user: &str, resource: &str, access: Access, now_ms: i64) -> Decision {
+pub fn decide(
+    config: &Config,
+    user: &str,
+    resource: &str,
+    access: Access,
+    now_ms: i64,
+) -> Decision {
     let _ = now_ms; // standing grants do not expire; time-boxed grants will use it
     let Some(u) = config.user(user) else {
         return Decision::Deny(Denial::UnknownUser {
@@ -255,15 +261,40 @@ roles = []
         // (user, resource, access, expected grant id or denial text fragment)
         let table: &[(&str, &str, Access, Result<&str, &str>)] = &[
             ("oncall1", "orders", Read, Ok("standing:oncall:orders:read")),
-            ("oncall1", "orders", Write, Err("standing access is read); connect with --access read")),
-            ("oncall1", "billing", Read, Err("no read access to \"billing\"; ask the platform team")),
+            (
+                "oncall1",
+                "orders",
+                Write,
+                Err("standing access is read); connect with --access read"),
+            ),
+            (
+                "oncall1",
+                "billing",
+                Read,
+                Err("no read access to \"billing\"; ask the platform team"),
+            ),
             ("dba1", "orders", Write, Ok("standing:dba:orders:write")),
             ("dba1", "orders", Read, Ok("standing:oncall:orders:read")),
             ("dba1", "billing", Read, Ok("standing:dba:billing:read")),
-            ("dba1", "billing", Write, Err("no write credential configured")),
+            (
+                "dba1",
+                "billing",
+                Write,
+                Err("no write credential configured"),
+            ),
             ("nobody", "orders", Read, Err("no read access")),
-            ("ghost", "orders", Read, Err("user \"ghost\" is not known to Airlock")),
-            ("oncall1", "payments", Read, Err("known resources: orders, billing")),
+            (
+                "ghost",
+                "orders",
+                Read,
+                Err("user \"ghost\" is not known to Airlock"),
+            ),
+            (
+                "oncall1",
+                "payments",
+                Read,
+                Err("known resources: orders, billing"),
+            ),
         ];
         for (user, resource, access, want) in table {
             let got = decide(&c, user, resource, *access, 0);
@@ -271,11 +302,17 @@ roles = []
                 (Ok(id), Decision::Allow(g)) => {
                     assert_eq!(g.id, *id, "{user} {resource} {access}");
                     assert_eq!(g.expires_ms, None);
-                    assert_eq!((g.user.as_str(), g.resource.as_str(), g.access), (*user, *resource, *access));
+                    assert_eq!(
+                        (g.user.as_str(), g.resource.as_str(), g.access),
+                        (*user, *resource, *access)
+                    );
                 }
                 (Err(fragment), Decision::Deny(d)) => {
                     let text = d.to_string();
-                    assert!(text.contains(fragment), "{user} {resource} {access}: {text}");
+                    assert!(
+                        text.contains(fragment),
+                        "{user} {resource} {access}: {text}"
+                    );
                 }
                 _ => panic!("{user} {resource} {access}: want {want:?}, got {got:?}"),
             }

@@ -1,1 +1,268 @@
-//! The HTTP API: bearer-token auth, health, metrics, OpenAPI, credentials.
+//! The HTTP API: bearer-token auth, health, Prometheus metrics, the OpenAPI
+//! document, and the endpoints the CLI uses (who am I, resources, session
+//! credentials, sessions).
+//!
+//! The API holds no state of its own: everything comes from the config, the
+//! store and the clock it is handed, so several gateways can serve it.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use airlock_access::{decide, standing_entitlements, Clock, Decision};
+use airlock_config::{Access, Config};
+use airlock_store::Store;
+
+pub mod credentials;
+pub mod error;
+pub mod openapi;
+pub mod tokens;
+
+pub use error::ApiError;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub config: watch::Receiver<Arc<Config>>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub registry: Arc<prometheus_client::registry::Registry>,
+    /// The CA clients must trust, when the gateway generated its own.
+    pub ca_pem: Option<Arc<str>>,
+    /// Where Postgres clients connect: (public host, port).
+    pub postgres_endpoint: (String, u16),
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi_doc))
+        .route("/api/v1/ca.crt", get(ca_cert))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/resources", get(resources))
+        .route("/api/v1/credentials", post(credentials::mint))
+        .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/sessions/{id}/statements", get(session_statements))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        .hint("the endpoints are listed in /api/openapi.json")
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.registry) {
+        return ApiError::internal("encoding metrics", e).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi_doc() -> Json<serde_json::Value> {
+    Json(openapi::document())
+}
+
+async fn ca_cert(State(s): State<ApiState>) -> Response {
+    match &s.ca_pem {
+        Some(pem) => (
+            [(header::CONTENT_TYPE, "application/x-pem-file")],
+            pem.to_string(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_generated_ca",
+            "this gateway serves an operator-provided certificate, not a generated CA",
+        )
+        .hint("verify the gateway with your organisation's CA bundle")
+        .into_response(),
+    }
+}
+
+/// The caller, proven by a bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: String,
+    pub token_id: String,
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    ApiState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, ApiError> {
+        let state = ApiState::from_ref(state);
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("no Authorization header"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header is not `Bearer <token>`")
+            })?;
+        let hash = tokens::hash_token(token);
+        let store = state.store.clone();
+        let found = tokio::task::spawn_blocking(move || store.token_by_hash(&hash))
+            .await
+            .map_err(|e| ApiError::internal("token lookup", e))?
+            .map_err(|e| ApiError::internal("token lookup", e))?;
+        let now = state.clock.now_ms();
+        let Some(t) = found else {
+            return Err(ApiError::unauthorized("unknown token"));
+        };
+        if t.revoked_ms.is_some() {
+            return Err(ApiError::unauthorized("this token was revoked"));
+        }
+        if t.expires_ms.is_some_and(|e| e <= now) {
+            return Err(ApiError::unauthorized("this token has expired"));
+        }
+        if state.config.borrow().user(&t.user).is_none() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unknown_user",
+                format!("user \"{}\" is no longer in the gateway's policy", t.user),
+            )
+            .hint("ask the platform team to add the user to airlock.toml"));
+        }
+        Ok(Caller {
+            user: t.user,
+            token_id: t.id,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct WhoAmI {
+    user: String,
+    roles: Vec<String>,
+}
+
+async fn whoami(State(s): State<ApiState>, caller: Caller) -> Json<WhoAmI> {
+    let config = s.config.borrow().clone();
+    let roles = config
+        .user(&caller.user)
+        .map(|u| u.roles.iter().map(|r| r.to_string()).collect())
+        .unwrap_or_default();
+    Json(WhoAmI {
+        user: caller.user,
+        roles,
+    })
+}
+
+#[derive(Serialize)]
+pub struct ResourceAccess {
+    pub resource: String,
+    pub access: Access,
+    pub kind: &'static str,
+    pub role: String,
+}
+
+async fn resources(State(s): State<ApiState>, caller: Caller) -> Json<Vec<ResourceAccess>> {
+    let config = s.config.borrow().clone();
+    let now = s.clock.now_ms();
+    let list = standing_entitlements(&config, &caller.user)
+        .into_iter()
+        // Only what the decision function would allow right now.
+        .filter(|(r, a, _)| {
+            matches!(
+                decide(&config, &caller.user, r, *a, now),
+                Decision::Allow(_)
+            )
+        })
+        .map(|(resource, access, role)| ResourceAccess {
+            resource,
+            access,
+            kind: "standing",
+            role,
+        })
+        .collect();
+    Json(list)
+}
+
+#[derive(Deserialize)]
+struct SessionsQuery {
+    #[serde(default)]
+    active: bool,
+    resource: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn sessions(
+    State(s): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<SessionsQuery>,
+) -> Result<Json<Vec<airlock_store::SessionRecord>>, ApiError> {
+    let filter = airlock_store::SessionFilter {
+        user: Some(caller.user),
+        resource: q.resource,
+        active_only: q.active,
+        limit: q.limit.unwrap_or(100).min(1000),
+    };
+    let store = s.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.sessions(&filter))
+        .await
+        .map_err(|e| ApiError::internal("listing sessions", e))?
+        .map_err(|e| ApiError::internal("listing sessions", e))?;
+    Ok(Json(list))
+}
+
+async fn session_statements(
+    State(s): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<airlock_store::StatementRecord>>, ApiError> {
+    let store = s.store.clone();
+    let user = caller.user.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let own = store.sessions(&airlock_store::SessionFilter {
+            user: Some(user),
+            resource: None,
+            active_only: false,
+            limit: 10_000,
+        })?;
+        if !own.iter().any(|r| r.id == id) {
+            return Ok(None);
+        }
+        store.session_statements(&id, 10_000).map(Some)
+    })
+    .await
+    .map_err(|e| ApiError::internal("reading statements", e))?
+    .map_err(|e| ApiError::internal("reading statements", e))?;
+    result.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such session of yours",
+        )
+        .hint("list your sessions with GET /api/v1/sessions")
+    })
+}

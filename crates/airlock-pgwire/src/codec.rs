@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(msg.param("database"), Some("orders"));
         let mut again = BytesMut::new();
         msg.encode(&mut again);
-        assert_eq!(again, startup_bytes(&[("user", "oncall1"), ("database", "orders")]));
+        assert_eq!(
+            again,
+            startup_bytes(&[("user", "oncall1"), ("database", "orders")])
+        );
         assert!(buf.is_empty());
     }
 

@@ -17,12 +17,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use airlock_config::{Access, Resource, UpstreamTls};
+use airlock_pgwire::messages::tag::frontend as ftag;
 use airlock_pgwire::messages::{
     startup::encode_ssl_request, Authentication, BackendKeyData, BackendMessage, ErrorResponse,
     ParameterStatus, PasswordMessage, SaslInitialResponse, SaslResponse, StartupMessage,
     TransactionStatus,
 };
-use airlock_pgwire::messages::tag::frontend as ftag;
 use airlock_pgwire::{sqlstate, Frame};
 
 use crate::error::UserFacingError;
@@ -106,13 +106,25 @@ impl UpstreamError {
 /// must not happen on every connection.
 #[derive(Default, Clone)]
 pub struct UpstreamTlsConfigs {
-    cache: Arc<Mutex<HashMap<(bool, Option<PathBuf>), Arc<rustls::ClientConfig>>>>,
+    cache: Arc<Mutex<HashMap<TlsKey, Arc<rustls::ClientConfig>>>>,
 }
 
+/// (verify the certificate?, CA file)
+type TlsKey = (bool, Option<PathBuf>);
+
 impl UpstreamTlsConfigs {
-    fn get(&self, verify: bool, ca: Option<PathBuf>) -> Result<Arc<rustls::ClientConfig>, UpstreamError> {
+    fn get(
+        &self,
+        verify: bool,
+        ca: Option<PathBuf>,
+    ) -> Result<Arc<rustls::ClientConfig>, UpstreamError> {
         let key = (verify, ca);
-        if let Some(c) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(c) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(c.clone());
         }
         let config = tls::upstream_client_config(key.0, key.1.as_deref())
@@ -157,9 +169,12 @@ pub async fn connect(
     tls_configs: &UpstreamTlsConfigs,
     timeout: Duration,
 ) -> Result<Upstream, UpstreamError> {
-    tokio::time::timeout(timeout, connect_inner(resource, access, client_params, tls_configs))
-        .await
-        .map_err(|_| UpstreamError::Timeout(timeout))?
+    tokio::time::timeout(
+        timeout,
+        connect_inner(resource, access, client_params, tls_configs),
+    )
+    .await
+    .map_err(|_| UpstreamError::Timeout(timeout))?
 }
 
 /// Opens the TCP connection and negotiates TLS per the resource's mode.
@@ -193,8 +208,9 @@ pub async fn open_stream(
         b'S' => {
             let verify = mode == UpstreamTls::VerifyFull;
             let config = tls_configs.get(verify, resource.ca_file.clone())?;
-            let name = ServerName::try_from(resource.host.clone())
-                .map_err(|e| UpstreamError::Tls(format!("invalid server name {:?}: {e}", resource.host)))?;
+            let name = ServerName::try_from(resource.host.clone()).map_err(|e| {
+                UpstreamError::Tls(format!("invalid server name {:?}: {e}", resource.host))
+            })?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
@@ -339,7 +355,10 @@ fn authenticate(
                 UpstreamStream::Plain(_) => None,
             };
             let (mechanism, binding) = match (plus, binding_data) {
-                (true, Some(data)) => ("SCRAM-SHA-256-PLUS", ChannelBinding::tls_server_end_point(data)),
+                (true, Some(data)) => (
+                    "SCRAM-SHA-256-PLUS",
+                    ChannelBinding::tls_server_end_point(data),
+                ),
                 _ if plain => (
                     "SCRAM-SHA-256",
                     if stream.is_tls() {

@@ -57,8 +57,7 @@ impl CancelMap {
     pub fn lookup(&self, key: BackendKeyData) -> Option<UpstreamCancel> {
         let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (secret, upstream) = map.get(&key.process_id)?;
-        let equal: bool =
-            subtle_eq(&secret.to_be_bytes(), &key.secret_key.to_be_bytes());
+        let equal: bool = subtle_eq(&secret.to_be_bytes(), &key.secret_key.to_be_bytes());
         equal.then(|| upstream.clone())
     }
 

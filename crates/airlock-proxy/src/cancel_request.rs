@@ -24,7 +24,10 @@ pub async fn forward(ctx: &ProxyContext, request: CancelRequest) {
     };
     let Some(target) = ctx.cancel.lookup(key) else {
         count("unknown_key");
-        tracing::info!(pid = request.process_id, "CancelRequest with an unknown key ignored");
+        tracing::info!(
+            pid = request.process_id,
+            "CancelRequest with an unknown key ignored"
+        );
         return;
     };
     let config = ctx.config.borrow().clone();

@@ -67,7 +67,10 @@ impl From<UserFacingError> for FrontendError {
     }
 }
 
-pub async fn send(stream: &mut (impl AsyncWrite + Unpin), msgs: &[BackendMessage]) -> std::io::Result<()> {
+pub async fn send(
+    stream: &mut (impl AsyncWrite + Unpin),
+    msgs: &[BackendMessage],
+) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     for m in msgs {
         m.encode(&mut out);
@@ -108,7 +111,11 @@ pub async fn hello(mut tcp: TcpStream, ctx: &ProxyContext) -> Result<Hello, Fron
                     StartupPacket::Cancel(c) => Ok(Hello::Cancel(c)),
                     StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                         let e = UserFacingError::protocol("SSLRequest received inside TLS");
-                        let _ = send(&mut stream, &[BackendMessage::ErrorResponse(e.to_response())]).await;
+                        let _ = send(
+                            &mut stream,
+                            &[BackendMessage::ErrorResponse(e.to_response())],
+                        )
+                        .await;
                         Err(FrontendError::Refused(e))
                     }
                 };
@@ -178,10 +185,12 @@ async fn authenticate_inner(
         // say so, as PostgreSQL does, and the client adapts.
         send(
             stream,
-            &[BackendMessage::NegotiateProtocolVersion(NegotiateProtocolVersion {
-                newest_minor: 0,
-                unrecognized: pq_options,
-            })],
+            &[BackendMessage::NegotiateProtocolVersion(
+                NegotiateProtocolVersion {
+                    newest_minor: 0,
+                    unrecognized: pq_options,
+                },
+            )],
         )
         .await
         .map_err(FrontendError::Write)?;
@@ -194,9 +203,15 @@ async fn authenticate_inner(
         .hint("connect as your Airlock user name, e.g. with the URI `airlock connect` prints")
         .into());
     };
-    let resource = startup.param("database").filter(|d| !d.is_empty()).unwrap_or(user);
+    let resource = startup
+        .param("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(user);
     if let Some(repl) = startup.param("replication") {
-        if !matches!(repl.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0") {
+        if !matches!(
+            repl.to_ascii_lowercase().as_str(),
+            "false" | "off" | "no" | "0"
+        ) {
             return Err(UserFacingError::fatal(
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 "replication connections are not supported through Airlock",
@@ -213,7 +228,11 @@ async fn authenticate_inner(
         .into());
     }
     if config.resource(resource).is_none() {
-        let known: Vec<String> = config.resources.iter().map(|r| r.name.to_string()).collect();
+        let known: Vec<String> = config
+            .resources
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect();
         return Err(UserFacingError::fatal(
             sqlstate::INVALID_CATALOG_NAME,
             format!("resource \"{resource}\" does not exist"),
@@ -221,7 +240,10 @@ async fn authenticate_inner(
         .hint(if known.is_empty() {
             "no resources are configured on this gateway".to_owned()
         } else {
-            format!("the database name is the Airlock resource name; known resources: {}", known.join(", "))
+            format!(
+                "the database name is the Airlock resource name; known resources: {}",
+                known.join(", ")
+            )
         })
         .into());
     }
@@ -274,9 +296,11 @@ async fn authenticate_inner(
     .map_err(|e| scram_refusal(&e, user, resource))?;
     send(
         stream,
-        &[BackendMessage::Authentication(Authentication::SaslContinue {
-            data: server_first.into(),
-        })],
+        &[BackendMessage::Authentication(
+            Authentication::SaslContinue {
+                data: server_first.into(),
+            },
+        )],
     )
     .await
     .map_err(FrontendError::Write)?;
@@ -306,10 +330,12 @@ async fn authenticate_inner(
         .hint(format!("get a new one: airlock connect {resource}"))
         .into());
     }
-    let access: Access = credential
-        .access
-        .parse()
-        .map_err(|_| internal(format!("stored credential has unknown access {:?}", credential.access)))?;
+    let access: Access = credential.access.parse().map_err(|_| {
+        internal(format!(
+            "stored credential has unknown access {:?}",
+            credential.access
+        ))
+    })?;
     // The policy is asked again at login: access removed since the credential
     // was minted ends here, whatever the credential says.
     let grant = match decide(config, user, resource, access, now) {
@@ -364,9 +390,12 @@ fn protocol(e: ProtocolError) -> FrontendError {
 
 fn internal(message: String) -> FrontendError {
     tracing::error!(%message, "login failed inside the gateway");
-    UserFacingError::fatal(sqlstate::INTERNAL_ERROR, "Airlock could not complete the login")
-        .hint("try again; if it persists, the gateway's log says why")
-        .into()
+    UserFacingError::fatal(
+        sqlstate::INTERNAL_ERROR,
+        "Airlock could not complete the login",
+    )
+    .hint("try again; if it persists, the gateway's log says why")
+    .into()
 }
 
 fn scram_refusal(e: &ScramError, user: &str, resource: &str) -> FrontendError {
@@ -377,11 +406,13 @@ fn scram_refusal(e: &ScramError, user: &str, resource: &str) -> FrontendError {
         )
         .detail("the password must be a live session credential for this user and resource")
         .hint(format!("get one with: airlock connect {resource}")),
-        ScramError::UnsupportedMechanism(_) | ScramError::ChannelBindingDowngrade => UserFacingError::fatal(
-            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-            format!("SCRAM negotiation failed: {e}"),
-        )
-        .hint("use a client that supports SCRAM-SHA-256 (libpq 10 or later)"),
+        ScramError::UnsupportedMechanism(_) | ScramError::ChannelBindingDowngrade => {
+            UserFacingError::fatal(
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                format!("SCRAM negotiation failed: {e}"),
+            )
+            .hint("use a client that supports SCRAM-SHA-256 (libpq 10 or later)")
+        }
         other => UserFacingError::protocol(format!("malformed SCRAM exchange: {other}")),
     }
     .into()

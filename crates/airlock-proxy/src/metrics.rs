@@ -42,7 +42,11 @@ impl ProxyMetrics {
             "Proxied sessions open now",
             self.sessions_active.clone(),
         );
-        r.register("sessions", "Proxied sessions started", self.sessions.clone());
+        r.register(
+            "sessions",
+            "Proxied sessions started",
+            self.sessions.clone(),
+        );
         r.register(
             "statements",
             "Query and Parse messages forwarded upstream",

@@ -131,7 +131,11 @@ pub struct SessionLog {
 }
 
 impl SessionLog {
-    pub fn new(recorder: Recorder, clock: Arc<dyn airlock_access::Clock>, session_id: String) -> SessionLog {
+    pub fn new(
+        recorder: Recorder,
+        clock: Arc<dyn airlock_access::Clock>,
+        session_id: String,
+    ) -> SessionLog {
         SessionLog {
             recorder,
             clock,

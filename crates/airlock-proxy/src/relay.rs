@@ -172,10 +172,13 @@ where
             )
             .hint("get a new credential with `airlock connect <resource>` and reconnect"),
         ),
-        EndReason::Shutdown => Some(UserFacingError::fatal(
-            airlock_pgwire::sqlstate::ADMIN_SHUTDOWN,
-            "terminating connection because the Airlock gateway is shutting down",
-        ).hint("reconnect in a moment; the gateway is restarting or being replaced")),
+        EndReason::Shutdown => Some(
+            UserFacingError::fatal(
+                airlock_pgwire::sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection because the Airlock gateway is shutting down",
+            )
+            .hint("reconnect in a moment; the gateway is restarting or being replaced"),
+        ),
         EndReason::ProtocolViolation(s) => Some(UserFacingError::protocol(s.clone())),
         _ => None,
     };
@@ -225,7 +228,12 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut scanner = Scanner::new(max_message);
-    let inspect = |t: u8| matches!(t, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL | ftag::TERMINATE);
+    let inspect = |t: u8| {
+        matches!(
+            t,
+            ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL | ftag::TERMINATE
+        )
+    };
     let mut need = 0;
     loop {
         if !buf.is_empty() {
@@ -244,8 +252,13 @@ where
                         sink.statement(text);
                     }
                     _ => {
-                        let oid = body.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                        sink.statement(format!("-- fast-path function call, oid {}", oid.unwrap_or(0)).as_bytes());
+                        let oid = body
+                            .get(..4)
+                            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        sink.statement(
+                            format!("-- fast-path function call, oid {}", oid.unwrap_or(0))
+                                .as_bytes(),
+                        );
                     }
                 }
                 Ok(Step::Forward)

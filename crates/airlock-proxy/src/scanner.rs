@@ -133,10 +133,14 @@ mod tests {
         for piece in bytes.chunks(chunk) {
             buf.extend_from_slice(piece);
             let s = scanner
-                .scan::<ProtocolError>(&buf, |t| t == b'Q' || t == b'Z', |t, body| {
-                    seen.push((t, body.to_vec()));
-                    Ok(Step::Forward)
-                })
+                .scan::<ProtocolError>(
+                    &buf,
+                    |t| t == b'Q' || t == b'Z',
+                    |t, body| {
+                        seen.push((t, body.to_vec()));
+                        Ok(Step::Forward)
+                    },
+                )
                 .unwrap();
             out.extend_from_slice(&buf[..s.forward]);
             buf.drain(..s.forward);

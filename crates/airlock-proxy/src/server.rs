@@ -35,6 +35,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>) {
         .await
         .is_err()
     {
-        tracing::warn!(open = tracker.len(), "sessions still open 5s after shutdown");
+        tracing::warn!(
+            open = tracker.len(),
+            "sessions still open 5s after shutdown"
+        );
     }
 }

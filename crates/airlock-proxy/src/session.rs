@@ -58,31 +58,32 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             }
         }
     };
-    let (mut stream, buf, startup, config, auth) =
-        match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
-            Err(_) => {
-                outcome(&ctx, "login_timeout");
-                tracing::info!(%peer, "closed a connection that did not log in within {LOGIN_TIMEOUT:?}");
-                return;
-            }
-            Ok(Ok(None)) => {
-                outcome(&ctx, "cancel");
-                return;
-            }
-            Ok(Ok(Some(v))) => v,
-            Ok(Err(e)) => {
-                let label = match &e {
-                    FrontendError::Refused(u) if u.code == sqlstate::INVALID_PASSWORD => "bad_password",
-                    FrontendError::Refused(_) => "refused",
-                    FrontendError::Read(_) => "client_error",
-                    FrontendError::Tls(_) => "tls_error",
-                    FrontendError::Write(_) => "client_error",
-                };
-                outcome(&ctx, label);
-                tracing::info!(%peer, error = %e, "connection refused before login");
-                return;
-            }
-        };
+    let (mut stream, buf, startup, config, auth) = match tokio::time::timeout(LOGIN_TIMEOUT, login)
+        .await
+    {
+        Err(_) => {
+            outcome(&ctx, "login_timeout");
+            tracing::info!(%peer, "closed a connection that did not log in within {LOGIN_TIMEOUT:?}");
+            return;
+        }
+        Ok(Ok(None)) => {
+            outcome(&ctx, "cancel");
+            return;
+        }
+        Ok(Ok(Some(v))) => v,
+        Ok(Err(e)) => {
+            let label = match &e {
+                FrontendError::Refused(u) if u.code == sqlstate::INVALID_PASSWORD => "bad_password",
+                FrontendError::Refused(_) => "refused",
+                FrontendError::Read(_) => "client_error",
+                FrontendError::Tls(_) => "tls_error",
+                FrontendError::Write(_) => "client_error",
+            };
+            outcome(&ctx, label);
+            tracing::info!(%peer, error = %e, "connection refused before login");
+            return;
+        }
+    };
 
     let Some(resource) = config.resource(&auth.resource).cloned() else {
         return; // authenticate checked it; a reload cannot race within one config snapshot
@@ -101,7 +102,11 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             outcome(&ctx, "upstream_error");
             tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "upstream login failed");
             let u = e.to_user_facing(&auth.resource);
-            let _ = frontend::send(&mut stream, &[BackendMessage::ErrorResponse(u.to_response())]).await;
+            let _ = frontend::send(
+                &mut stream,
+                &[BackendMessage::ErrorResponse(u.to_response())],
+            )
+            .await;
             return;
         }
     };
@@ -139,7 +144,10 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             ErrorResponse::new(
                 Severity::Warning,
                 "01000",
-                format!("Airlock did not pass these startup parameters to the database: {}", dropped.join(", ")),
+                format!(
+                    "Airlock did not pass these startup parameters to the database: {}",
+                    dropped.join(", ")
+                ),
             )
             .with_hint("set them with SET after connecting, where the session's access allows it"),
         )
@@ -238,4 +246,3 @@ pub fn refusal_bytes(e: &UserFacingError) -> Vec<u8> {
     BackendMessage::ErrorResponse(e.to_response()).encode(&mut out);
     out.to_vec()
 }
-

@@ -1,1 +1,33 @@
-//! Airlock wiring: serve, quickstart, client commands.
+//! Airlock's wiring: the gateway (`serve`, `quickstart`) and the CLI client
+//! (`login`, `connect`, ...). Business logic lives in the other crates; this
+//! one connects them.
+
+pub mod client;
+pub mod connect;
+pub mod gateway;
+pub mod quickstart;
+
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled on SIGINT or SIGTERM, for a graceful stop.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: sessions get a FATAL and end");
+        t.cancel();
+    });
+    token
+}

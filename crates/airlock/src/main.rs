@@ -1,1 +1,285 @@
-fn main() {}
+//! The `airlock` command: gateway (`serve`, `quickstart`) and client
+//! (`login`, `connect`, `token`, ...). Thin: parse, load, call into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use airlock::{client, gateway, quickstart};
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "The one door into immutable production"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: the PostgreSQL listener and the HTTP API.
+    Serve {
+        #[arg(long, default_value = "airlock.toml")]
+        config: PathBuf,
+    },
+    /// Start a throwaway PostgreSQL with sample data and a gateway in front of it.
+    Quickstart {
+        /// Where to write the config and the gateway's data.
+        #[arg(long, default_value = "airlock-quickstart")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 7432)]
+        pg_port: u16,
+        #[arg(long, default_value_t = 7480)]
+        http_port: u16,
+    },
+    /// Store an API token for this CLI (checks it against the gateway first).
+    Login {
+        #[arg(long)]
+        server: String,
+        #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Get a short-lived credential for a resource and print how to connect, or run a client with it.
+    Connect {
+        resource: String,
+        #[arg(long, default_value = "read", value_parser = ["read", "write"])]
+        access: String,
+        /// Lifetime of the credential (at most the gateway's credential_ttl, 8h by default).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Print the credential, URI and environment as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Run this program with the PG* environment set (e.g. --exec psql).
+        #[arg(long)]
+        exec: Option<String>,
+        /// A command to run with the PG* environment set, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Who the stored token belongs to.
+    Whoami {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resources you can reach and at which access level.
+    Resources {
+        #[arg(long)]
+        json: bool,
+    },
+    /// API tokens (run on the gateway host).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue an API token for USER and print it once; only its hash is stored.
+    Issue {
+        user: String,
+        #[arg(long, default_value = "airlock.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        label: Option<String>,
+        /// Expire the token after this long (e.g. 90d); default: never.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = airlock_config::Config::load(&config)?;
+            runtime()?.block_on(async {
+                let listeners = gateway::Listeners::bind(&config).await?;
+                let shutdown = airlock::shutdown_on_signals();
+                gateway::run(
+                    config,
+                    listeners,
+                    shutdown,
+                    std::sync::Arc::new(airlock_access::SystemClock),
+                )
+                .await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quickstart {
+            dir,
+            pg_port,
+            http_port,
+        } => {
+            let prepared = quickstart::prepare(&dir, pg_port, http_port)?;
+            // Set before the runtime's threads exist: the gateway reads its
+            // upstream passwords from the environment, as in production.
+            std::env::set_var("ORDERS_RO_PASSWORD", &prepared.ro_password);
+            std::env::set_var("ORDERS_RW_PASSWORD", &prepared.rw_password);
+            let config = airlock_config::Config::load(&prepared.config_path)?;
+            let result = runtime()?.block_on(async {
+                let listeners = gateway::Listeners::bind(&config).await?;
+                std::fs::create_dir_all(&config.gateway.data_dir)?;
+                let store = gateway::open_store(&config.gateway.data_dir)?;
+                let now = airlock_access::Clock::now_ms(&airlock_access::SystemClock);
+                let oncall = airlock_api::tokens::issue(
+                    store.as_ref(),
+                    "oncall1",
+                    Some("quickstart"),
+                    now,
+                    None,
+                )?;
+                let lead = airlock_api::tokens::issue(
+                    store.as_ref(),
+                    "lead1",
+                    Some("quickstart"),
+                    now,
+                    None,
+                )?;
+                drop(store);
+                let http = format!("http://{}", listeners.http.local_addr()?);
+                println!();
+                println!("Airlock is ready.");
+                println!("  PostgreSQL clients: {}", listeners.postgres.local_addr()?);
+                println!("  API and console:    {http}/");
+                println!("  config:             {}", prepared.config_path.display());
+                println!();
+                println!("Next, in another terminal, as the on-call user:");
+                println!("  airlock login --server {http} --token {}", oncall.secret);
+                println!("  airlock connect orders --exec psql");
+                println!();
+                println!("The SRE lead (read and write) logs in with:");
+                println!("  airlock login --server {http} --token {}", lead.secret);
+                println!();
+                println!("Press Ctrl-C to stop the gateway and PostgreSQL.");
+                let shutdown = airlock::shutdown_on_signals();
+                gateway::run(
+                    config,
+                    listeners,
+                    shutdown,
+                    std::sync::Arc::new(airlock_access::SystemClock),
+                )
+                .await
+            });
+            drop(prepared.cluster);
+            result?;
+            eprintln!("stopped; PostgreSQL is stopped too");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Login { server, token } => {
+            let user = runtime()?.block_on(client::login(&server, &token))?;
+            println!("logged in to {server} as {user}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connect {
+            resource,
+            access,
+            ttl,
+            json,
+            exec,
+            command,
+        } => airlock::connect::run(&resource, &access, ttl.as_deref(), json, exec, command),
+        Command::Whoami { json } => {
+            let me: serde_json::Value = runtime()?
+                .block_on(async { client::Api::from_login()?.get("/api/v1/whoami").await })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&me)?);
+            } else {
+                println!(
+                    "{} (roles: {})",
+                    me["user"].as_str().unwrap_or("?"),
+                    me["roles"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resources { json } => {
+            let list: Vec<serde_json::Value> = runtime()?
+                .block_on(async { client::Api::from_login()?.get("/api/v1/resources").await })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no resources are open to you; ask the platform team for a role");
+            } else {
+                println!("{:<20} {:<6} {:<10} ROLE", "RESOURCE", "ACCESS", "KIND");
+                for r in list {
+                    println!(
+                        "{:<20} {:<6} {:<10} {}",
+                        r["resource"].as_str().unwrap_or(""),
+                        r["access"].as_str().unwrap_or(""),
+                        r["kind"].as_str().unwrap_or(""),
+                        r["role"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    user,
+                    config,
+                    label,
+                    ttl,
+                },
+        } => {
+            let config = airlock_config::Config::load(&config)?;
+            if config.user(&user).is_none() {
+                anyhow::bail!(
+                    "user \"{user}\" is not in {}; add a [[user]] entry first",
+                    config.path.display()
+                );
+            }
+            let now = airlock_access::Clock::now_ms(&airlock_access::SystemClock);
+            let expires = match ttl {
+                Some(t) => Some(
+                    now + airlock_config::parse_duration(&t)
+                        .map_err(|e| anyhow::anyhow!("--ttl {t}: {e}"))?
+                        .as_millis() as i64,
+                ),
+                None => None,
+            };
+            std::fs::create_dir_all(&config.gateway.data_dir)
+                .with_context(|| format!("creating {}", config.gateway.data_dir.display()))?;
+            let store = gateway::open_store(&config.gateway.data_dir)?;
+            let token =
+                airlock_api::tokens::issue(store.as_ref(), &user, label.as_deref(), now, expires)?;
+            eprintln!(
+                "token {} for {user} (shown once; only its hash is stored):",
+                token.id
+            );
+            println!("{}", token.secret);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -10,12 +10,22 @@ use crate::ProtocolError;
 pub enum Authentication {
     Ok,
     CleartextPassword,
-    Md5Password { salt: [u8; 4] },
-    Sasl { mechanisms: Vec<String> },
-    SaslContinue { data: Bytes },
-    SaslFinal { data: Bytes },
+    Md5Password {
+        salt: [u8; 4],
+    },
+    Sasl {
+        mechanisms: Vec<String>,
+    },
+    SaslContinue {
+        data: Bytes,
+    },
+    SaslFinal {
+        data: Bytes,
+    },
     /// Kerberos, GSS, SSPI and other methods the gateway does not speak.
-    Unsupported { code: i32 },
+    Unsupported {
+        code: i32,
+    },
 }
 
 impl Authentication {

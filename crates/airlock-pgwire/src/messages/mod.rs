@@ -223,9 +223,7 @@ impl BackendMessage {
             BackendMessage::ReadyForQuery(m) => Frame::new(t::READY_FOR_QUERY, m.encode_body()),
             BackendMessage::ErrorResponse(m) => Frame::new(t::ERROR_RESPONSE, m.encode_body()),
             BackendMessage::NoticeResponse(m) => Frame::new(t::NOTICE_RESPONSE, m.encode_body()),
-            BackendMessage::CommandComplete(m) => {
-                Frame::new(t::COMMAND_COMPLETE, m.encode_body())
-            }
+            BackendMessage::CommandComplete(m) => Frame::new(t::COMMAND_COMPLETE, m.encode_body()),
             BackendMessage::NegotiateProtocolVersion(m) => {
                 Frame::new(t::NEGOTIATE_PROTOCOL_VERSION, m.encode_body())
             }

@@ -1,0 +1,264 @@
+//! The CLI's side of the API: `login`, `connect`, `whoami`, `resources`.
+//!
+//! The token lives in `$AIRLOCK_HOME/credentials.json` (default
+//! `~/.airlock`), mode 0600; CA certificates the gateway generated are kept
+//! next to it so `sslmode=verify-full` works.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub struct Login {
+    pub server: String,
+    pub token: String,
+    pub user: String,
+}
+
+pub fn home() -> anyhow::Result<PathBuf> {
+    if let Some(h) = std::env::var_os("AIRLOCK_HOME") {
+        return Ok(PathBuf::from(h));
+    }
+    let home = std::env::var_os("HOME").context("neither AIRLOCK_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".airlock"))
+}
+
+fn login_path() -> anyhow::Result<PathBuf> {
+    Ok(home()?.join("credentials.json"))
+}
+
+pub fn load_login() -> anyhow::Result<Login> {
+    let path = login_path()?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "not logged in ({}: {e})\nrun: airlock login --server http://GATEWAY:7480 --token TOKEN",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid; log in again", path.display()))
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+pub struct Api {
+    http: reqwest::Client,
+    server: String,
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    message: String,
+    hint: Option<String>,
+}
+
+impl Api {
+    pub fn new(server: &str, token: &str) -> anyhow::Result<Api> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Api {
+            http,
+            server: server.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
+    }
+
+    pub fn from_login() -> anyhow::Result<Api> {
+        let l = load_login()?;
+        Api::new(&l.server, &l.token)
+    }
+
+    async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        match serde_json::from_str::<ApiErrorBody>(&text) {
+            Ok(e) => match e.hint {
+                Some(h) => bail!("{} ({status})\n{h}", e.message),
+                None => bail!("{} ({status})", e.message),
+            },
+            Err(_) => bail!("the gateway answered {status}: {text}"),
+        }
+    }
+
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.server))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("reaching the gateway at {}", self.server))?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
+    pub async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.server))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("reaching the gateway at {}", self.server))?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+}
+
+/// `airlock login`: checks the token against the gateway, then stores it.
+pub async fn login(server: &str, token: &str) -> anyhow::Result<String> {
+    let api = Api::new(server, token)?;
+    let me: serde_json::Value = api.get("/api/v1/whoami").await?;
+    let user = me["user"].as_str().unwrap_or_default().to_owned();
+    let login = Login {
+        server: server.trim_end_matches('/').to_owned(),
+        token: token.to_owned(),
+        user: user.clone(),
+    };
+    write_private(
+        &login_path()?,
+        serde_json::to_string_pretty(&login)?.as_bytes(),
+        0o600,
+    )?;
+    Ok(user)
+}
+
+#[derive(Deserialize, Serialize)]
+pub struct Credential {
+    pub id: String,
+    pub user: String,
+    pub resource: String,
+    pub access: String,
+    pub grant_id: String,
+    pub expires_at_ms: i64,
+    pub password: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub sslmode: String,
+    pub ca_pem: Option<String>,
+}
+
+/// What `airlock connect` hands a client: a URI and the PG* environment.
+pub struct Connection {
+    pub credential: Credential,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Connection {
+    fn host_for_uri(&self) -> String {
+        if self.credential.host.contains(':') {
+            format!("[{}]", self.credential.host)
+        } else {
+            self.credential.host.clone()
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        let c = &self.credential;
+        let mut s = format!(
+            "postgresql://{}:{}@{}:{}/{}?sslmode={}",
+            pct(&c.user),
+            pct(&c.password),
+            self.host_for_uri(),
+            c.port,
+            pct(&c.database),
+            c.sslmode
+        );
+        if let Some(ca) = &self.ca_file {
+            s.push_str("&sslrootcert=");
+            s.push_str(&pct(&ca.to_string_lossy()));
+        }
+        s
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let c = &self.credential;
+        let mut env = vec![
+            ("PGHOST", c.host.clone()),
+            ("PGPORT", c.port.to_string()),
+            ("PGUSER", c.user.clone()),
+            ("PGDATABASE", c.database.clone()),
+            ("PGPASSWORD", c.password.clone()),
+            ("PGSSLMODE", c.sslmode.clone()),
+        ];
+        if let Some(ca) = &self.ca_file {
+            env.push(("PGSSLROOTCERT", ca.to_string_lossy().into_owned()));
+        }
+        env
+    }
+}
+
+pub async fn mint(
+    api: &Api,
+    resource: &str,
+    access: &str,
+    ttl: Option<&str>,
+) -> anyhow::Result<Connection> {
+    let mut body = serde_json::json!({ "resource": resource, "access": access });
+    if let Some(t) = ttl {
+        body["ttl"] = serde_json::Value::String(t.to_owned());
+    }
+    let credential: Credential = api.post("/api/v1/credentials", &body).await?;
+    let ca_file = match &credential.ca_pem {
+        Some(pem) => {
+            let name = format!(
+                "{}-{}.crt",
+                credential.host.replace([':', '/'], "_"),
+                credential.port
+            );
+            let path = home()?.join("ca").join(name);
+            write_private(&path, pem.as_bytes(), 0o644)?;
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(Connection {
+        credential,
+        ca_file,
+    })
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (and `/`,
+/// harmless in a query value and common in paths).
+fn pct(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

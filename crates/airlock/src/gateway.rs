@@ -1,0 +1,146 @@
+//! `airlock serve`: wires the config, store, TLS material, the PostgreSQL
+//! listener and the HTTP API together and runs them until shutdown.
+//!
+//! Listeners are bound by the caller and passed in, so tests start exactly
+//! this server in-process on port 0.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use airlock_access::Clock;
+use airlock_config::Config;
+use airlock_proxy::{backend::UpstreamTlsConfigs, cancel::CancelMap, metrics::ProxyMetrics};
+use airlock_proxy::{recorder::Recorder, ProxyContext};
+use airlock_store::{SqliteStore, Store};
+
+pub struct Listeners {
+    pub postgres: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let postgres = TcpListener::bind(&config.gateway.listen_postgres)
+            .await
+            .with_context(|| {
+                format!(
+                    "listening for PostgreSQL clients on {}",
+                    config.gateway.listen_postgres
+                )
+            })?;
+        let http = TcpListener::bind(&config.gateway.listen_http)
+            .await
+            .with_context(|| format!("listening for HTTP on {}", config.gateway.listen_http))?;
+        Ok(Listeners { postgres, http })
+    }
+}
+
+/// The store file inside a data directory.
+pub fn store_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("airlock.db")
+}
+
+pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let path = store_path(data_dir);
+    let store = SqliteStore::open(&path)
+        .with_context(|| format!("opening the store {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Runs the gateway until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    config
+        .check_secrets()
+        .context("the gateway cannot start without its upstream secrets")?;
+    let data_dir = config.gateway.data_dir.clone();
+    create_private_dir(&data_dir)?;
+    let store = open_store(&data_dir)?;
+    let orphans = store.close_orphan_sessions(clock.now_ms())?;
+    if orphans > 0 {
+        tracing::warn!(orphans, "closed sessions left open by an earlier run");
+    }
+    let tls = airlock_proxy::tls::load_or_generate(
+        &data_dir,
+        config.gateway.tls_cert.as_deref(),
+        config.gateway.tls_key.as_deref(),
+        std::slice::from_ref(&config.gateway.public_host),
+    )
+    .context("setting up the gateway's TLS certificate")?;
+    let ca_pem: Option<Arc<str>> = match &tls.ca_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .into(),
+        ),
+        None => None,
+    };
+
+    let pg_addr = listeners.postgres.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
+    let (recorder, recorder_thread) = Recorder::start(store.clone());
+    let metrics = Arc::new(ProxyMetrics::default());
+    let mut registry = prometheus_client::registry::Registry::with_prefix("");
+    metrics.register(&mut registry);
+    let (_config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+
+    let ctx = Arc::new(ProxyContext {
+        config: config_rx.clone(),
+        store: store.clone(),
+        tls: Some(Arc::new(tls)),
+        cancel: CancelMap::default(),
+        upstream_tls: UpstreamTlsConfigs::default(),
+        recorder,
+        metrics,
+        clock: clock.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let api = airlock_api::router(airlock_api::ApiState {
+        config: config_rx,
+        store: store.clone(),
+        clock,
+        registry: Arc::new(registry),
+        ca_pem,
+        postgres_endpoint: (config.gateway.public_host.clone(), pg_addr.port()),
+    });
+
+    tracing::info!(postgres = %pg_addr, http = %http_addr, data_dir = %data_dir.display(), "airlock gateway listening");
+    let proxy = tokio::spawn(airlock_proxy::server::serve(
+        listeners.postgres,
+        ctx.clone(),
+    ));
+    let http_shutdown = shutdown.clone();
+    let http = axum::serve(listeners.http, api)
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+    let http_result = http.await;
+    // Whatever ended the HTTP side ends the gateway.
+    shutdown.cancel();
+    proxy.await.context("the PostgreSQL listener task failed")?;
+    // The recorder thread drains once every session has dropped its sender.
+    drop(ctx);
+    tokio::task::spawn_blocking(move || recorder_thread.join()).await?;
+    http_result.context("the HTTP server failed")?;
+    tracing::info!("airlock gateway stopped");
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
