@@ -1,0 +1,274 @@
+//! The test world: a real PostgreSQL in a temp dir on a free port, seeded
+//! with the sample `orders` database, and the real gateway started
+//! in-process in front of it. `World::start().await` builds it in one line.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{Arc, Once};
+
+use airlock::client::{Api, Connection};
+use airlock_config::Config;
+use airlock_pgcluster::{ClusterOptions, PgCluster};
+use tokio_util::sync::CancellationToken;
+
+pub const RO_ENV: &str = "AIRLOCK_TEST_ORDERS_RO_PASSWORD";
+pub const RW_ENV: &str = "AIRLOCK_TEST_ORDERS_RW_PASSWORD";
+const RO_PASSWORD: &str = "test-ro-secret-3f9a";
+const RW_PASSWORD: &str = "test-rw-secret-b71c";
+
+static ENV: Once = Once::new();
+
+fn set_env() {
+    // Every world uses the same upstream passwords, set once per test
+    // process before any gateway reads them.
+    ENV.call_once(|| {
+        std::env::set_var(RO_ENV, RO_PASSWORD);
+        std::env::set_var(RW_ENV, RW_PASSWORD);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+pub struct Options {
+    pub allow_plaintext: bool,
+    pub extra_gateway: String,
+    pub upstream_tls: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            allow_plaintext: false,
+            extra_gateway: String::new(),
+            upstream_tls: "prefer",
+        }
+    }
+}
+
+pub struct World {
+    pub cluster: PgCluster,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub pg_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub gateway: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl World {
+    pub async fn start() -> World {
+        World::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> World {
+        set_env();
+        let cluster = tokio::task::spawn_blocking(|| {
+            let cluster = PgCluster::start(ClusterOptions::default()).expect("PostgreSQL starts");
+            airlock_pgcluster::seed_orders(&cluster, RO_PASSWORD, RW_PASSWORD).expect("seed");
+            cluster
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+[gateway]
+listen_postgres = "127.0.0.1:0"
+listen_http = "127.0.0.1:1"
+data_dir = "./data"
+allow_plaintext = {plain}
+{extra}
+
+[[resource]]
+name = "orders"
+kind = "postgres"
+host = "127.0.0.1"
+port = {port}
+database = "orders"
+tls = "{tls}"
+read  = {{ user = "orders_ro", password_env = "{RO_ENV}" }}
+write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
+
+[[role]]
+name = "oncall"
+standing = [{{ resource = "orders", access = "read" }}]
+
+[[role]]
+name = "sre-lead"
+standing = [{{ resource = "orders", access = "read" }}, {{ resource = "orders", access = "write" }}]
+
+[[user]]
+name = "oncall1"
+roles = ["oncall"]
+
+[[user]]
+name = "lead1"
+roles = ["sre-lead"]
+
+[[user]]
+name = "visitor"
+roles = []
+"#,
+            plain = opts.allow_plaintext,
+            extra = opts.extra_gateway,
+            port = cluster.port(),
+            tls = opts.upstream_tls,
+        );
+        let path = dir.path().join("airlock.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::load(&path).expect("test config loads");
+        let pg = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (pg_addr, http_addr) = (pg.local_addr().unwrap(), http.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let gateway = tokio::spawn(airlock::gateway::run(
+            config.clone(),
+            airlock::gateway::Listeners { postgres: pg, http },
+            shutdown.clone(),
+            Arc::new(airlock_access::SystemClock),
+        ));
+        let world = World {
+            cluster,
+            dir,
+            config,
+            pg_addr,
+            http_addr,
+            shutdown,
+            gateway: Some(gateway),
+        };
+        // Ready when the API answers.
+        for _ in 0..200 {
+            if reqwest::get(format!("{}/healthz", world.http()))
+                .await
+                .is_ok()
+            {
+                return world;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("gateway did not come up");
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.gateway.data_dir.clone()
+    }
+
+    /// Issues an API token for `user` the way `airlock token issue` does.
+    pub fn token(&self, user: &str) -> String {
+        let store = airlock::gateway::open_store(&self.data_dir()).unwrap();
+        airlock_api::tokens::issue(store.as_ref(), user, Some("test"), now_ms(), None)
+            .unwrap()
+            .secret
+    }
+
+    pub fn api(&self, user: &str) -> Api {
+        Api::new(&self.http(), &self.token(user)).unwrap()
+    }
+
+    /// Mints a session credential through the API, like `airlock connect`.
+    /// Uses a private AIRLOCK_HOME-free path: the CA is written into the world's dir.
+    pub async fn connect(&self, user: &str, access: &str) -> Connection {
+        self.connect_ttl(user, access, None).await
+    }
+
+    pub async fn connect_ttl(&self, user: &str, access: &str, ttl: Option<&str>) -> Connection {
+        let api = self.api(user);
+        let mut body = serde_json::json!({ "resource": "orders", "access": access });
+        if let Some(t) = ttl {
+            body["ttl"] = t.into();
+        }
+        let credential: airlock::client::Credential = api
+            .post("/api/v1/credentials", &body)
+            .await
+            .expect("credential minted");
+        let ca = self.dir.path().join("ca.crt");
+        std::fs::write(&ca, credential.ca_pem.as_deref().expect("generated CA")).unwrap();
+        Connection {
+            credential,
+            ca_file: Some(ca),
+        }
+    }
+
+    /// Runs psql through the gateway with the credential's environment.
+    pub fn psql(&self, conn: &Connection, args: &[&str]) -> Output {
+        Command::new("psql")
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-At"])
+            .args(args)
+            .envs(conn.env())
+            .output()
+            .expect("psql runs")
+    }
+
+    /// A tokio-postgres client through the gateway, TLS verified against the
+    /// gateway's CA.
+    pub async fn tokio_pg(&self, conn: &Connection) -> tokio_postgres::Client {
+        let (client, connection) = self
+            .tokio_pg_config(conn)
+            .connect(self.tls(conn))
+            .await
+            .expect("connects");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    pub fn tokio_pg_config(&self, conn: &Connection) -> tokio_postgres::Config {
+        let c = &conn.credential;
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(&c.host)
+            .port(c.port)
+            .user(&c.user)
+            .password(&c.password)
+            .dbname(&c.database)
+            .ssl_mode(tokio_postgres::config::SslMode::Require);
+        cfg
+    }
+
+    pub fn tls(&self, conn: &Connection) -> tokio_postgres_rustls::MakeRustlsConnect {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = conn.credential.ca_pem.clone().unwrap();
+        use rustls_pki_types::pem::PemObject;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tokio_postgres_rustls::MakeRustlsConnect::new(config)
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(g) = self.gateway.take() {
+            g.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn now_ms() -> i64 {
+    airlock_access::Clock::now_ms(&airlock_access::SystemClock)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
