@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian/Ubuntu machine lacks to build and test Airlock:
+# PostgreSQL's server and client (the tests and quickstart start a real
+# cluster), a C toolchain for bundled SQLite, and Python's psycopg for the
+# client tests. Safe to run again; installs only what is missing.
+set -euo pipefail
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+pg_server() { have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+
+pg_server || need_apt+=(postgresql)
+have psql || need_apt+=(postgresql-client)
+have pgbench || need_apt+=(postgresql-contrib)
+have cc || need_apt+=(build-essential)
+have pkg-config || need_apt+=(pkg-config)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${need_apt[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Debian's package starts a cluster of its own; Airlock's tests and
+  # quickstart run their own throwaway clusters instead.
+  if have pg_lsclusters; then
+    pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
+      $SUDO pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true
+    done
+  fi
+fi
+
+if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
+  echo "setup: installing psycopg (Python client used by the tests)" >&2
+  python3 -m pip install -q --disable-pip-version-check 'psycopg[binary]>=3.1' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages 'psycopg[binary]>=3.1'
+fi
+
+have cargo || { echo "setup: cargo is missing; install Rust from your package manager or rustup" >&2; exit 1; }
