@@ -34,6 +34,9 @@ pub struct Options {
     pub allow_plaintext: bool,
     pub extra_gateway: String,
     pub upstream_tls: &'static str,
+    /// Run the real `airlock serve` binary as a child process instead of
+    /// in-process (for measuring the gateway's own memory).
+    pub subprocess: bool,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             allow_plaintext: false,
             extra_gateway: String::new(),
             upstream_tls: "prefer",
+            subprocess: false,
         }
     }
 }
@@ -54,6 +58,7 @@ pub struct World {
     pub http_addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub gateway: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub child: Option<std::process::Child>,
 }
 
 impl World {
@@ -116,18 +121,33 @@ roles = []
             tls = opts.upstream_tls,
         );
         let path = dir.path().join("airlock.toml");
-        std::fs::write(&path, &text).unwrap();
-        let config = Config::load(&path).expect("test config loads");
         let pg = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (pg_addr, http_addr) = (pg.local_addr().unwrap(), http.local_addr().unwrap());
+        let text = text
+            .replace("127.0.0.1:0\"", &format!("{pg_addr}\""))
+            .replace("127.0.0.1:1\"", &format!("{http_addr}\""));
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::load(&path).expect("test config loads");
         let shutdown = CancellationToken::new();
-        let gateway = tokio::spawn(airlock::gateway::run(
-            config.clone(),
-            airlock::gateway::Listeners { postgres: pg, http },
-            shutdown.clone(),
-            Arc::new(airlock_access::SystemClock),
-        ));
+        let (gateway, child) = if opts.subprocess {
+            drop((pg, http));
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+                .args(["serve", "--config"])
+                .arg(&path)
+                .env("AIRLOCK_LOG", "warn")
+                .spawn()
+                .expect("airlock serve starts");
+            (None, Some(child))
+        } else {
+            let gateway = tokio::spawn(airlock::gateway::run(
+                config.clone(),
+                airlock::gateway::Listeners { postgres: pg, http },
+                shutdown.clone(),
+                Arc::new(airlock_access::SystemClock),
+            ));
+            (Some(gateway), None)
+        };
         let world = World {
             cluster,
             dir,
@@ -135,7 +155,8 @@ roles = []
             pg_addr,
             http_addr,
             shutdown,
-            gateway: Some(gateway),
+            gateway,
+            child,
         };
         // Ready when the API answers.
         for _ in 0..200 {
@@ -247,8 +268,23 @@ roles = []
         tokio_postgres_rustls::MakeRustlsConnect::new(config)
     }
 
+    pub fn gateway_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM: the same graceful path as in production.
+            let _ = std::process::Command::new("kill")
+                .arg(c.id().to_string())
+                .status();
+            let status = tokio::task::spawn_blocking(move || c.wait())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(status.success(), "airlock serve exited with {status}");
+        }
         if let Some(g) = self.gateway.take() {
             g.await.unwrap().unwrap();
         }
@@ -258,6 +294,10 @@ roles = []
 impl Drop for World {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

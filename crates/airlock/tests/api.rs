@@ -1,0 +1,235 @@
+//! The HTTP API: health, metrics, OpenAPI, bearer tokens, credential minting
+//! rules, and that no upstream password ever appears in a response.
+
+mod common;
+
+use common::{World, RO_ENV, RW_ENV};
+use reqwest::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_auth_routes_and_credential_rules() {
+    let w = World::start().await;
+    let http = reqwest::Client::new();
+    let base = w.http();
+
+    // Public endpoints.
+    let health: serde_json::Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let doc: serde_json::Value = http
+        .get(format!("{base}/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let ca = http
+        .get(format!("{base}/api/v1/ca.crt"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+
+    // Every documented route is served (none falls through to 404 with a valid token).
+    let token = w.token("oncall1");
+    for (method, path) in airlock_api::openapi::ROUTES {
+        let url = format!("{base}{}", path.replace("{id}", "sess_nonexistent"));
+        let req = match *method {
+            "get" => http.get(&url),
+            "post" => http
+                .post(&url)
+                .json(&serde_json::json!({ "resource": "orders" })),
+            m => panic!("method {m}"),
+        };
+        let resp = req.bearer_auth(&token).send().await.unwrap();
+        let ok = resp.status().is_success()
+            || (path.contains("{id}") && resp.status() == StatusCode::NOT_FOUND);
+        assert!(ok, "{method} {path}: {}", resp.status());
+        if !path.contains("{id}") {
+            assert_ne!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+    let resp = http
+        .get(format!("{base}/api/v1/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // Bearer auth: missing, malformed, unknown.
+    for (header, fragment) in [
+        (None, "no Authorization header"),
+        (Some("Basic abc"), "not `Bearer <token>`"),
+        (Some("Bearer alk_unknown"), "unknown token"),
+    ] {
+        let mut req = http.get(format!("{base}/api/v1/whoami"));
+        if let Some(h) = header {
+            req = req.header("authorization", h);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(resp.headers().contains_key("www-authenticate"));
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains(fragment),
+            "{body}"
+        );
+        assert!(
+            body["hint"]
+                .as_str()
+                .unwrap()
+                .contains("airlock token issue"),
+            "{body}"
+        );
+    }
+
+    // Only the token's hash is stored.
+    let store = airlock::gateway::open_store(&w.data_dir()).unwrap();
+    let tokens = store.list_tokens(Some("oncall1")).unwrap();
+    assert!(!tokens.is_empty());
+    let db = std::fs::read(airlock::gateway::store_path(&w.data_dir())).unwrap();
+    let wal = std::fs::read(w.data_dir().join("airlock.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !contains(bytes, token.as_bytes()),
+            "token text found in the store"
+        );
+    }
+
+    // Credential rules: (user, body, status, fragment)
+    let cases = [
+        (
+            "oncall1",
+            serde_json::json!({"resource": "orders", "access": "write"}),
+            StatusCode::FORBIDDEN,
+            "standing access is read",
+        ),
+        (
+            "visitor",
+            serde_json::json!({"resource": "orders"}),
+            StatusCode::FORBIDDEN,
+            "no read access",
+        ),
+        (
+            "oncall1",
+            serde_json::json!({"resource": "payments"}),
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "oncall1",
+            serde_json::json!({"resource": "orders", "ttl": "9h"}),
+            StatusCode::BAD_REQUEST,
+            "at most 8h",
+        ),
+        (
+            "oncall1",
+            serde_json::json!({"resource": "orders", "ttl": "soon"}),
+            StatusCode::BAD_REQUEST,
+            "ttl",
+        ),
+        (
+            "oncall1",
+            serde_json::json!({"resource": "orders", "acess": "read"}),
+            StatusCode::BAD_REQUEST,
+            "acess",
+        ),
+    ];
+    for (user, body, status, fragment) in cases {
+        let resp = http
+            .post(format!("{base}/api/v1/credentials"))
+            .bearer_auth(w.token(user))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{user} {body}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(fragment), "{user} {body}: {text}");
+    }
+
+    // A good credential: 8h by default, shorter on request, verifier-only storage.
+    let resp = http
+        .post(format!("{base}/api/v1/credentials"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"resource": "orders", "ttl": "30m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let text = resp.text().await.unwrap();
+    let cred: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ttl_ms = cred["expires_at_ms"].as_i64().unwrap() - common::now_ms();
+    assert!((29 * 60_000..=30 * 60_000).contains(&ttl_ms), "{ttl_ms}");
+    let secret = cred["password"].as_str().unwrap();
+    assert!(secret.len() >= 43);
+    let stored = store.credentials_for("oncall1", "orders", 0, 10).unwrap();
+    assert!(stored
+        .iter()
+        .all(|c| c.verifier.starts_with("SCRAM-SHA-256$4096:")));
+    let db = std::fs::read(airlock::gateway::store_path(&w.data_dir())).unwrap();
+    let wal = std::fs::read(w.data_dir().join("airlock.db-wal")).unwrap_or_default();
+    assert!(!contains(&db, secret.as_bytes()) && !contains(&wal, secret.as_bytes()));
+
+    // No upstream password anywhere in what the API says.
+    let ro = std::env::var(RO_ENV).unwrap();
+    let rw = std::env::var(RW_ENV).unwrap();
+    let mut all = text;
+    for path in [
+        "/api/v1/whoami",
+        "/api/v1/resources",
+        "/api/v1/sessions",
+        "/metrics",
+        "/api/openapi.json",
+    ] {
+        all.push_str(
+            &http
+                .get(format!("{base}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(!all.contains(&ro) && !all.contains(&rw));
+
+    // Metrics count what happened.
+    let conn = w.connect("oncall1", "read").await;
+    let o = w.psql(&conn, &["-c", "select 1"]);
+    assert!(o.status.success());
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("airlock_postgres_connections_total{outcome=\"session\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("airlock_postgres_sessions_total{resource=\"orders\",access=\"read\"}"),
+        "{metrics}"
+    );
+    w.stop().await;
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,263 @@
+//! Hostile and broken clients: each gets a clear error or a closed
+//! connection, the gateway keeps serving everyone else, memory stays bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use common::{Options, World};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use airlock_pgwire::messages::{Authentication, BackendMessage, StartupMessage};
+use airlock_pgwire::{decode_frame, Frame};
+
+/// Reads until the gateway closes the connection (or 5 s pass), returning
+/// everything it sent.
+async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    out
+}
+
+fn error_messages(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut buf = BytesMut::from(bytes);
+    let mut out = Vec::new();
+    while let Ok(Some(f)) = decode_frame(&mut buf, 1 << 20) {
+        if let Ok(BackendMessage::ErrorResponse(e)) = BackendMessage::decode(&f) {
+            out.push((
+                e.code().unwrap_or("").to_owned(),
+                e.message().unwrap_or("").to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// A raw protocol login over plaintext (the world allows it), so tests can
+/// misbehave after authentication.
+async fn raw_login(w: &World, user: &str, password: &str) -> (TcpStream, BytesMut) {
+    let mut s = TcpStream::connect(w.pg_addr).await.unwrap();
+    let mut out = BytesMut::new();
+    StartupMessage::new(vec![
+        ("user".into(), user.into()),
+        ("database".into(), "orders".into()),
+    ])
+    .encode(&mut out);
+    s.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    let mut scram = None;
+    loop {
+        let frame = loop {
+            if let Some(f) = decode_frame(&mut buf, 1 << 20).unwrap() {
+                break f;
+            }
+            assert!(
+                s.read_buf(&mut buf).await.unwrap() > 0,
+                "closed during login"
+            );
+        };
+        match BackendMessage::decode(&frame).unwrap() {
+            BackendMessage::Authentication(Authentication::Sasl { .. }) => {
+                let sc = postgres_protocol::authentication::sasl::ScramSha256::new(
+                    password.as_bytes(),
+                    postgres_protocol::authentication::sasl::ChannelBinding::unsupported(),
+                );
+                let mut body = BytesMut::new();
+                body.put_slice(b"SCRAM-SHA-256\0");
+                body.put_i32(sc.message().len() as i32);
+                body.put_slice(sc.message());
+                out.clear();
+                Frame::new(b'p', body.freeze()).encode(&mut out);
+                s.write_all(&out).await.unwrap();
+                scram = Some(sc);
+            }
+            BackendMessage::Authentication(Authentication::SaslContinue { data }) => {
+                let sc = scram.as_mut().unwrap();
+                sc.update(&data).unwrap();
+                out.clear();
+                Frame::new(b'p', sc.message().to_vec()).encode(&mut out);
+                s.write_all(&out).await.unwrap();
+            }
+            BackendMessage::ReadyForQuery(_) => return (s, buf),
+            BackendMessage::ErrorResponse(e) => panic!("login failed: {e}"),
+            _ => {}
+        }
+    }
+}
+
+async fn still_serving(w: &World) {
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    let n: i64 = client
+        .query_one("select count(*) from orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_startups_are_refused_and_others_keep_working() {
+    let w = World::start_with(Options {
+        allow_plaintext: true,
+        ..Options::default()
+    })
+    .await;
+
+    // (name, bytes to send, whether the client half-closes afterwards)
+    let mut oversized = BytesMut::new();
+    oversized.put_i32(10_001);
+    oversized.put_i32(196608);
+    oversized.put_slice(&vec![b'a'; 10_001 - 8]);
+    let mut truncated = BytesMut::new();
+    StartupMessage::new(vec![("user".into(), "oncall1".into())]).encode(&mut truncated);
+    truncated.truncate(truncated.len() - 3);
+    let mut v2 = BytesMut::new();
+    v2.put_i32(8);
+    v2.put_i32(2 << 16);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("oversized startup", oversized.to_vec()),
+        ("truncated startup", truncated.to_vec()),
+        ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        ("zero length", vec![0, 0, 0, 0]),
+        ("protocol 2", v2.to_vec()),
+        (
+            "random bytes",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let mut s = TcpStream::connect(w.pg_addr).await.unwrap();
+        let _ = s.write_all(&bytes).await;
+        let _ = s.shutdown().await;
+        let reply = read_to_close(&mut s).await;
+        // Either nothing (the packet never became a message) or a FATAL; never a hang.
+        for (code, message) in error_messages(&reply) {
+            assert!(!code.is_empty(), "{name}: {message}");
+        }
+    }
+
+    // Wrong passwords, many times: each refused with 28P01, nothing locks up.
+    let conn = w.connect("oncall1", "read").await;
+    for _ in 0..5 {
+        let mut cfg = w.tokio_pg_config(&conn);
+        cfg.password("definitely-wrong");
+        let err = cfg.connect(w.tls(&conn)).await.err().expect("refused");
+        assert_eq!(err.code().map(|c| c.code()), Some("28P01"));
+    }
+    still_serving(&w).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gssenc_is_declined_and_plaintext_after_ssl_request_is_discarded() {
+    let w = World::start().await;
+    let conn = w.connect("oncall1", "read").await;
+    let mut s = TcpStream::connect(w.pg_addr).await.unwrap();
+    // GSSENCRequest → 'N', and the connection goes on.
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30])
+        .await
+        .unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"N");
+    // SSLRequest immediately followed by an injected plaintext Query: the
+    // gateway answers 'S' and must never interpret the injected bytes.
+    let mut out = BytesMut::new();
+    out.put_slice(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+    Frame::new(b'Q', &b"select 'injected'\0"[..]).encode(&mut out);
+    s.write_all(&out).await.unwrap();
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"S");
+    // The TLS handshake and login then proceed normally on this connection.
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(
+        conn.credential.ca_pem.as_deref().unwrap().as_bytes(),
+    ) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            s,
+        )
+        .await
+        .expect("TLS handshake after S");
+    let mut cfg = w.tokio_pg_config(&conn);
+    cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let (client, connection) = cfg
+        .connect_raw(tls, tokio_postgres::NoTls)
+        .await
+        .expect("login inside TLS");
+    tokio::spawn(connection);
+    let row = client.query_one("select 'fine'", &[]).await.unwrap();
+    assert_eq!(row.get::<_, &str>(0), "fine");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_grow_memory() {
+    // The gateway runs as its own process here, so its memory is measured
+    // alone, not with the test's clients and other tests.
+    let w = World::start_with(Options {
+        allow_plaintext: true,
+        subprocess: true,
+        ..Options::default()
+    })
+    .await;
+    let conn = w.connect("oncall1", "read").await;
+    let (mut stalled, _) = raw_login(&w, "oncall1", &conn.credential.password).await;
+    let pid = w.gateway_pid().expect("gateway process");
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    };
+    // About 400 MB of rows, never read by this client.
+    let mut out = BytesMut::new();
+    Frame::new(
+        b'Q',
+        &b"select repeat('x', 4000) from generate_series(1, 100000)\0"[..],
+    )
+    .encode(&mut out);
+    stalled.write_all(&out).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss();
+    // Kernel socket buffers hold a few MB; the gateway must not buffer the result.
+    assert!(
+        after < before + 32 * 1024 * 1024,
+        "gateway memory grew from {before} to {after} bytes while a client stalled"
+    );
+    // Everyone else is served meanwhile.
+    still_serving(&w).await;
+    // The stalled client can still drain its result.
+    let mut total = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while total < 400_000_000 && tokio::time::Instant::now() < deadline {
+        let n = stalled.read(&mut chunk).await.unwrap();
+        assert!(n > 0);
+        total += n;
+    }
+    assert!(total >= 400_000_000, "read {total} bytes");
+    w.stop().await;
+}

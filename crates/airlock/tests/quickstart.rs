@@ -1,0 +1,119 @@
+//! The README's main command end to end: `airlock quickstart`, then the
+//! commands it prints (`login`, `connect ... -- psql`), then Ctrl-C leaves
+//! nothing running.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn quickstart_then_login_connect_and_ctrl_c() {
+    let bin = env!("CARGO_BIN_EXE_airlock");
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let mut child = Command::new(bin)
+        .args(["quickstart", "--pg-port", "0", "--http-port", "0", "--dir"])
+        .arg(dir.path().join("qs"))
+        .env("AIRLOCK_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let done = line.contains("Press Ctrl-C");
+        lines.push(line);
+        if done || started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+    }
+    let text = lines.join("\n");
+    assert!(text.contains("Airlock is ready."), "{text}");
+    let login = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("airlock login"))
+        .expect("a login command is printed");
+    let args: Vec<&str> = login.split_whitespace().skip(1).collect();
+    let pg_line = lines
+        .iter()
+        .find(|l| l.contains("PostgreSQL clients:"))
+        .unwrap();
+    let gateway_pg = pg_line.split_whitespace().last().unwrap().to_owned();
+
+    let run = |args: &[&str]| {
+        let o = Command::new(bin)
+            .args(args)
+            .env("AIRLOCK_HOME", &home)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "airlock {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(run(&args).contains("as oncall1"));
+    assert!(run(&["resources"]).contains("orders"));
+    let out = run(&[
+        "connect",
+        "orders",
+        "--",
+        "psql",
+        "-X",
+        "-At",
+        "-c",
+        "select count(*) from orders",
+    ]);
+    assert_eq!(out.trim(), "600");
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["connect", "orders", "--json"])).unwrap();
+    assert!(json["uri"]
+        .as_str()
+        .unwrap()
+        .contains("sslmode=verify-full"));
+    // psql with the printed URI, verify-full against the saved CA.
+    let o = Command::new("psql")
+        .args([
+            json["uri"].as_str().unwrap(),
+            "-X",
+            "-At",
+            "-c",
+            "select current_user",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "orders_ro",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Ctrl-C stops the gateway and PostgreSQL.
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "quickstart exited with {status}");
+    assert!(
+        std::net::TcpStream::connect(&gateway_pg).is_err(),
+        "gateway still listening"
+    );
+    let config = std::fs::read_to_string(dir.path().join("qs/airlock.toml")).unwrap();
+    let port: u16 = config
+        .lines()
+        .find_map(|l| l.strip_prefix("port = "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "PostgreSQL still running on {port}"
+    );
+}
