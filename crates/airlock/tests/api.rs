@@ -233,3 +233,51 @@ async fn api_auth_routes_and_credential_rules() {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_log() {
+    let w = World::start_with(common::Options {
+        subprocess: true,
+        ..common::Options::default()
+    })
+    .await;
+    let token = w.token("oncall1");
+    let read = w.connect("oncall1", "read").await;
+    let write = w.connect("lead1", "write").await;
+    assert!(w.psql(&read, &["-c", "select 1"]).status.success());
+    assert!(w.psql(&write, &["-c", "select 1"]).status.success());
+    let mut bad = read.env();
+    for (k, v) in bad.iter_mut() {
+        if *k == "PGPASSWORD" {
+            *v = "wrong-password-xyz".into();
+        }
+    }
+    let _ = std::process::Command::new("psql")
+        .args(["-X", "-c", "select 1"])
+        .envs(bad)
+        .output()
+        .unwrap();
+    let _ = reqwest::Client::new()
+        .get(format!("{}/api/v1/whoami", w.http()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let log = std::fs::read_to_string(w.dir.path().join("gateway.log")).unwrap();
+    assert!(
+        log.contains("session started"),
+        "the log is being captured: {log}"
+    );
+    for secret in [
+        std::env::var(RO_ENV).unwrap(),
+        std::env::var(RW_ENV).unwrap(),
+        read.credential.password.clone(),
+        write.credential.password.clone(),
+        token,
+        "wrong-password-xyz".to_owned(),
+    ] {
+        assert!(!log.contains(&secret), "a secret reached the log");
+    }
+    w.stop().await;
+}

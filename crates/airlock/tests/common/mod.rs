@@ -10,7 +10,7 @@ use std::sync::{Arc, Once};
 
 use airlock::client::{Api, Connection};
 use airlock_config::Config;
-use airlock_pgcluster::{ClusterOptions, PgCluster};
+use airlock_pgcluster::{ClusterOptions, HbaMode, PgCluster};
 use tokio_util::sync::CancellationToken;
 
 pub const RO_ENV: &str = "AIRLOCK_TEST_ORDERS_RO_PASSWORD";
@@ -37,6 +37,13 @@ pub struct Options {
     /// Run the real `airlock serve` binary as a child process instead of
     /// in-process (for measuring the gateway's own memory).
     pub subprocess: bool,
+    /// How the upstream PostgreSQL authenticates the gateway.
+    pub hba: HbaMode,
+    /// Serve TLS on the upstream with a certificate from its own test CA
+    /// (`upstream-tls/tls/ca.crt` in the world's dir).
+    pub upstream_ssl: bool,
+    /// Extra lines for the `[[resource]]` table (e.g. `ca_file = ...`).
+    pub resource_extra: String,
 }
 
 impl Default for Options {
@@ -46,6 +53,9 @@ impl Default for Options {
             extra_gateway: String::new(),
             upstream_tls: "prefer",
             subprocess: false,
+            hba: HbaMode::Scram,
+            upstream_ssl: false,
+            resource_extra: String::new(),
         }
     }
 }
@@ -68,14 +78,31 @@ impl World {
 
     pub async fn start_with(opts: Options) -> World {
         set_env();
-        let cluster = tokio::task::spawn_blocking(|| {
-            let cluster = PgCluster::start(ClusterOptions::default()).expect("PostgreSQL starts");
+        let dir = tempfile::tempdir().unwrap();
+        let ssl = if opts.upstream_ssl {
+            let tls_dir = dir.path().join("upstream-tls");
+            airlock_proxy::tls::load_or_generate(&tls_dir, None, None, &["127.0.0.1".to_owned()])
+                .expect("upstream test certificate");
+            Some((
+                tls_dir.join("tls/server.crt"),
+                tls_dir.join("tls/server.key"),
+            ))
+        } else {
+            None
+        };
+        let hba = opts.hba;
+        let cluster = tokio::task::spawn_blocking(move || {
+            let cluster = PgCluster::start(ClusterOptions {
+                hba,
+                ssl_cert_and_key: ssl,
+                ..ClusterOptions::default()
+            })
+            .expect("PostgreSQL starts");
             airlock_pgcluster::seed_orders(&cluster, RO_PASSWORD, RW_PASSWORD).expect("seed");
             cluster
         })
         .await
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let text = format!(
             r#"
 [gateway]
@@ -92,6 +119,7 @@ host = "127.0.0.1"
 port = {port}
 database = "orders"
 tls = "{tls}"
+{resource_extra}
 read  = {{ user = "orders_ro", password_env = "{RO_ENV}" }}
 write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
 
@@ -119,6 +147,7 @@ roles = []
             extra = opts.extra_gateway,
             port = cluster.port(),
             tls = opts.upstream_tls,
+            resource_extra = opts.resource_extra,
         );
         let path = dir.path().join("airlock.toml");
         let pg = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -135,7 +164,8 @@ roles = []
             let child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
                 .args(["serve", "--config"])
                 .arg(&path)
-                .env("AIRLOCK_LOG", "warn")
+                .env("AIRLOCK_LOG", "debug")
+                .stderr(std::fs::File::create(dir.path().join("gateway.log")).unwrap())
                 .spawn()
                 .expect("airlock serve starts");
             (None, Some(child))
