@@ -261,3 +261,26 @@ async fn a_client_that_stops_reading_does_not_grow_memory() {
     assert!(total >= 400_000_000, "read {total} bytes");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_the_size_cap_end_only_their_session() {
+    let w = World::start_with(Options {
+        extra_gateway: "max_message_size = \"64KiB\"".into(),
+        ..Options::default()
+    })
+    .await;
+    let conn = w.connect("oncall1", "read").await;
+    let big = w.tokio_pg(&conn).await;
+    let sql = format!("select '{}'", "x".repeat(100 * 1024));
+    let err = big.simple_query(&sql).await.unwrap_err();
+    let db = err.as_db_error().expect("a FATAL from the gateway");
+    assert_eq!(db.code().code(), "08P01");
+    assert!(
+        db.message().contains("exceeds the limit of 65536 bytes"),
+        "{}",
+        db.message()
+    );
+    // Everyone else keeps being served.
+    still_serving(&w).await;
+    w.stop().await;
+}

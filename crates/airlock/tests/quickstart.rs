@@ -57,6 +57,12 @@ fn quickstart_then_login_connect_and_ctrl_c() {
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     assert!(run(&args).contains("as oncall1"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.join("credentials.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the stored token is private");
     assert!(run(&["resources"]).contains("orders"));
     let out = run(&[
         "connect",
