@@ -32,8 +32,10 @@ use crate::ProxyContext;
 /// How far back expired credentials are still considered, so that a client
 /// holding one is told "expired" rather than "wrong password".
 const EXPIRED_GRACE_MS: i64 = 24 * 3600 * 1000;
-/// At most this many live credentials are tried for one login.
-const MAX_CANDIDATES: usize = 32;
+/// At most this many of a user's newest credentials for one resource are
+/// tried for one login. Each costs one HMAC and one SHA-256 (microseconds);
+/// the cap bounds the work a login can cause.
+const MAX_CANDIDATES: usize = 256;
 /// SASL messages are tiny; anything bigger during login is hostile.
 const AUTH_MAX_MESSAGE: usize = 16 * 1024;
 

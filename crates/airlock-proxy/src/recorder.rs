@@ -17,6 +17,7 @@ use airlock_store::{SessionRecord, StatementRecord, Store};
 
 const CHANNEL_CAPACITY: usize = 16 * 1024;
 const MAX_BATCH: usize = 2048;
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
 #[derive(Debug)]
 pub enum RecordEvent {
@@ -67,7 +68,13 @@ impl Recorder {
         // An error means the writer is gone (the gateway is stopping): there is
         // no one left to hand the record to.
         if let Err(e) = self.tx.send(event).await {
-            tracing::error!(event = ?e.0, "session recorder is gone; record lost");
+            // Only the kind: statement texts may hold sensitive values.
+            let kind = match e.0 {
+                RecordEvent::Started(_) => "session start",
+                RecordEvent::Statement(_) => "statement",
+                RecordEvent::Ended { .. } => "session end",
+            };
+            tracing::error!(kind, "session recorder is gone; record lost");
         }
     }
 }
@@ -76,13 +83,24 @@ fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<RecordEvent>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
+        drain(&mut rx, &mut batch);
+        if batch.len() < MAX_BATCH / 4 {
+            // Under load, one SQLite transaction per few milliseconds costs
+            // far less CPU (which the gateway shares with the database) than
+            // one per event; an idle gateway pays only this short delay.
+            std::thread::sleep(BATCH_WINDOW);
+            drain(&mut rx, &mut batch);
         }
         write_batch(store.as_ref(), &mut batch);
+    }
+}
+
+fn drain(rx: &mut mpsc::Receiver<RecordEvent>, batch: &mut Vec<RecordEvent>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(e) => batch.push(e),
+            Err(_) => break,
+        }
     }
 }
 

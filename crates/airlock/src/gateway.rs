@@ -107,12 +107,17 @@ pub async fn run(
     let api = airlock_api::router(airlock_api::ApiState {
         config: config_rx,
         store: store.clone(),
-        clock,
+        clock: clock.clone(),
         registry: Arc::new(registry),
         ca_pem,
         postgres_endpoint: (config.gateway.public_host.clone(), pg_addr.port()),
     });
 
+    tokio::spawn(purge_expired_credentials(
+        store.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(postgres = %pg_addr, http = %http_addr, data_dir = %data_dir.display(), "airlock gateway listening");
     let proxy = tokio::spawn(airlock_proxy::server::serve(
         listeners.postgres,
@@ -143,4 +148,31 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("creating the data directory {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// Expired session credentials are kept for a day (so a client holding one
+/// is told "expired", not "wrong"), then deleted.
+async fn purge_expired_credentials(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    const KEEP_EXPIRED_MS: i64 = 24 * 3600 * 1000;
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let before = clock.now_ms() - KEEP_EXPIRED_MS;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.purge_expired_credentials(before)).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!(purged = n, "deleted long-expired session credentials")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "purging expired credentials failed"),
+            Err(e) => tracing::warn!(error = %e, "purging expired credentials failed"),
+        }
+    }
 }
