@@ -33,7 +33,8 @@ fn default_access() -> Access {
     Access::Read
 }
 
-#[derive(Serialize)]
+/// The answer to a mint request; also what the CLI deserializes.
+#[derive(Clone, Serialize, Deserialize)] // no Debug: it holds the password
 pub struct MintedCredential {
     pub id: String,
     pub user: String,
@@ -47,7 +48,7 @@ pub struct MintedCredential {
     pub port: u16,
     /// The database name to connect to: the resource name.
     pub database: String,
-    pub sslmode: &'static str,
+    pub sslmode: String,
     /// The generated CA to verify the gateway with, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,
@@ -154,7 +155,7 @@ pub async fn mint(
             host,
             port,
             database: req.resource,
-            sslmode: "verify-full",
+            sslmode: "verify-full".to_owned(),
             ca_pem: s.ca_pem.as_deref().map(str::to_owned),
         }),
     ))

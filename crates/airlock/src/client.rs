@@ -153,21 +153,7 @@ pub async fn login(server: &str, token: &str) -> anyhow::Result<String> {
     Ok(user)
 }
 
-#[derive(Deserialize, Serialize)]
-pub struct Credential {
-    pub id: String,
-    pub user: String,
-    pub resource: String,
-    pub access: String,
-    pub grant_id: String,
-    pub expires_at_ms: i64,
-    pub password: String,
-    pub host: String,
-    pub port: u16,
-    pub database: String,
-    pub sslmode: String,
-    pub ca_pem: Option<String>,
-}
+pub use airlock_api::credentials::MintedCredential as Credential;
 
 /// What `airlock connect` hands a client: a URI and the PG* environment.
 pub struct Connection {
