@@ -412,20 +412,31 @@ impl Store for SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
+            // One UPDATE per session in the batch, not per statement: under
+            // load a batch holds hundreds of statements of a few sessions.
+            let mut counts: Vec<(&str, i64)> = Vec::new();
+            for s in batch {
+                match counts.iter_mut().find(|(id, _)| *id == s.session_id) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((&s.session_id, 1)),
+                }
+            }
             let mut bump = tx.prepare_cached(
-                "UPDATE sessions SET statement_count = statement_count + 1 WHERE id = ?1",
+                "UPDATE sessions SET statement_count = statement_count + ?2 WHERE id = ?1",
             )?;
+            for (id, n) in &counts {
+                // Returning early drops `tx`, which rolls the batch back.
+                if bump.execute(params![id, n])? == 0 {
+                    return Err(StoreError::NotFound {
+                        what: "session",
+                        id: (*id).to_owned(),
+                    });
+                }
+            }
             let mut insert = tx.prepare_cached(
                 "INSERT INTO statements (session_id, seq, at_ms, text) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for s in batch {
-                // Returning early drops `tx`, which rolls the batch back.
-                if bump.execute([&s.session_id])? == 0 {
-                    return Err(StoreError::NotFound {
-                        what: "session",
-                        id: s.session_id.clone(),
-                    });
-                }
                 insert
                     .execute(params![s.session_id, s.seq, s.at_ms, s.text])
                     .map_err(|e| {

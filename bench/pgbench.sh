@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# pgbench -S (read-only point selects) directly against PostgreSQL and
+# through Airlock, with and without TLS on the client side (and through
+# PgBouncer in session mode as a reference, when installed), interleaved per
+# cell so that background load on a shared machine hits every variant alike.
+# Prints two markdown tables: tps with ratios to direct, and each proxy's CPU
+# time per transaction (which background load disturbs much less than tps).
+#
+# Usage: bench/pgbench.sh            (from anywhere; builds target/release/airlock)
+# Environment (all optional):
+#   DURATION=15          seconds per pgbench run
+#   MODES="simple extended prepared"
+#   CLIENTS="1 10 50"
+#   REPEAT=1             runs per cell and variant; the median tps is reported
+#   WARMUP=5             seconds of unreported warm-up (0 to skip)
+#   SCALE=10             pgbench -i scale
+#   SKIP_BUILD=1         use the existing target/release/airlock
+#   RESULTS=FILE         also append the table to FILE
+#   PGBOUNCER=auto       also measure PgBouncer (session mode, TLS and plain)
+#                        as a reference proxy when it is installed; 0 to skip
+#
+# Needs PostgreSQL's server binaries and pgbench; as root, the `postgres`
+# user (initdb refuses root). Everything is removed on exit.
+set -euo pipefail
+
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DURATION="${DURATION:-15}"
+MODES="${MODES:-simple extended prepared}"
+CLIENTS="${CLIENTS:-1 10 50}"
+REPEAT="${REPEAT:-1}"
+WARMUP="${WARMUP:-5}"
+
+
+# cpu_ticks PID [THREAD_NAME]: clock ticks of user+system CPU used so far by
+# the process (exited threads included), or by its live threads so named.
+cpu_ticks() {
+    local pid="$1" name="${2:-}" t total=0 f
+    if [ -z "$name" ]; then
+        f=($(cut -d')' -f2- "/proc/$pid/stat"))
+        echo $((f[11] + f[12]))
+        return
+    fi
+    for t in /proc/"$pid"/task/*; do
+        [ "$(cat "$t/comm" 2>/dev/null)" = "$name" ] || continue
+        f=($(cut -d')' -f2- "$t/stat"))
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# run_pgbench HOST PORT USER PASSWORD DB SSLMODE MODE CLIENTS SECONDS LOG:
+# prints the tps without initial connection time, or "ERR". With PROXY_PID
+# set, also writes the proxy's CPU ticks during the run to LOG.cpu (total,
+# and those of threads named PROXY_THREAD).
+run_pgbench() {
+    local host="$1" port="$2" user="$3" pass="$4" db="$5" sslmode="$6" mode="$7" c="$8" secs="$9" out="${10}"
+    local j=$((c < 2 ? c : 2)) t0=0 r0=0 status=0
+    if [ -n "${PROXY_PID:-}" ]; then
+        t0="$(cpu_ticks "$PROXY_PID")"
+        r0="$(cpu_ticks "$PROXY_PID" "${PROXY_THREAD:-none}")"
+    fi
+    # PGSSLROOTCERT stays unset: sslmode=require encrypts without verifying,
+    # and verification only costs at connection time anyway.
+    env -u PGSSLROOTCERT PGHOST="$host" PGPORT="$port" PGUSER="$user" PGPASSWORD="$pass" \
+        PGDATABASE="$db" PGSSLMODE="$sslmode" PGAPPNAME=airlock-bench \
+        pgbench -S -M "$mode" -c "$c" -j "$j" -T "$secs" -n >"$out" 2>&1 || status=$?
+    if [ -n "${PROXY_PID:-}" ]; then
+        echo "$(($(cpu_ticks "$PROXY_PID") - t0)) $(($(cpu_ticks "$PROXY_PID" "${PROXY_THREAD:-none}") - r0))" >"$out.cpu"
+    fi
+    if [ "$status" != 0 ]; then
+        echo ERR
+        return
+    fi
+    awk '/^tps = / { print $3; found = 1; exit } END { if (!found) print "ERR" }' "$out"
+}
+
+CLK_TCK="$(getconf CLK_TCK)"
+
+# The whole machine's CPU time from /proc/stat, in clock ticks:
+# "busy total steal" (busy = user + nice + system).
+machine_ticks() {
+    local f
+    read -r -a f </proc/stat
+    # cpu user nice system idle iowait irq softirq steal ...
+    echo "$((f[1] + f[2] + f[3])) $((f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7] + f[8])) $((f[8]))"
+}
+
+# Clock ticks used so far by the benchmark's own processes: pgbench (a
+# finished child of this shell), PostgreSQL (the postmaster and its finished
+# backends), the gateway and PgBouncer. The rest of the machine's busy time is
+# other work, which on a shared 2-CPU machine moves the numbers.
+own_ticks() {
+    local f total=0 pm pid
+    f=($(cut -d')' -f2- "/proc/$$/stat"))
+    total=$((f[13] + f[14]))
+    pm="$(head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null || true)"
+    if [ -n "$pm" ] && [ -r "/proc/$pm/stat" ]; then
+        f=($(cut -d')' -f2- "/proc/$pm/stat"))
+        total=$((total + f[11] + f[12] + f[13] + f[14]))
+        # Live backends too: PgBouncer keeps its server connections open
+        # across runs, and a backend that ends later moves its time into
+        # the postmaster's children's time above.
+        for pid in $(ps --ppid "$pm" -o pid= 2>/dev/null); do
+            f=($(cut -d')' -f2- "/proc/$pid/stat" 2>/dev/null)) || continue
+            if [ "${#f[@]}" -gt 12 ]; then total=$((total + f[11] + f[12])); fi
+        done
+    fi
+    for pid in "$GW_PID" "$(cat "$BENCH_TMP/pgbouncer/pgbouncer.pid" 2>/dev/null || true)"; do
+        if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ]; then
+            f=($(cut -d')' -f2- "/proc/$pid/stat"))
+            total=$((total + f[11] + f[12]))
+        fi
+    done
+    echo "$total"
+}
+
+
+# cpu_per_tx LOG: the proxy's CPU microseconds per transaction in that run,
+# as "total recorder" ("-" when unknown).
+cpu_per_tx() {
+    local tx
+    tx="$(awk '/^number of transactions actually processed:/ { print $6 }' "$1" | cut -d/ -f1)"
+    if [ -z "$tx" ] || [ ! -f "$1.cpu" ]; then
+        echo "- -"
+        return
+    fi
+    awk -v tx="$tx" -v hz="$CLK_TCK" '{ printf "%.1f %.1f\n", $1 * 1e6 / hz / tx, $2 * 1e6 / hz / tx }' "$1.cpu"
+}
+
+# run_variant VARIANT MODE CLIENTS SECONDS LOG
+run_variant() {
+    local v="$1"
+    shift
+    case "$v" in
+    direct) run_pgbench 127.0.0.1 "$PG_PORT" bench_rw "$BENCH_RW_PASSWORD" bench disable "$@" ;;
+    airlock-tls) PROXY_PID="$GW_PID" PROXY_THREAD=airlock-recorde \
+        run_pgbench 127.0.0.1 "$GW_PG_PORT" "$GW_USER" "$GW_PASSWORD" "$GW_DATABASE" require "$@" ;;
+    airlock-plain) PROXY_PID="$GW_PID" PROXY_THREAD=airlock-recorde \
+        run_pgbench 127.0.0.1 "$GW_PG_PORT" "$GW_USER" "$GW_PASSWORD" "$GW_DATABASE" disable "$@" ;;
+    pgbouncer-tls) PROXY_PID="$(cat "$BENCH_TMP/pgbouncer/pgbouncer.pid")" \
+        run_pgbench 127.0.0.1 "$PGB_PORT" bench_rw "$BENCH_RW_PASSWORD" bench require "$@" ;;
+    pgbouncer-plain) PROXY_PID="$(cat "$BENCH_TMP/pgbouncer/pgbouncer.pid")" \
+        run_pgbench 127.0.0.1 "$PGB_PORT" bench_rw "$BENCH_RW_PASSWORD" bench disable "$@" ;;
+    *) die "unknown variant $v" ;;
+    esac
+}
+
+median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "ERR"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' || true; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "ERR" || b == "ERR" || b == 0) print "ERR"; else print a / b }'; }
+fmt_ratio() { awk -v a="$1" 'BEGIN { if (a == "ERR") print "-"; else printf "%.2f\n", a }'; }
+fmt_cpu() { awk -v a="$1" 'BEGIN { if (a == "ERR") print "-"; else printf "%.1f\n", a }'; }
+fmt_tps() { awk -v a="$1" 'BEGIN { if (a == "ERR") print "ERR"; else printf "%.0f\n", a }'; }
+
+# Everything runs from one function so that bash has parsed the whole
+# script before it starts: editing this file during a run cannot derail it.
+main() {
+    bench_setup
+    raise_nofile
+    build_airlock
+    start_pg 200
+    start_gateway gw
+    gateway_credential
+    variants=(direct airlock-tls airlock-plain)
+    if [ "${PGBOUNCER:-auto}" != 0 ]; then
+        if start_pgbouncer; then
+            variants+=(pgbouncer-tls pgbouncer-plain)
+        elif [ "${PGBOUNCER:-auto}" = 1 ]; then
+            die "PGBOUNCER=1 but pgbouncer is not installed"
+        fi
+    fi
+
+    # Every connection must work before minutes are spent measuring.
+    for v in "${variants[@]}"; do
+        t="$(run_variant "$v" simple 1 1 "$BENCH_TMP/check-$v.log")"
+        [ "$t" != ERR ] || die "$v does not work: $(tail -n 5 "$BENCH_TMP/check-$v.log")"
+    done
+
+    if [ "$WARMUP" -gt 0 ]; then
+        log "warm-up: ${WARMUP}s per variant"
+        for v in "${variants[@]}"; do
+            run_variant "$v" simple 2 "$WARMUP" "$BENCH_TMP/warmup-$v.log" >/dev/null
+        done
+    fi
+
+    cells=$(($(wc -w <<<"$MODES") * $(wc -w <<<"$CLIENTS")))
+    runs=$((cells * ${#variants[@]} * REPEAT))
+    log "$cells cells x ${#variants[@]} variants (${variants[*]}) x $REPEAT x ${DURATION}s: about $((runs * (DURATION + 1) / 60 + 1)) min"
+
+    header="| mode     | clients | direct tps |"
+    rule="|----------|--------:|-----------:|"
+    for v in "${variants[@]:1}"; do
+        h="$(printf '%s tps' "${v/-/ }")"
+        header+="$(printf ' %*s | ratio |' "${#h}" "$h")"
+        rule+="$(printf -- '-%*s:|------:|' "${#h}" '' | tr ' ' -)"
+    done
+    header+=" other cpu | steal |"
+    rule+="----------:|------:|"
+    cpu_header="| mode     | clients |"
+    cpu_rule="|----------|--------:|"
+    for v in "${variants[@]:1}"; do
+        cpu_header+="$(printf ' %17s |' "$v")"
+        cpu_rule+="------------------:|"
+    done
+
+    rows=()
+    cpu_rows=()
+    for mode in $MODES; do
+        for c in $CLIENTS; do
+            declare -A runs_of=()
+            read -r busy0 total0 steal0 <<<"$(machine_ticks)"
+            own0="$(own_ticks)"
+            for r in $(seq 1 "$REPEAT"); do
+                # Interleaved: every variant once, then the next repetition.
+                for v in "${variants[@]}"; do
+                    runs_of[$v]+=" $(run_variant "$v" "$mode" "$c" "$DURATION" "$BENCH_TMP/$mode-$c-$r-$v.log")"
+                done
+            done
+            # shellcheck disable=SC2086 # the runs are a space-separated list
+            base="$(median ${runs_of[direct]})"
+            read -r -a direct_runs <<<"${runs_of[direct]}"
+            row="$(printf '| %-8s | %7s | %10s |' "$mode" "$c" "$(fmt_tps "$base")")"
+            cpu_row="$(printf '| %-8s | %7s |' "$mode" "$c")"
+            detail="direct${runs_of[direct]}"
+            for v in "${variants[@]:1}"; do
+                # shellcheck disable=SC2086
+                m="$(median ${runs_of[$v]})"
+                # The ratio of each repetition to the direct run next to it in
+                # time, then their median: closer than a ratio of medians when
+                # the background load changes between repetitions.
+                read -r -a v_runs <<<"${runs_of[$v]}"
+                ratios=()
+                for r in "${!v_runs[@]}"; do ratios+=("$(ratio "${v_runs[$r]}" "${direct_runs[$r]}")"); done
+                h="$(printf '%s tps' "${v/-/ }")"
+                row+="$(printf ' %*s | %5s |' "${#h}" "$(fmt_tps "$m")" "$(fmt_ratio "$(median "${ratios[@]}")")")"
+                detail+="; $v${runs_of[$v]}"
+                totals=() recs=()
+                for r in $(seq 1 "$REPEAT"); do
+                    read -r tot rec <<<"$(cpu_per_tx "$BENCH_TMP/$mode-$c-$r-$v.log")"
+                    totals+=("$tot") recs+=("$rec")
+                done
+                tot="$(fmt_cpu "$(median "${totals[@]}")")" rec="$(fmt_cpu "$(median "${recs[@]}")")"
+                case "$v" in
+                airlock-*) cell="$tot ($rec)" ;;
+                *) cell="$tot" ;;
+                esac
+                cpu_row+="$(printf ' %17s |' "$cell")"
+            done
+            cpu_rows+=("$cpu_row")
+            read -r busy1 total1 steal1 <<<"$(machine_ticks)"
+            own1="$(own_ticks)"
+            other="$(awk -v b=$((busy1 - busy0)) -v o=$((own1 - own0)) -v t=$((total1 - total0)) \
+                'BEGIN { x = t > 0 ? 100 * (b - o) / t : 0; printf "%.0f\n", (x < 0 ? 0 : x) }')"
+            steal="$(awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) 'BEGIN { printf "%.0f\n", (t > 0 ? 100 * s / t : 0) }')"
+            row+="$(printf ' %9s | %5s |' "$other" "$steal")"
+            rows+=("$row")
+            log "$row"
+            log "  runs: $detail"
+            for v in "${variants[@]}"; do
+                for r in $(seq 1 "$REPEAT"); do
+                    f="$BENCH_TMP/$mode-$c-$r-$v.log"
+                    if ! grep -q '^tps = ' "$f"; then
+                        log "$mode/$c/$v run $r failed:"
+                        tail -n 5 "$f" >&2
+                    fi
+                done
+            done
+            unset runs_of
+        done
+    done
+
+    gw_rss="$(rss_kib "$GW_PID" 2>/dev/null || echo '?')"
+    gw_data="$(du -sh "$GW_DIR/data" 2>/dev/null | cut -f1)"
+    {
+        echo
+        echo "pgbench -S -T ${DURATION}, -j min(clients,2), scale ${SCALE:-10}; tps: median of $REPEAT run(s)"
+        echo "PostgreSQL $(pg_version); $(nproc) CPUs: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+        echo "ratio: median over repetitions of tps / the direct tps of the same repetition"
+        echo "other cpu: % of the machine's CPU time used by processes outside the benchmark during the cell;"
+        echo "steal: % of it the hypervisor gave to other guests (both make the cell's numbers less reliable)"
+        echo "gateway RSS after the runs: ${gw_rss} KiB; its data dir: ${gw_data}"
+        echo
+        echo "$header"
+        echo "$rule"
+        printf '%s\n' "${rows[@]}"
+        echo
+        echo "Proxy CPU per transaction, microseconds (user+system, all threads; for"
+        echo "Airlock, the session recorder thread's share in parentheses):"
+        echo
+        echo "$cpu_header"
+        echo "$cpu_rule"
+        printf '%s\n' "${cpu_rows[@]}"
+    } | tee -a "${RESULTS:-/dev/null}"
+}
+
+main "$@"
