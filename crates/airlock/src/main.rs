@@ -171,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!();
                 println!("Airlock is ready.");
                 println!("  PostgreSQL clients: {}", listeners.postgres.local_addr()?);
-                println!("  API and console:    {http}/");
+                println!("  HTTP API:           {http}/api/openapi.json");
                 println!("  config:             {}", prepared.config_path.display());
                 println!();
                 println!("Next, in another terminal, as the on-call user:");
