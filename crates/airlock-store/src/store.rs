@@ -82,6 +82,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sessions matching `filter`, newest first.
     fn sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError>;
+    /// One session by id.
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
 
     /// The first `limit` statements of a session in `seq` order.
     fn session_statements(

@@ -614,3 +614,16 @@ fn eight_threads_insert_statements_concurrently() {
         assert_eq!(stored.len() as i64, want, "{}", s.id);
     }
 }
+
+#[test]
+fn session_by_id() {
+    on_both(|s| {
+        s.session_started(&session("sess_a", "oncall1", "orders", 10))
+            .unwrap();
+        s.statements(&[stmt("sess_a", 1), stmt("sess_a", 2)])
+            .unwrap();
+        let got = s.session("sess_a").unwrap().expect("found");
+        assert_eq!((got.user.as_str(), got.statement_count), ("oncall1", 2));
+        assert!(s.session("sess_missing").unwrap().is_none());
+    });
+}

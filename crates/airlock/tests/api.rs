@@ -211,6 +211,36 @@ async fn api_auth_routes_and_credential_rules() {
     let conn = w.connect("oncall1", "read").await;
     let o = w.psql(&conn, &["-c", "select 1"]);
     assert!(o.status.success());
+
+    // A session's statements are its owner's to read, nobody else's.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mine: Vec<serde_json::Value> = http
+        .get(format!("{base}/api/v1/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = mine[0]["id"].as_str().unwrap().to_owned();
+    let statements: Vec<serde_json::Value> = http
+        .get(format!("{base}/api/v1/sessions/{id}/statements"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(statements[0]["text"], "select 1");
+    let theirs = http
+        .get(format!("{base}/api/v1/sessions/{id}/statements"))
+        .bearer_auth(w.token("lead1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()

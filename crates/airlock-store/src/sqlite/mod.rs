@@ -505,6 +505,14 @@ impl Store for SqliteStore {
         Ok(sessions)
     }
 
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
+        ))?;
+        Ok(stmt.query_row([id], session).optional()?)
+    }
+
     fn session_statements(
         &self,
         session_id: &str,
