@@ -43,6 +43,9 @@ pub struct Gateway {
     pub credential_ttl: Duration,
     /// Time allowed for connecting and logging in to an upstream database. Default 10s.
     pub connect_timeout: Duration,
+    /// Client connections the PostgreSQL listener holds at once, logged in
+    /// or not; more are refused with SQLSTATE 53300. Default 1000.
+    pub max_client_connections: usize,
 }
 
 impl Gateway {
@@ -54,6 +57,8 @@ impl Gateway {
     pub const MAX_MAX_MESSAGE_SIZE: ByteSize = ByteSize::GIB;
     /// Default and ceiling of `credential_ttl`: one working shift.
     pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(8 * 3600);
+    /// Default for `max_client_connections`.
+    pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1000;
     /// Default for `connect_timeout`.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -41,6 +41,8 @@ pub(crate) struct RawGateway {
     pub credential_ttl: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub connect_timeout: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub max_client_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

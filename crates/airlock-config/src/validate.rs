@@ -259,6 +259,22 @@ impl Checker<'_> {
             Gateway::DEFAULT_CONNECT_TIMEOUT,
         );
 
+        let max_client_connections = match &raw.max_client_connections {
+            None => Some(Gateway::DEFAULT_MAX_CLIENT_CONNECTIONS),
+            Some(n) if (1..=1_000_000).contains(n.get_ref()) => Some(*n.get_ref() as usize),
+            Some(n) => {
+                self.error(
+                    n.span(),
+                    "gateway.max_client_connections",
+                    format!(
+                        "`max_client_connections` {PLACE} must be between 1 and 1000000, not {}",
+                        n.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+
         Some(Gateway {
             listen_postgres: listen_postgres.map(|_| raw.listen_postgres.get_ref().clone())?,
             listen_http: listen_http.map(|_| raw.listen_http.get_ref().clone())?,
@@ -270,6 +286,7 @@ impl Checker<'_> {
             max_message_size: max_message_size?,
             credential_ttl: credential_ttl?,
             connect_timeout: connect_timeout?,
+            max_client_connections: max_client_connections?,
         })
     }
 

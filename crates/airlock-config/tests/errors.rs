@@ -290,6 +290,13 @@ fn single_problems_are_reported_with_line_and_key() {
             "found the bare integer 10",
         ),
         (
+            "connection limit out of range",
+            with("data_dir = \"data\"", "data_dir = \"data\"\nmax_client_connections = 0"),
+            5,
+            "gateway.max_client_connections",
+            "`max_client_connections` in [gateway] must be between 1 and 1000000, not 0",
+        ),
+        (
             "zero duration",
             with("data_dir = \"data\"", "data_dir = \"data\"\nconnect_timeout = \"0s\""),
             5,

@@ -239,10 +239,23 @@ async fn write_all_flush(
     w.flush().await
 }
 
-/// Sends a FATAL to a client that has not logged in (used by the listener
-/// when it must refuse a connection outright).
-pub fn refusal_bytes(e: &UserFacingError) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    BackendMessage::ErrorResponse(e.to_response()).encode(&mut out);
-    out.to_vec()
+/// Refuses a connection the way PostgreSQL does when it is full: TLS and
+/// the startup packet are handled so the client can show the FATAL; a
+/// CancelRequest is still delivered (cancelling is how a full server drains).
+pub async fn refuse_connection(ctx: &ProxyContext, tcp: TcpStream, e: &UserFacingError) {
+    match frontend::hello(tcp, ctx).await {
+        Ok(Hello::Startup { mut stream, .. }) => {
+            outcome(ctx, "over_limit");
+            let _ = frontend::send(
+                &mut stream,
+                &[BackendMessage::ErrorResponse(e.to_response())],
+            )
+            .await;
+        }
+        Ok(Hello::Cancel(c)) => {
+            outcome(ctx, "cancel");
+            crate::cancel_request::forward(ctx, c).await;
+        }
+        Err(_) => outcome(ctx, "over_limit"),
+    }
 }

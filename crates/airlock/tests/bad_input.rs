@@ -284,3 +284,51 @@ async fn messages_over_the_size_cap_end_only_their_session() {
     still_serving(&w).await;
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused_with_53300() {
+    let w = World::start_with(Options {
+        extra_gateway: "max_client_connections = 2".into(),
+        ..Options::default()
+    })
+    .await;
+    let conn = w.connect("oncall1", "read").await;
+    let first = w.tokio_pg(&conn).await;
+    let second = w.tokio_pg(&conn).await;
+    let err = w
+        .tokio_pg_config(&conn)
+        .connect(w.tls(&conn))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.code().map(|c| c.code()), Some("53300"), "{err}");
+    let message = err
+        .as_db_error()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("limit of 2 client connections"),
+        "{message}"
+    );
+    // A slot frees when a session ends.
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = w.tokio_pg(&conn).await;
+    assert_eq!(
+        third
+            .query_one("select 3", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        3
+    );
+    assert_eq!(
+        first
+            .query_one("select 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    w.stop().await;
+}
