@@ -207,30 +207,17 @@ async fn api_auth_routes_and_credential_rules() {
     }
     assert!(!all.contains(&ro) && !all.contains(&rw));
 
-    // Metrics count what happened.
     let conn = w.connect("oncall1", "read").await;
     let o = w.psql(&conn, &["-c", "select 1"]);
     assert!(o.status.success());
 
     // A session's statements are its owner's to read, nobody else's.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let mine: Vec<serde_json::Value> = http
-        .get(format!("{base}/api/v1/sessions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = airlock::client::Api::new(&base, &token).unwrap();
+    let mine: Vec<serde_json::Value> = api.get("/api/v1/sessions").await.unwrap();
     let id = mine[0]["id"].as_str().unwrap().to_owned();
-    let statements: Vec<serde_json::Value> = http
-        .get(format!("{base}/api/v1/sessions/{id}/statements"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let statements: Vec<serde_json::Value> = api
+        .get(&format!("/api/v1/sessions/{id}/statements"))
         .await
         .unwrap();
     assert_eq!(statements[0]["text"], "select 1");
@@ -241,6 +228,8 @@ async fn api_auth_routes_and_credential_rules() {
         .await
         .unwrap();
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+
+    // Metrics count what happened.
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
