@@ -31,3 +31,14 @@ pub fn shutdown_on_signals() -> CancellationToken {
     });
     token
 }
+
+/// A gateway timestamp (Unix milliseconds) as UTC RFC 3339, to the second.
+pub fn format_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}

@@ -72,6 +72,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Your proxied sessions, newest first.
+    Sessions {
+        /// Only sessions still open.
+        #[arg(long)]
+        active: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// API tokens (run on the gateway host).
     Token {
         #[command(subcommand)]
@@ -239,6 +249,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         r["access"].as_str().unwrap_or(""),
                         r["kind"].as_str().unwrap_or(""),
                         r["role"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sessions {
+            active,
+            limit,
+            json,
+        } => {
+            let path = format!("/api/v1/sessions?active={active}&limit={limit}");
+            let list: Vec<airlock_store::SessionRecord> =
+                runtime()?.block_on(async { client::Api::from_login()?.get(&path).await })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no sessions");
+            } else {
+                println!(
+                    "{:<26} {:<12} {:<6} {:<20} {:>10} {:<4} END",
+                    "SESSION", "RESOURCE", "ACCESS", "STARTED", "STATEMENTS", "TLS"
+                );
+                for s in list {
+                    let end = match (s.ended_ms, &s.end_reason) {
+                        (Some(e), Some(r)) => format!("{} ({r})", airlock::format_time(e)),
+                        (Some(e), None) => airlock::format_time(e),
+                        _ => "open".to_owned(),
+                    };
+                    println!(
+                        "{:<26} {:<12} {:<6} {:<20} {:>10} {:<4} {end}",
+                        s.id,
+                        s.resource,
+                        s.access,
+                        airlock::format_time(s.started_ms),
+                        s.statement_count,
+                        if s.tls { "yes" } else { "no" },
                     );
                 }
             }

@@ -99,6 +99,23 @@ fn quickstart_then_login_connect_and_ctrl_c() {
         String::from_utf8_lossy(&o.stderr)
     );
 
+    // The sessions just run are listed, in a table and as JSON.
+    std::thread::sleep(Duration::from_millis(300));
+    let table = run(&["sessions"]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("orders") && l.contains("read")),
+        "{table}"
+    );
+    let sessions: Vec<serde_json::Value> =
+        serde_json::from_str(&run(&["sessions", "--json"])).unwrap();
+    assert!(sessions.len() >= 2, "{sessions:?}");
+    assert!(sessions
+        .iter()
+        .all(|s| s["user"] == "oncall1" && s["tls"] == true));
+
     // Ctrl-C stops the gateway and PostgreSQL.
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
