@@ -244,7 +244,8 @@ EOF
     wait_port "$GW_HTTP_PORT" "the gateway's HTTP API"
     wait_port "$GW_PG_PORT" "the gateway's PostgreSQL listener"
     export AIRLOCK_HOME="$GW_DIR/home"
-    "$AIRLOCK" login --server "http://127.0.0.1:$GW_HTTP_PORT" --token "$token" >/dev/null ||
+    "$AIRLOCK" login --server "https://127.0.0.1:$GW_HTTP_PORT" --ca-file "$GW_DIR/data/tls/ca.crt" \
+        --token "$token" >/dev/null ||
         die "airlock login failed"
     log "gateway $name (pid $GW_PID) on 127.0.0.1:$GW_PG_PORT"
 }

@@ -23,6 +23,7 @@ use airlock_store::Store;
 pub mod credentials;
 pub mod error;
 pub mod openapi;
+pub mod tls_listener;
 pub mod tokens;
 
 pub use error::ApiError;

@@ -37,6 +37,9 @@ pub struct Gateway {
     pub tls_key: Option<PathBuf>,
     /// Whether Postgres clients may connect without TLS. Default `false`.
     pub allow_plaintext: bool,
+    /// Whether the HTTP API is served over TLS with the gateway's certificate.
+    /// Default `true`; turn off only behind a TLS-terminating proxy or on loopback.
+    pub http_tls: bool,
     /// The largest protocol message accepted from a client or upstream. Default 1 GiB.
     pub max_message_size: ByteSize,
     /// The longest a session credential minted by `airlock connect` may live. Default and maximum 8h.

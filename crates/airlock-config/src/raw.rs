@@ -34,6 +34,8 @@ pub(crate) struct RawGateway {
     pub tls_key: Option<Spanned<String>>,
     #[serde(default)]
     pub allow_plaintext: bool,
+    #[serde(default = "yes")]
+    pub http_tls: bool,
     /// An integer or a string: checked in `validate.rs`.
     #[serde(default)]
     pub max_message_size: Option<Spanned<toml::Value>>,
@@ -93,4 +95,8 @@ pub(crate) struct RawUser {
     pub name: Spanned<String>,
     #[serde(default)]
     pub roles: Vec<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
 }

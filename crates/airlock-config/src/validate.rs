@@ -283,6 +283,7 @@ impl Checker<'_> {
             tls_cert: tls_cert?,
             tls_key: tls_key?,
             allow_plaintext: raw.allow_plaintext,
+            http_tls: raw.http_tls,
             max_message_size: max_message_size?,
             credential_ttl: credential_ttl?,
             connect_timeout: connect_timeout?,

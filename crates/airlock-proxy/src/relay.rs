@@ -182,6 +182,7 @@ where
         EndReason::ProtocolViolation(s) => Some(UserFacingError::protocol(s.clone())),
         _ => None,
     };
+    let sent_goodbye = goodbye.is_some();
     if let Some(e) = goodbye {
         let mut out = BytesMut::new();
         airlock_pgwire::BackendMessage::ErrorResponse(e.to_response()).encode(&mut out);
@@ -192,6 +193,17 @@ where
         .await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), client_w.shutdown()).await;
+    if sent_goodbye {
+        // Closing a socket with unread input makes the kernel send a reset,
+        // which can destroy the FATAL before the client reads it (a client
+        // cut off mid-message is typically still writing). Read and discard
+        // briefly so the goodbye arrives.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            let mut sink = vec![0u8; 16 * 1024];
+            while matches!(client_r.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
     // Leave the upstream politely so PostgreSQL does not log an unexpected EOF.
     if reason != EndReason::ClientTerminated {
         let mut x = BytesMut::new();

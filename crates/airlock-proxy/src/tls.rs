@@ -123,6 +123,8 @@ pub enum TlsError {
 /// What the gateway serves to its clients.
 pub struct GatewayTls {
     pub server_config: Arc<rustls::ServerConfig>,
+    /// The same certificate for the HTTP API (ALPN `http/1.1`).
+    pub http_server_config: Arc<rustls::ServerConfig>,
     /// The generated CA certificate clients should trust (`sslrootcert`);
     /// `None` when the operator supplied the certificate.
     pub ca_file: Option<PathBuf>,
@@ -201,9 +203,12 @@ pub fn load_or_generate(
     // Offered, not required: rustls only refuses a client that offers ALPN
     // without "postgresql"; clients that send no ALPN at all (libpq before
     // 17, most drivers) are served as before.
+    let mut http = config.clone();
+    http.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
     Ok(GatewayTls {
         server_config: Arc::new(config),
+        http_server_config: Arc::new(http),
         ca_file,
         cert_der,
     })

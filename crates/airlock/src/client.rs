@@ -16,6 +16,9 @@ pub struct Login {
     pub server: String,
     pub token: String,
     pub user: String,
+    /// A CA (PEM) to trust for the gateway's HTTPS, besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 pub fn home() -> anyhow::Result<PathBuf> {
@@ -75,11 +78,52 @@ struct ApiErrorBody {
     hint: Option<String>,
 }
 
+/// TLS for talking to the gateway: the system's roots plus, when given, the
+/// gateway's own CA (the one it generated, saved by `airlock login --ca-file`).
+fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("reading the CA file {}", path.display()))?;
+        let mut added = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert =
+                cert.with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("{} holds an unusable CA certificate", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            bail!("{} holds no certificate", path.display());
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// An HTTP client for the gateway's API (see [`tls_config`]).
+pub fn http_client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .tls_backend_preconfigured(tls_config(ca_file)?)
+        .build()?)
+}
+
 impl Api {
-    pub fn new(server: &str, token: &str) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
+    pub fn new(
+        server: &str,
+        token: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Api> {
+        let http = http_client(ca_file)?;
         Ok(Api {
             http,
             server: server.trim_end_matches('/').to_owned(),
@@ -89,7 +133,7 @@ impl Api {
 
     pub fn from_login() -> anyhow::Result<Api> {
         let l = load_login()?;
-        Api::new(&l.server, &l.token)
+        Api::new(&l.server, &l.token, l.ca_file.as_deref())
     }
 
     async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
@@ -136,14 +180,25 @@ impl Api {
 }
 
 /// `airlock login`: checks the token against the gateway, then stores it.
-pub async fn login(server: &str, token: &str) -> anyhow::Result<String> {
-    let api = Api::new(server, token)?;
+pub async fn login(
+    server: &str,
+    token: &str,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    let ca_file = ca_file
+        .map(|p| {
+            p.canonicalize()
+                .with_context(|| format!("the CA file {}", p.display()))
+        })
+        .transpose()?;
+    let api = Api::new(server, token, ca_file.as_deref())?;
     let me: serde_json::Value = api.get("/api/v1/whoami").await?;
     let user = me["user"].as_str().unwrap_or_default().to_owned();
     let login = Login {
         server: server.trim_end_matches('/').to_owned(),
         token: token.to_owned(),
         user: user.clone(),
+        ca_file,
     };
     write_private(
         &login_path()?,

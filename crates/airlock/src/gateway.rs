@@ -93,6 +93,7 @@ pub async fn run(
     metrics.register(&mut registry);
     let (_config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
 
+    let http_tls_config = tls.http_server_config.clone();
     let ctx = Arc::new(ProxyContext {
         config: config_rx.clone(),
         store: store.clone(),
@@ -118,15 +119,25 @@ pub async fn run(
         clock.clone(),
         shutdown.clone(),
     ));
-    tracing::info!(postgres = %pg_addr, http = %http_addr, data_dir = %data_dir.display(), "airlock gateway listening");
+    tracing::info!(postgres = %pg_addr, http = %http_addr, https = config.gateway.http_tls, data_dir = %data_dir.display(), "airlock gateway listening");
     let proxy = tokio::spawn(airlock_proxy::server::serve(
         listeners.postgres,
         ctx.clone(),
     ));
     let http_shutdown = shutdown.clone();
-    let http = axum::serve(listeners.http, api)
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
-    let http_result = http.await;
+    let stopped = async move { http_shutdown.cancelled().await };
+    let http_result = if config.gateway.http_tls {
+        let tls = airlock_api::tls_listener::TlsListener::new(
+            listeners.http,
+            http_tls_config,
+            shutdown.clone(),
+        )?;
+        axum::serve(tls, api).with_graceful_shutdown(stopped).await
+    } else {
+        axum::serve(listeners.http, api)
+            .with_graceful_shutdown(stopped)
+            .await
+    };
     // Whatever ended the HTTP side ends the gateway.
     shutdown.cancel();
     proxy.await.context("the PostgreSQL listener task failed")?;

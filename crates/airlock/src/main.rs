@@ -43,6 +43,10 @@ enum Command {
         server: String,
         #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
         token: String,
+        /// A CA certificate (PEM) to trust for the gateway's HTTPS, e.g. the
+        /// gateway's generated `<data_dir>/tls/ca.crt`. The system's CAs are always trusted.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
     /// Get a short-lived credential for a resource and print how to connect, or run a client with it.
     Connect {
@@ -177,7 +181,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None,
                 )?;
                 drop(store);
-                let http = format!("http://{}", listeners.http.local_addr()?);
+                let scheme = if config.gateway.http_tls {
+                    "https"
+                } else {
+                    "http"
+                };
+                let http = format!("{scheme}://{}", listeners.http.local_addr()?);
+                // Create the gateway's CA now (`run` reuses it) so the
+                // commands printed below work the moment they are shown.
+                let tls = airlock_proxy::tls::load_or_generate(
+                    &config.gateway.data_dir,
+                    None,
+                    None,
+                    std::slice::from_ref(&config.gateway.public_host),
+                )?;
+                let ca = tls.ca_file.clone().unwrap_or_default();
+                let login = |token: &str| {
+                    if config.gateway.http_tls {
+                        format!(
+                            "airlock login --server {http} --ca-file {} --token {token}",
+                            ca.display()
+                        )
+                    } else {
+                        format!("airlock login --server {http} --token {token}")
+                    }
+                };
                 println!();
                 println!("Airlock is ready.");
                 println!("  PostgreSQL clients: {}", listeners.postgres.local_addr()?);
@@ -185,11 +213,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("  config:             {}", prepared.config_path.display());
                 println!();
                 println!("Next, in another terminal, as the on-call user:");
-                println!("  airlock login --server {http} --token {}", oncall.secret);
+                println!("  {}", login(&oncall.secret));
                 println!("  airlock connect orders --exec psql");
                 println!();
                 println!("The SRE lead (read and write) logs in with:");
-                println!("  airlock login --server {http} --token {}", lead.secret);
+                println!("  {}", login(&lead.secret));
                 println!();
                 println!("Press Ctrl-C to stop the gateway and PostgreSQL.");
                 let shutdown = airlock::shutdown_on_signals();
@@ -206,8 +234,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("stopped; PostgreSQL is stopped too");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Login { server, token } => {
-            let user = runtime()?.block_on(client::login(&server, &token))?;
+        Command::Login {
+            server,
+            token,
+            ca_file,
+        } => {
+            let user = runtime()?.block_on(client::login(&server, &token, ca_file.as_deref()))?;
             println!("logged in to {server} as {user}");
             Ok(ExitCode::SUCCESS)
         }

@@ -9,8 +9,22 @@ use reqwest::StatusCode;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_auth_routes_and_credential_rules() {
     let w = World::start().await;
-    let http = reqwest::Client::new();
+    let http = w.http_client();
     let base = w.http();
+
+    // The API speaks only TLS by default: a plaintext request gets no answer.
+    let mut raw = tokio::net::TcpStream::connect(w.http_addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        raw.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
 
     // Public endpoints.
     let health: serde_json::Value = http
@@ -213,7 +227,7 @@ async fn api_auth_routes_and_credential_rules() {
 
     // A session's statements are its owner's to read, nobody else's.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let api = airlock::client::Api::new(&base, &token).unwrap();
+    let api = airlock::client::Api::new(&base, &token, Some(&w.ca_file())).unwrap();
     let mine: Vec<serde_json::Value> = api.get("/api/v1/sessions").await.unwrap();
     let id = mine[0]["id"].as_str().unwrap().to_owned();
     let statements: Vec<serde_json::Value> = api
@@ -276,7 +290,8 @@ async fn secrets_never_reach_the_log() {
         .envs(bad)
         .output()
         .unwrap();
-    let _ = reqwest::Client::new()
+    let _ = w
+        .http_client()
         .get(format!("{}/api/v1/whoami", w.http()))
         .bearer_auth(&token)
         .send()

@@ -188,13 +188,19 @@ roles = []
             gateway,
             child,
         };
-        // Ready when the API answers.
-        for _ in 0..200 {
-            if reqwest::get(format!("{}/healthz", world.http()))
-                .await
-                .is_ok()
-            {
-                return world;
+        // Ready when the API answers (over HTTPS, trusting the gateway's
+        // generated CA once it exists).
+        for _ in 0..400 {
+            if world.ca_file().exists() {
+                if let Ok(r) = world
+                    .http_client()
+                    .get(format!("{}/healthz", world.http()))
+                    .send()
+                    .await
+                {
+                    assert!(r.status().is_success());
+                    return world;
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
@@ -202,7 +208,17 @@ roles = []
     }
 
     pub fn http(&self) -> String {
-        format!("http://{}", self.http_addr)
+        format!("https://{}", self.http_addr)
+    }
+
+    /// The gateway's generated CA (for HTTPS and verify-full).
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir().join("tls").join("ca.crt")
+    }
+
+    /// An HTTPS client that trusts the gateway's CA.
+    pub fn http_client(&self) -> reqwest::Client {
+        airlock::client::http_client(Some(&self.ca_file())).unwrap()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -218,7 +234,7 @@ roles = []
     }
 
     pub fn api(&self, user: &str) -> Api {
-        Api::new(&self.http(), &self.token(user)).unwrap()
+        Api::new(&self.http(), &self.token(user), Some(&self.ca_file())).unwrap()
     }
 
     /// Mints a session credential through the API, like `airlock connect`.
