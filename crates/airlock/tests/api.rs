@@ -315,3 +315,19 @@ async fn secrets_never_reach_the_log() {
     }
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_api_when_tls_is_turned_off() {
+    let w = World::start_with(common::Options {
+        http_tls: false,
+        ..common::Options::default()
+    })
+    .await;
+    assert!(w.http().starts_with("http://"));
+    let me: serde_json::Value = w.api("oncall1").get("/api/v1/whoami").await.unwrap();
+    assert_eq!(me["user"], "oncall1");
+    // PostgreSQL clients still get TLS with verify-full.
+    let conn = w.connect("oncall1", "read").await;
+    assert_eq!(common::stdout(&w.psql(&conn, &["-c", "select 5"])), "5\n");
+    w.stop().await;
+}

@@ -44,6 +44,8 @@ pub struct Options {
     pub upstream_ssl: bool,
     /// Extra lines for the `[[resource]]` table (e.g. `ca_file = ...`).
     pub resource_extra: String,
+    /// Serve the HTTP API over TLS (the default) or plain HTTP.
+    pub http_tls: bool,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             hba: HbaMode::Scram,
             upstream_ssl: false,
             resource_extra: String::new(),
+            http_tls: true,
         }
     }
 }
@@ -110,6 +113,7 @@ listen_postgres = "127.0.0.1:0"
 listen_http = "127.0.0.1:1"
 data_dir = "./data"
 allow_plaintext = {plain}
+http_tls = {http_tls}
 {extra}
 
 [[resource]]
@@ -144,6 +148,7 @@ name = "visitor"
 roles = []
 "#,
             plain = opts.allow_plaintext,
+            http_tls = opts.http_tls,
             extra = opts.extra_gateway,
             port = cluster.port(),
             tls = opts.upstream_tls,
@@ -208,7 +213,12 @@ roles = []
     }
 
     pub fn http(&self) -> String {
-        format!("https://{}", self.http_addr)
+        let scheme = if self.config.gateway.http_tls {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.http_addr)
     }
 
     /// The gateway's generated CA (for HTTPS and verify-full).
