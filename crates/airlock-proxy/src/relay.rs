@@ -95,10 +95,6 @@ where
 {
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let (mut upstream_r, mut upstream_w) = tokio::io::split(upstream);
-    let mut stats = RelayStats {
-        from_client: 0,
-        to_client: 0,
-    };
     let mut c2u_stats = 0u64;
     let mut u2c_stats = 0u64;
 
@@ -158,8 +154,10 @@ where
             }
         }
     };
-    stats.from_client = c2u_stats;
-    stats.to_client = u2c_stats;
+    let stats = RelayStats {
+        from_client: c2u_stats,
+        to_client: u2c_stats,
+    };
 
     // Tell the client why, unless it already left. The upstream→client
     // direction stopped at a message boundary, so the FATAL is well-framed.
