@@ -52,6 +52,18 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// Runs the gateway on the system clock until SIGINT or SIGTERM.
+pub async fn run_until_signal(config: Config, listeners: Listeners) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown_on_signals();
+    run(
+        config,
+        listeners,
+        shutdown,
+        Arc::new(airlock_access::SystemClock),
+    )
+    .await
+}
+
 /// Runs the gateway until `shutdown` is cancelled.
 pub async fn run(
     config: Config,

@@ -139,14 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = airlock_config::Config::load(&config)?;
             runtime()?.block_on(async {
                 let listeners = gateway::Listeners::bind(&config).await?;
-                let shutdown = airlock::shutdown_on_signals();
-                gateway::run(
-                    config,
-                    listeners,
-                    shutdown,
-                    std::sync::Arc::new(airlock_access::SystemClock),
-                )
-                .await
+                gateway::run_until_signal(config, listeners).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -220,14 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("  {}", login(&lead.secret));
                 println!();
                 println!("Press Ctrl-C to stop the gateway and PostgreSQL.");
-                let shutdown = airlock::shutdown_on_signals();
-                gateway::run(
-                    config,
-                    listeners,
-                    shutdown,
-                    std::sync::Arc::new(airlock_access::SystemClock),
-                )
-                .await
+                gateway::run_until_signal(config, listeners).await
             });
             drop(prepared.cluster);
             result?;
