@@ -82,7 +82,11 @@ async fn upstream_failures_are_explained() {
     let o = w.psql(&conn, &["-c", "select 1"]);
     let err = stderr(&o);
     assert!(!o.status.success());
-    assert!(err.contains("TLS"), "{err}");
+    assert!(
+        err.contains("Airlock could not open a connection to resource \"orders\""),
+        "{err}"
+    );
+    assert!(err.contains("TLS: invalid peer certificate"), "{err}");
     w.stop().await;
 
     // A wrong injected password: the database's refusal is reported, the
