@@ -66,7 +66,17 @@ pub async fn mint(
     })?;
     let config = s.config.borrow().clone();
     let now = s.clock.now_ms();
-    let grant = match decide(&config, &caller.user, &req.resource, req.access, now) {
+    // The right grant: standing, or the live time-boxed grant lasting longest.
+    let grants =
+        crate::access::live_grants(&s.store, &caller.user, Some(&req.resource), now).await?;
+    let grant = match decide(
+        &config,
+        &caller.user,
+        &req.resource,
+        req.access,
+        now,
+        &grants,
+    ) {
         Decision::Allow(g) => g,
         Decision::Deny(d) => {
             let status = match d {

@@ -16,12 +16,14 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use airlock_access::{decide, standing_entitlements, Clock, Decision};
+use airlock_access::{decide, Clock, Decision};
 use airlock_config::{Access, Config};
 use airlock_store::Store;
 
+pub mod access;
 pub mod credentials;
 pub mod error;
+pub mod exec;
 pub mod openapi;
 pub mod tls_listener;
 pub mod tokens;
@@ -39,6 +41,19 @@ pub struct ApiState {
     pub ca_pem: Option<Arc<str>>,
     /// Where Postgres clients connect: (public host, port).
     pub postgres_endpoint: (String, u16),
+    /// Webhook delivery, when any webhook is configured.
+    pub webhooks: Option<airlock_webhook::Dispatcher>,
+    /// Live proxied sessions; poked when a grant is revoked so its sessions end now.
+    pub sessions: Arc<airlock_proxy::enforcer::SessionRegistry>,
+    /// Upstream TLS settings, for running reviewed statements.
+    pub upstream_tls: airlock_proxy::backend::UpstreamTlsConfigs,
+}
+
+impl ApiState {
+    /// Tells the enforcer that a grant changed.
+    pub(crate) fn grant_changed(&self) {
+        self.sessions.poke();
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -52,6 +67,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/credentials", post(credentials::mint))
         .route("/api/v1/sessions", get(sessions))
         .route("/api/v1/sessions/{id}/statements", get(session_statements))
+        .route(
+            "/api/v1/requests",
+            post(access::create_request).get(access::list_requests),
+        )
+        .route("/api/v1/requests/{id}", get(access::get_request))
+        .route("/api/v1/requests/{id}/approve", post(access::approve))
+        .route("/api/v1/requests/{id}/deny", post(access::deny))
+        .route("/api/v1/requests/{id}/execute", post(exec::execute))
+        .route("/api/v1/grants", get(access::list_grants))
+        .route("/api/v1/grants/{id}/revoke", post(access::revoke))
+        .route("/api/v1/break-glass", post(access::break_glass))
+        .route("/api/v1/policy/explain", get(access::explain))
+        .route("/api/v1/webhooks", get(access::webhooks_status))
         .fallback(not_found)
         .with_state(state)
 }
@@ -179,34 +207,72 @@ async fn whoami(State(s): State<ApiState>, caller: Caller) -> Json<WhoAmI> {
     })
 }
 
-#[derive(Serialize)]
+/// One way the caller may reach a resource.
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct ResourceAccess {
     pub resource: String,
     pub access: Access,
-    pub kind: &'static str,
+    /// `standing`, `requestable`, `break_glass`, or `grant` (a live time-boxed grant).
+    pub kind: String,
     pub role: String,
+    /// Longest grant for requestable and break-glass rules, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// For a live grant: its id and end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<i64>,
 }
 
-async fn resources(State(s): State<ApiState>, caller: Caller) -> Json<Vec<ResourceAccess>> {
+async fn resources(
+    State(s): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<ResourceAccess>>, ApiError> {
     let config = s.config.borrow().clone();
     let now = s.clock.now_ms();
-    let list = standing_entitlements(&config, &caller.user)
+    let mut list: Vec<ResourceAccess> = airlock_access::entitlements(&config, &caller.user)
         .into_iter()
-        // Only what the decision function would allow right now.
-        .filter(|(r, a, _)| {
-            matches!(
-                decide(&config, &caller.user, r, *a, now),
-                Decision::Allow(_)
-            )
+        // Standing access only where the decision function allows it right now.
+        .filter(|e| {
+            e.how != "standing"
+                || matches!(
+                    decide(&config, &caller.user, &e.resource, e.access, now, &[]),
+                    Decision::Allow(_)
+                )
         })
-        .map(|(resource, access, role)| ResourceAccess {
-            resource,
-            access,
-            kind: "standing",
-            role,
+        .map(|e| ResourceAccess {
+            resource: e.resource,
+            access: e.access,
+            kind: e.how.to_owned(),
+            role: e.role,
+            max_ms: e.max_ms,
+            approvals: e.approvals,
+            approvers: e.approvers,
+            grant_id: None,
+            expires_ms: None,
         })
         .collect();
-    Json(list)
+    for g in access::live_grants(&s.store, &caller.user, None, now).await? {
+        if let Ok(live) = airlock_access::check_grant(&config, &g, now) {
+            list.push(ResourceAccess {
+                resource: g.resource,
+                access: g.access,
+                kind: "grant".into(),
+                role: g.role,
+                max_ms: None,
+                approvals: None,
+                approvers: vec![],
+                grant_id: Some(g.id),
+                expires_ms: live.expires_ms,
+            });
+        }
+    }
+    Ok(Json(list))
 }
 
 #[derive(Deserialize)]

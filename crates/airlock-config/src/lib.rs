@@ -28,8 +28,8 @@ use std::sync::Arc;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    Access, Entitlement, Gateway, Resource, ResourceKind, Role, UpstreamCredential, UpstreamTls,
-    User,
+    redact_url, Access, AccessSettings, BreakGlassRule, Entitlement, Gateway, RequestableRule,
+    Resource, ResourceKind, Role, UpstreamCredential, UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
 };
 pub use names::{NameError, ResourceName, RoleName, UserName};
 pub use secret::{MissingSecret, Secret, SecretProblem};
@@ -49,6 +49,10 @@ pub struct Config {
     pub roles: Vec<Role>,
     /// `[[user]]` entries, in file order.
     pub users: Vec<User>,
+    /// `[access]`.
+    pub access: AccessSettings,
+    /// `[[webhook]]` entries, in file order.
+    pub webhooks: Vec<Webhook>,
     /// The text the configuration was parsed from, kept for diagnostics about it later (reload
     /// diffs, `policy test`). Shared because `Config` is cloned into every task.
     source: Arc<str>,
@@ -77,6 +81,8 @@ impl Config {
             resources: checked.resources,
             roles: checked.roles,
             users: checked.users,
+            access: checked.access,
+            webhooks: checked.webhooks,
             source: Arc::from(text),
         })
     }
@@ -115,6 +121,26 @@ impl Config {
         }
     }
 
+    /// Checks that every webhook's `secret_env` is set, reporting all problems at once.
+    pub fn check_webhook_secrets(&self) -> Result<(), Vec<String>> {
+        let problems: Vec<String> = self
+            .webhooks
+            .iter()
+            .filter_map(|w| w.secret().err())
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The SHA-256 of the source text, hex: names a policy version in logs and the audit log.
+    pub fn source_sha256(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.source.as_bytes()))
+    }
+
     /// The text this configuration was parsed from.
     pub fn source(&self) -> &str {
         &self.source
@@ -130,6 +156,8 @@ impl fmt::Debug for Config {
             .field("resources", &self.resources)
             .field("roles", &self.roles)
             .field("users", &self.users)
+            .field("access", &self.access)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +171,8 @@ impl PartialEq for Config {
             && self.resources == other.resources
             && self.roles == other.roles
             && self.users == other.users
+            && self.access == other.access
+            && self.webhooks == other.webhooks
     }
 }
 

@@ -307,13 +307,125 @@ impl UpstreamCredential {
     }
 }
 
-/// A role: a named set of standing entitlements.
+/// A role: what its users may reach at all times (standing), on request with approval
+/// (requestable), and in an emergency without approval (break-glass).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
     /// The role's name.
     pub name: RoleName,
     /// Access the role's users have at all times, without a request.
     pub standing: Vec<Entitlement>,
+    /// Access the role's users may request; approvers grant it for a bounded time.
+    pub requestable: Vec<RequestableRule>,
+    /// Access the role's users may take at once in an emergency, loudly and briefly.
+    pub break_glass: Vec<BreakGlassRule>,
+}
+
+/// `requestable = [{ resource, access, max, approvals, approvers }]` in a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestableRule {
+    /// The resource.
+    pub resource: ResourceName,
+    /// The level.
+    pub access: Access,
+    /// The longest grant a request under this rule may ask for.
+    pub max: Duration,
+    /// How many distinct approvers must approve. At least 1; default 1.
+    pub approvals: u32,
+    /// Roles whose users may approve. Nobody approves their own request.
+    pub approvers: Vec<RoleName>,
+}
+
+/// `break_glass = [{ resource, access, max }]` in a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlassRule {
+    /// The resource.
+    pub resource: ResourceName,
+    /// The level.
+    pub access: Access,
+    /// The longest a break-glass grant lasts; at most [`AccessSettings::MAX_BREAK_GLASS`].
+    pub max: Duration,
+}
+
+/// The `[access]` table, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessSettings {
+    /// A pending request expires after this. Default 1h.
+    pub request_ttl: Duration,
+    /// The gateway's ceiling on any grant: no rule's `max` may be above it. Default 8h.
+    pub max_grant: Duration,
+}
+
+impl AccessSettings {
+    /// Default for `request_ttl`.
+    pub const DEFAULT_REQUEST_TTL: Duration = Duration::from_secs(3600);
+    /// Ceiling of `request_ttl`: a request nobody looked at for a day is stale.
+    pub const MAX_REQUEST_TTL: Duration = Duration::from_secs(24 * 3600);
+    /// Default for `max_grant`: one working shift.
+    pub const DEFAULT_MAX_GRANT: Duration = Duration::from_secs(8 * 3600);
+    /// Ceiling of `max_grant`.
+    pub const MAX_MAX_GRANT: Duration = Duration::from_secs(24 * 3600);
+    /// Ceiling of a break-glass rule's `max`, whatever `max_grant` says: break-glass is for the
+    /// next few minutes of an emergency, not for the rest of the week.
+    pub const MAX_BREAK_GLASS: Duration = Duration::from_secs(4 * 3600);
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        AccessSettings {
+            request_ttl: Self::DEFAULT_REQUEST_TTL,
+            max_grant: Self::DEFAULT_MAX_GRANT,
+        }
+    }
+}
+
+/// The events a webhook can subscribe to.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "request.created",
+    "request.approved",
+    "request.denied",
+    "request.expired",
+    "grant.expired",
+    "grant.revoked",
+    "break_glass.used",
+    "statement.executed",
+    "policy.reloaded",
+];
+
+/// A `[[webhook]]`: where access events are POSTed, signed with a secret from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Event names from [`WEBHOOK_EVENTS`], or `"*"` for all.
+    pub events: Vec<String>,
+    /// The environment variable holding the HMAC-SHA256 signing secret.
+    pub secret_env: String,
+}
+
+impl Webhook {
+    /// `scheme://host[:port]/…`: chat webhook URLs carry a secret in their path, so logs and
+    /// listings show only where a webhook goes.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Reads the signing secret from `secret_env`; an unset or empty variable is an error.
+    pub fn secret(&self) -> Result<Secret, String> {
+        match std::env::var(&self.secret_env) {
+            Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
+            Ok(_) => Err(format!(
+                "environment variable {} named by secret_env of the webhook to {} is empty",
+                self.secret_env,
+                self.redacted_url()
+            )),
+            Err(_) => Err(format!(
+                "environment variable {} named by secret_env of the webhook to {} is not set; set it to the webhook's signing secret",
+                self.secret_env,
+                self.redacted_url()
+            )),
+        }
+    }
 }
 
 /// Access to one resource at one level.
@@ -341,4 +453,19 @@ pub(crate) fn quoted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Strin
         .map(|item| format!("{item:?}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `scheme://host[:port]/…` of a URL (userinfo, path and query dropped). See [`Webhook::redacted_url`].
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<invalid url>".to_owned();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let tail = if rest.len() > authority.len() {
+        "/…"
+    } else {
+        ""
+    };
+    format!("{scheme}://{host}{tail}")
 }

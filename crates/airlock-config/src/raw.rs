@@ -18,6 +18,27 @@ pub(crate) struct RawConfig {
     pub role: Vec<RawRole>,
     #[serde(default)]
     pub user: Vec<RawUser>,
+    #[serde(default)]
+    pub access: Option<RawAccess>,
+    #[serde(default)]
+    pub webhook: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    #[serde(default)]
+    pub request_ttl: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub max_grant: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    pub url: Spanned<String>,
+    pub events: Spanned<Vec<Spanned<String>>>,
+    pub secret_env: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +101,29 @@ pub(crate) struct RawRole {
     pub name: Spanned<String>,
     #[serde(default)]
     pub standing: Vec<Spanned<RawEntitlement>>,
+    #[serde(default)]
+    pub requestable: Vec<Spanned<RawRequestable>>,
+    #[serde(default)]
+    pub break_glass: Vec<Spanned<RawBreakGlass>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRequestable {
+    pub resource: Spanned<String>,
+    pub access: Spanned<String>,
+    pub max: Spanned<toml::Value>,
+    #[serde(default)]
+    pub approvals: Option<Spanned<i64>>,
+    pub approvers: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreakGlass {
+    pub resource: Spanned<String>,
+    pub access: Spanned<String>,
+    pub max: Spanned<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

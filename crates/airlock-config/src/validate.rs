@@ -13,11 +13,13 @@ use serde_spanned::Spanned;
 
 use crate::error::Diagnostic;
 use crate::model::{
-    quoted_list, Access, Entitlement, Gateway, Resource, ResourceKind, Role, UpstreamCredential,
-    UpstreamTls, User,
+    quoted_list, Access, AccessSettings, BreakGlassRule, Entitlement, Gateway, RequestableRule,
+    Resource, ResourceKind, Role, UpstreamCredential, UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
 };
 use crate::names::{ResourceName, RoleName, UserName};
-use crate::raw::{RawConfig, RawCredential, RawGateway, RawResource, RawRole, RawUser};
+use crate::raw::{
+    RawAccess, RawConfig, RawCredential, RawGateway, RawResource, RawRole, RawUser, RawWebhook,
+};
 use crate::span::line_of;
 use crate::units::{format_duration, parse_duration, ByteSize};
 
@@ -27,6 +29,8 @@ pub(crate) struct Checked {
     pub resources: Vec<Resource>,
     pub roles: Vec<Role>,
     pub users: Vec<User>,
+    pub access: AccessSettings,
+    pub webhooks: Vec<Webhook>,
 }
 
 /// What cross-references need to know about a resource, taken from the raw file so that they can be
@@ -53,6 +57,11 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
         diagnostics: Vec::new(),
     };
     let gateway = checker.gateway(&raw.gateway);
+    let access = checker.access(raw.access.as_ref());
+    // Rules are checked against the ceiling even when `[access]` itself is wrong.
+    let max_grant = access
+        .as_ref()
+        .map_or(AccessSettings::DEFAULT_MAX_GRANT, |a| a.max_grant);
 
     let mut resource_facts: HashMap<String, ResourceFacts> = HashMap::new();
     let resources: Vec<Option<Resource>> = raw
@@ -67,7 +76,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
         .role
         .iter()
         .enumerate()
-        .map(|(i, r)| checker.role(i, r, &resource_facts, &mut role_lines))
+        .map(|(i, r)| checker.role(i, r, &resource_facts, &mut role_lines, max_grant))
         .collect();
 
     let mut user_lines: HashMap<String, usize> = HashMap::new();
@@ -76,6 +85,13 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
         .iter()
         .enumerate()
         .map(|(i, u)| checker.user(i, u, &role_lines, &mut user_lines))
+        .collect();
+    let roles = checker.approvers(&raw.role, roles, &role_lines, &users);
+    let webhooks: Vec<Option<Webhook>> = raw
+        .webhook
+        .iter()
+        .enumerate()
+        .map(|(i, w)| checker.webhook(i, w))
         .collect();
 
     let mut diagnostics = checker.diagnostics;
@@ -90,6 +106,8 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
         resources: resources.into_iter().collect::<Option<_>>().expect(all),
         roles: roles.into_iter().collect::<Option<_>>().expect(all),
         users: users.into_iter().collect::<Option<_>>().expect(all),
+        access: access.expect(all),
+        webhooks: webhooks.into_iter().collect::<Option<_>>().expect(all),
     })
 }
 
@@ -376,6 +394,20 @@ impl Checker<'_> {
         let Some(value) = value else {
             return Some(default);
         };
+        self.duration_in(
+            value,
+            &format!("gateway.{field}"),
+            &format!("`{field}` in [gateway]"),
+        )
+    }
+
+    /// A positive duration written as a string, reported under `key` as `what: why`.
+    fn duration_in(
+        &mut self,
+        value: &Spanned<toml::Value>,
+        key: &str,
+        what: &str,
+    ) -> Option<Duration> {
         let parsed = match value.get_ref() {
             toml::Value::String(s) => parse_duration(s),
             toml::Value::Integer(n) => Err(format!(
@@ -391,12 +423,138 @@ impl Checker<'_> {
             Ok(d) => return Some(d),
             Err(why) => why,
         };
-        self.error(
-            value.span(),
-            format!("gateway.{field}"),
-            format!("`{field}` in [gateway]: {why}"),
-        );
+        self.error(value.span(), key, format!("{what}: {why}"));
         None
+    }
+
+    /// A duration no longer than `ceiling`, whose name the message gives as `ceiling_name`.
+    fn bounded_duration(
+        &mut self,
+        value: &Spanned<toml::Value>,
+        key: &str,
+        what: &str,
+        ceiling: Duration,
+        ceiling_name: &str,
+    ) -> Option<Duration> {
+        let d = self.duration_in(value, key, what)?;
+        if d > ceiling {
+            self.error(
+                value.span(),
+                key,
+                format!(
+                    "{what}: {} is above {ceiling_name} of {}",
+                    format_duration(d),
+                    format_duration(ceiling)
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    fn access(&mut self, raw: Option<&RawAccess>) -> Option<AccessSettings> {
+        let Some(raw) = raw else {
+            return Some(AccessSettings::default());
+        };
+        let request_ttl = match &raw.request_ttl {
+            None => Some(AccessSettings::DEFAULT_REQUEST_TTL),
+            Some(v) => self.bounded_duration(
+                v,
+                "access.request_ttl",
+                "`request_ttl` in [access]",
+                AccessSettings::MAX_REQUEST_TTL,
+                "the ceiling",
+            ),
+        };
+        let max_grant = match &raw.max_grant {
+            None => Some(AccessSettings::DEFAULT_MAX_GRANT),
+            Some(v) => self.bounded_duration(
+                v,
+                "access.max_grant",
+                "`max_grant` in [access]",
+                AccessSettings::MAX_MAX_GRANT,
+                "the ceiling",
+            ),
+        };
+        Some(AccessSettings {
+            request_ttl: request_ttl?,
+            max_grant: max_grant?,
+        })
+    }
+
+    fn webhook(&mut self, index: usize, raw: &RawWebhook) -> Option<Webhook> {
+        let key = |field: &str| format!("webhook[{index}].{field}");
+        let url = raw.url.get_ref();
+        let url_ok = match url.split_once("://") {
+            Some(("http" | "https", rest)) => {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                let host = authority.rsplit('@').next().unwrap_or("");
+                !host.is_empty() && !url.chars().any(char::is_whitespace)
+            }
+            _ => false,
+        };
+        if !url_ok {
+            self.error(
+                raw.url.span(),
+                key("url"),
+                format!(
+                    "`url` in [[webhook]]: {:?} is not an http:// or https:// URL with a host",
+                    crate::model::redact_url(url)
+                ),
+            );
+        }
+        let mut events = Vec::new();
+        let mut events_ok = true;
+        if raw.events.get_ref().is_empty() {
+            self.error(
+                raw.events.span(),
+                key("events"),
+                format!(
+                    "`events` in [[webhook]] is empty: list the events to send ({}), or \"*\" for all",
+                    quoted_list(WEBHOOK_EVENTS.iter().copied())
+                ),
+            );
+            events_ok = false;
+        }
+        for (i, e) in raw.events.get_ref().iter().enumerate() {
+            let name = e.get_ref();
+            if name != "*" && !WEBHOOK_EVENTS.contains(&name.as_str()) {
+                self.error(
+                    e.span(),
+                    format!("webhook[{index}].events[{i}]"),
+                    format!(
+                        "`events` in [[webhook]]: unknown event {name:?}; known events: {}, or \"*\" for all",
+                        quoted_list(WEBHOOK_EVENTS.iter().copied())
+                    ),
+                );
+                events_ok = false;
+            } else if events.contains(name) {
+                self.error(
+                    e.span(),
+                    format!("webhook[{index}].events[{i}]"),
+                    format!("`events` in [[webhook]] lists {name:?} twice"),
+                );
+                events_ok = false;
+            } else {
+                events.push(name.clone());
+            }
+        }
+        let secret_env = raw.secret_env.get_ref();
+        let secret_ok = is_env_name(secret_env);
+        if !secret_ok {
+            self.error(
+                raw.secret_env.span(),
+                key("secret_env"),
+                format!(
+                    "`secret_env` in [[webhook]]: {secret_env:?} is not an environment variable name (letters, digits and '_', not starting with a digit)"
+                ),
+            );
+        }
+        (url_ok && events_ok && secret_ok).then(|| Webhook {
+            url: url.clone(),
+            events,
+            secret_env: secret_env.clone(),
+        })
     }
 
     fn resource(
@@ -565,6 +723,7 @@ impl Checker<'_> {
         raw: &RawRole,
         resources: &HashMap<String, ResourceFacts>,
         role_lines: &mut HashMap<String, usize>,
+        max_grant: Duration,
     ) -> Option<Role> {
         let role_label = format!("[[role]] {:?}", raw.name.get_ref());
         // Recorded under the name as written even when malformed; see `resource`.
@@ -597,48 +756,13 @@ impl Checker<'_> {
         for (i, entry) in raw.standing.iter().enumerate() {
             let key = format!("role[{index}].standing[{i}]");
             let what = format!("`standing[{i}]` of {role_label}");
-            let entry_span = entry.span();
-            let entry = entry.get_ref();
-            let resource = match ResourceName::new(entry.resource.get_ref().as_str()) {
-                Ok(resource) => Some(resource),
-                // The resource is defined with this malformed name: reported there already.
-                Err(_) if resources.contains_key(entry.resource.get_ref()) => None,
-                Err(err) => {
-                    self.error(
-                        entry.resource.span(),
-                        format!("{key}.resource"),
-                        format!("{what}: {err}"),
-                    );
-                    None
-                }
-            };
-            let access = match entry.access.get_ref().parse::<Access>() {
-                Ok(access) => Some(access),
-                Err(why) => {
-                    self.error(
-                        entry.access.span(),
-                        format!("{key}.access"),
-                        format!("{what}: {why}"),
-                    );
-                    None
-                }
-            };
-            let entitlement = match (resource, access) {
-                (Some(resource), Some(access)) => self.entitlement(
-                    resource,
-                    access,
-                    entry.resource.span(),
-                    &key,
-                    &what,
-                    resources,
-                ),
-                _ => None,
-            };
+            let e = entry.get_ref();
+            let entitlement = self.rule_target(&e.resource, &e.access, &key, &what, resources);
             standing = match (standing, entitlement) {
                 (Some(mut list), Some(e)) => {
                     if list.contains(&e) {
                         self.error(
-                            entry_span,
+                            entry.span(),
                             key,
                             format!(
                                 "{what} repeats {} access to resource \"{}\"",
@@ -654,10 +778,282 @@ impl Checker<'_> {
                 _ => None,
             };
         }
+
+        let mut requestable = Some(Vec::with_capacity(raw.requestable.len()));
+        for (i, entry) in raw.requestable.iter().enumerate() {
+            let key = format!("role[{index}].requestable[{i}]");
+            let what = format!("`requestable[{i}]` of {role_label}");
+            let e = entry.get_ref();
+            let target = self.rule_target(&e.resource, &e.access, &key, &what, resources);
+            let max = self.bounded_duration(
+                &e.max,
+                &format!("{key}.max"),
+                &format!("`max` of {what}"),
+                max_grant,
+                "the gateway's ceiling (`max_grant` in [access])",
+            );
+            let approvals = match &e.approvals {
+                None => Some(1),
+                Some(n) if (1..=10).contains(n.get_ref()) => Some(*n.get_ref() as u32),
+                Some(n) => {
+                    self.error(
+                        n.span(),
+                        format!("{key}.approvals"),
+                        format!(
+                            "`approvals` of {what} must be between 1 and 10, not {}; access that needs no approval is `standing` or `break_glass`",
+                            n.get_ref()
+                        ),
+                    );
+                    None
+                }
+            };
+            let mut approvers = Some(Vec::new());
+            if e.approvers.get_ref().is_empty() {
+                self.error(
+                    e.approvers.span(),
+                    format!("{key}.approvers"),
+                    format!(
+                        "`approvers` of {what} is empty: name the roles whose users may approve"
+                    ),
+                );
+                approvers = None;
+            }
+            for (j, a) in e.approvers.get_ref().iter().enumerate() {
+                match RoleName::new(a.get_ref().as_str()) {
+                    Ok(name) => {
+                        if let Some(list) = approvers.as_mut() {
+                            if list.contains(&name) {
+                                self.error(
+                                    a.span(),
+                                    format!("{key}.approvers[{j}]"),
+                                    format!("`approvers` of {what} lists role \"{name}\" twice"),
+                                );
+                            } else {
+                                list.push(name);
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        self.error(
+                            a.span(),
+                            format!("{key}.approvers[{j}]"),
+                            format!("`approvers` of {what}: {err}"),
+                        );
+                        approvers = None;
+                    }
+                }
+            }
+            if let (Some(t), Some(list)) = (&target, &standing) {
+                if list.contains(t) {
+                    self.error(
+                        entry.span(),
+                        key.clone(),
+                        format!(
+                            "{what}: {} access to \"{}\" is already standing for this role, so requesting it would grant nothing",
+                            t.access, t.resource
+                        ),
+                    );
+                }
+            }
+            let rule = match (target, max, approvals, approvers) {
+                (Some(t), Some(max), Some(approvals), Some(approvers)) => Some(RequestableRule {
+                    resource: t.resource,
+                    access: t.access,
+                    max,
+                    approvals,
+                    approvers,
+                }),
+                _ => None,
+            };
+            requestable = match (requestable, rule) {
+                (Some(mut list), Some(r)) => {
+                    if list
+                        .iter()
+                        .any(|x: &RequestableRule| x.resource == r.resource && x.access == r.access)
+                    {
+                        self.error(
+                            entry.span(),
+                            key,
+                            format!(
+                                "{what} repeats a rule for {} access to resource \"{}\"",
+                                r.access, r.resource
+                            ),
+                        );
+                        None
+                    } else {
+                        list.push(r);
+                        Some(list)
+                    }
+                }
+                _ => None,
+            };
+        }
+
+        let mut break_glass = Some(Vec::with_capacity(raw.break_glass.len()));
+        let ceiling = max_grant.min(AccessSettings::MAX_BREAK_GLASS);
+        for (i, entry) in raw.break_glass.iter().enumerate() {
+            let key = format!("role[{index}].break_glass[{i}]");
+            let what = format!("`break_glass[{i}]` of {role_label}");
+            let e = entry.get_ref();
+            let target = self.rule_target(&e.resource, &e.access, &key, &what, resources);
+            let max = self.bounded_duration(
+                &e.max,
+                &format!("{key}.max"),
+                &format!("`max` of {what}"),
+                ceiling,
+                if ceiling == AccessSettings::MAX_BREAK_GLASS {
+                    "the break-glass ceiling"
+                } else {
+                    "the gateway's ceiling (`max_grant` in [access])"
+                },
+            );
+            let rule = match (target, max) {
+                (Some(t), Some(max)) => Some(BreakGlassRule {
+                    resource: t.resource,
+                    access: t.access,
+                    max,
+                }),
+                _ => None,
+            };
+            break_glass = match (break_glass, rule) {
+                (Some(mut list), Some(r)) => {
+                    if list
+                        .iter()
+                        .any(|x: &BreakGlassRule| x.resource == r.resource && x.access == r.access)
+                    {
+                        self.error(
+                            entry.span(),
+                            key,
+                            format!(
+                                "{what} repeats a rule for {} access to resource \"{}\"",
+                                r.access, r.resource
+                            ),
+                        );
+                        None
+                    } else {
+                        list.push(r);
+                        Some(list)
+                    }
+                }
+                _ => None,
+            };
+        }
         Some(Role {
             name: name?,
             standing: standing?,
+            requestable: requestable?,
+            break_glass: break_glass?,
         })
+    }
+
+    /// The (resource, access) a rule names, checked against the resources.
+    fn rule_target(
+        &mut self,
+        resource: &Spanned<String>,
+        access: &Spanned<String>,
+        key: &str,
+        what: &str,
+        resources: &HashMap<String, ResourceFacts>,
+    ) -> Option<Entitlement> {
+        let name = match ResourceName::new(resource.get_ref().as_str()) {
+            Ok(r) => Some(r),
+            // The resource is defined with this malformed name: reported there already.
+            Err(_) if resources.contains_key(resource.get_ref()) => None,
+            Err(err) => {
+                self.error(
+                    resource.span(),
+                    format!("{key}.resource"),
+                    format!("{what}: {err}"),
+                );
+                None
+            }
+        };
+        let level = match access.get_ref().parse::<Access>() {
+            Ok(a) => Some(a),
+            Err(why) => {
+                self.error(
+                    access.span(),
+                    format!("{key}.access"),
+                    format!("{what}: {why}"),
+                );
+                None
+            }
+        };
+        self.entitlement(name?, level?, resource.span(), key, what, resources)
+    }
+
+    /// Cross-checks of `approvers`, which need every role and user: each names a defined role,
+    /// and every user who may request under a rule can get its approvals from other people.
+    fn approvers(
+        &mut self,
+        raw: &[RawRole],
+        roles: Vec<Option<Role>>,
+        role_lines: &HashMap<String, usize>,
+        users: &[Option<User>],
+    ) -> Vec<Option<Role>> {
+        let mut defined = true;
+        for (index, r) in raw.iter().enumerate() {
+            for (i, rule) in r.requestable.iter().enumerate() {
+                for (j, a) in rule.get_ref().approvers.get_ref().iter().enumerate() {
+                    if RoleName::new(a.get_ref().as_str()).is_ok()
+                        && !role_lines.contains_key(a.get_ref())
+                    {
+                        self.error(
+                            a.span(),
+                            format!("role[{index}].requestable[{i}].approvers[{j}]"),
+                            format!(
+                                "`approvers` of `requestable[{i}]` of [[role]] {:?} names unknown role {:?} ({})",
+                                r.name.get_ref(),
+                                a.get_ref(),
+                                defined_list(role_lines.keys(), "roles")
+                            ),
+                        );
+                        defined = false;
+                    }
+                }
+            }
+        }
+        let all_known =
+            defined && roles.iter().all(Option::is_some) && users.iter().all(Option::is_some);
+        if !all_known {
+            return roles;
+        }
+        let users: Vec<&User> = users.iter().flatten().collect();
+        for (index, role) in roles.iter().flatten().enumerate() {
+            for (i, rule) in role.requestable.iter().enumerate() {
+                let approvers: Vec<&str> = users
+                    .iter()
+                    .filter(|u| u.roles.iter().any(|r| rule.approvers.contains(r)))
+                    .map(|u| u.name.as_str())
+                    .collect();
+                for requester in users.iter().filter(|u| u.roles.contains(&role.name)) {
+                    let others = approvers
+                        .iter()
+                        .filter(|a| **a != requester.name.as_str())
+                        .count();
+                    if others >= rule.approvals as usize {
+                        continue;
+                    }
+                    let span = raw[index].requestable[i].span();
+                    let roles_list = quoted_list(rule.approvers.iter().map(|r| r.as_str()));
+                    let holders = if approvers.is_empty() {
+                        "no user holds them".to_owned()
+                    } else {
+                        format!("only {} hold them", quoted_list(approvers.iter().copied()))
+                    };
+                    self.error(
+                        span,
+                        format!("role[{index}].requestable[{i}].approvers"),
+                        format!(
+                            "`requestable[{i}]` of [[role]] \"{}\": a request by user \"{}\" could never be approved: it needs {} approval(s) from users holding {roles_list}, {holders}, and nobody approves their own request; add approvers or lower `approvals`",
+                            role.name, requester.name, rule.approvals
+                        ),
+                    );
+                    break; // one message per rule is enough
+                }
+            }
+        }
+        roles
     }
 
     /// Checks that an entitlement's resource exists and has a credential for its access level.

@@ -339,17 +339,19 @@ async fn authenticate_inner(
         ))
     })?;
     // The policy is asked again at login: access removed since the credential
-    // was minted ends here, whatever the credential says.
-    let grant = match decide(config, user, resource, access, now) {
-        Decision::Allow(g) => g,
-        Decision::Deny(d) => {
-            return Err(UserFacingError::fatal(
-                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-                format!("access denied: {d}"),
-            )
-            .into())
-        }
-    };
+    // was minted, or the end of the grant behind it, ends here whatever the
+    // credential says.
+    let grant =
+        match grant_of_credential(config, ctx, &credential, user, resource, access, now).await? {
+            Ok(g) => g,
+            Err(d) => {
+                return Err(UserFacingError::fatal(
+                    sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                    format!("access denied: {d}"),
+                )
+                .into())
+            }
+        };
     send(
         stream,
         &[
@@ -369,6 +371,49 @@ async fn authenticate_inner(
         grant,
         channel_bound: server.channel_bound(),
     })
+}
+
+/// The grant behind `credential`, re-checked now: a standing grant against the
+/// policy, a time-boxed one against its stored record and the policy.
+async fn grant_of_credential(
+    config: &Config,
+    ctx: &ProxyContext,
+    credential: &airlock_store::SessionCredential,
+    user: &str,
+    resource: &str,
+    access: Access,
+    now: i64,
+) -> Result<Result<airlock_access::Grant, airlock_access::Denial>, FrontendError> {
+    if credential.grant_id.starts_with("standing:") {
+        return Ok(match decide(config, user, resource, access, now, &[]) {
+            Decision::Allow(g) if g.is_standing() => Ok(g),
+            Decision::Allow(_) => unreachable!("no time-boxed grants were passed"),
+            Decision::Deny(d) => Err(d),
+        });
+    }
+    let store = ctx.store.clone();
+    let id = credential.grant_id.clone();
+    let record = tokio::task::spawn_blocking(move || store.grant(&id))
+        .await
+        .map_err(|e| internal(format!("grant lookup task failed: {e}")))?
+        .map_err(|e| internal(format!("grant lookup failed: {e}")))?;
+    let Some(record) = record else {
+        return Ok(Err(airlock_access::Denial::GrantEnded {
+            grant_id: credential.grant_id.clone(),
+            resource: resource.to_owned(),
+            access,
+            end: airlock_access::GrantEnd::NoLongerAllowed {
+                why: "the grant is no longer on record".into(),
+            },
+        }));
+    };
+    if record.user != user || record.resource != resource || record.access != access {
+        return Err(internal(format!(
+            "credential {} names grant {} of another user, resource or level",
+            credential.id, record.id
+        )));
+    }
+    Ok(airlock_access::check_grant(config, &record, now))
 }
 
 async fn read_password_message(

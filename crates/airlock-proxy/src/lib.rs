@@ -17,7 +17,9 @@ use airlock_store::Store;
 pub mod backend;
 pub mod cancel;
 pub mod cancel_request;
+pub mod enforcer;
 pub mod error;
+pub mod exec;
 pub mod frontend;
 pub mod io;
 pub mod metrics;
@@ -46,4 +48,6 @@ pub struct ProxyContext {
     pub clock: Arc<dyn Clock>,
     /// Cancelled when the gateway stops: sessions get a FATAL and end.
     pub shutdown: CancellationToken,
+    /// Live sessions and their grants, for the enforcer.
+    pub sessions: Arc<enforcer::SessionRegistry>,
 }

@@ -46,6 +46,9 @@ pub enum EndReason {
     Expired,
     /// The gateway is shutting down.
     Shutdown,
+    /// The grant behind the session ended (expired, revoked, or no longer
+    /// allowed by the policy); the text says which grant and why.
+    AccessEnded(String),
     /// A side broke the protocol; the text says how.
     ProtocolViolation(String),
     /// An IO error on one side.
@@ -60,6 +63,7 @@ impl EndReason {
             EndReason::UpstreamClosed => "upstream closed the connection".into(),
             EndReason::Expired => "session credential expired".into(),
             EndReason::Shutdown => "gateway shut down".into(),
+            EndReason::AccessEnded(s) => s.clone(),
             EndReason::ProtocolViolation(s) => format!("protocol violation: {s}"),
             EndReason::Io(s) => format!("connection error: {s}"),
         }
@@ -70,6 +74,9 @@ pub struct RelayLimits {
     pub max_message: usize,
     /// When the session must end (credential expiry); `None` for never.
     pub deadline: Option<Instant>,
+    /// Set by the access enforcer when the session's grant ends: the text
+    /// names the grant and why.
+    pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
 }
 
 pub struct RelayStats {
@@ -128,6 +135,24 @@ where
             }
         };
         tokio::pin!(deadline);
+        let mut stop = limits.stop;
+        let stopped = async {
+            match stop.as_mut() {
+                Some(rx) => {
+                    let why = rx
+                        .wait_for(Option::is_some)
+                        .await
+                        .map(|v| v.clone().unwrap_or_default());
+                    match why {
+                        Ok(why) => why,
+                        // The enforcer is gone (gateway stopping): shutdown handles that.
+                        Err(_) => std::future::pending().await,
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stopped);
         let mut end_requested: Option<EndReason> = None;
         // Once an end is requested the upstream→client direction gets this
         // long to reach a message boundary; then the session is cut anyway.
@@ -139,6 +164,11 @@ where
                 r = &mut u2c => break end_requested.take().unwrap_or(r),
                 _ = &mut deadline, if end_requested.is_none() => {
                     end_requested = Some(EndReason::Expired);
+                    ending.cancel();
+                    grace.as_mut().reset(Instant::now() + END_GRACE);
+                }
+                why = &mut stopped, if end_requested.is_none() => {
+                    end_requested = Some(EndReason::AccessEnded(why));
                     ending.cancel();
                     grace.as_mut().reset(Instant::now() + END_GRACE);
                 }
@@ -177,6 +207,10 @@ where
             )
             .hint("reconnect in a moment; the gateway is restarting or being replaced"),
         ),
+        EndReason::AccessEnded(why) => Some(UserFacingError::fatal(
+            airlock_pgwire::sqlstate::ADMIN_SHUTDOWN,
+            format!("terminating connection: {why}"),
+        )),
         EndReason::ProtocolViolation(s) => Some(UserFacingError::protocol(s.clone())),
         _ => None,
     };

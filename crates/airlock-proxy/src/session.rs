@@ -184,20 +184,32 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             ended_ms: None,
             statement_count: 0,
             end_reason: None,
+            grant_id: auth.grant.id.clone(),
+            break_glass: auth.grant.kind == airlock_access::GrantKind::BreakGlass,
         }))
         .await;
     tracing::info!(
         session = %session_id, user = %auth.user, resource = %auth.resource,
-        access = %auth.access, grant = %auth.grant.id, %peer, tls = stream.is_tls(),
+        access = %auth.access, grant = %auth.grant.id, grant_kind = %auth.grant.kind,
+        break_glass = auth.grant.kind == airlock_access::GrantKind::BreakGlass, %peer, tls = stream.is_tls(),
         upstream_tls = upstream.tls, "session started"
     );
 
-    // The session ends when its credential does: the credential itself never
-    // outlives the grant behind it.
-    let remaining_ms = (auth.credential.expires_ms - ctx.clock.now_ms()).max(0) as u64;
+    // The session ends when its credential does (the credential never
+    // outlives the grant behind it), or when the enforcer finds its grant
+    // ended: expired, revoked, or no longer allowed by a reloaded policy.
+    let (_registration, stop) = ctx.sessions.register(&session_id, auth.grant.clone());
+    let end_ms = auth
+        .grant
+        .expires_ms
+        .map_or(auth.credential.expires_ms, |g| {
+            g.min(auth.credential.expires_ms)
+        });
+    let remaining_ms = (end_ms - ctx.clock.now_ms()).max(0) as u64;
     let limits = RelayLimits {
         max_message: config.gateway.max_message_size.as_usize(),
         deadline: Some(Instant::now() + Duration::from_millis(remaining_ms)),
+        stop: Some(stop),
     };
     let mut log = SessionLog::new(ctx.recorder.clone(), ctx.clock.clone(), session_id.clone());
     let txn_status = AtomicU8::new(upstream.status.byte());

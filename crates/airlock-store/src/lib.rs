@@ -30,8 +30,8 @@ mod store;
 pub use error::StoreError;
 pub use id::new_id;
 pub use records::{
-    ApiToken, SessionCredential, SessionFilter, SessionRecord, StatementRecord,
-    DEFAULT_SESSION_LIMIT, ORPHAN_END_REASON,
+    ApiToken, ApproveOutcome, GrantFilter, RequestFilter, SessionCredential, SessionFilter,
+    SessionRecord, StatementRecord, DEFAULT_SESSION_LIMIT, ORPHAN_END_REASON,
 };
 pub use sqlite::{SqliteStore, SCHEMA_VERSION};
 pub use store::Store;

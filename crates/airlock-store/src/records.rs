@@ -92,6 +92,12 @@ pub struct SessionRecord {
     pub ended_ms: Option<i64>,
     pub statement_count: i64,
     pub end_reason: Option<String>,
+    /// The grant the session ran under (`standing:…` or a grant id).
+    #[serde(default)]
+    pub grant_id: String,
+    /// The session used a break-glass grant: every record of it says so.
+    #[serde(default)]
+    pub break_glass: bool,
 }
 
 /// One statement of a session; `seq` orders statements within the session and
@@ -114,6 +120,44 @@ pub struct SessionFilter {
     pub resource: Option<String>,
     pub active_only: bool,
     pub limit: usize,
+}
+
+/// Which requests [`Store::requests`](crate::Store::requests) returns; newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestFilter {
+    /// Only this requester's.
+    pub user: Option<String>,
+    /// Only requests still pending at this time (state pending, not yet expired).
+    pub pending_at: Option<i64>,
+    /// At most this many; 0 means [`DEFAULT_SESSION_LIMIT`].
+    pub limit: usize,
+}
+
+/// Which grants [`Store::grants`](crate::Store::grants) returns; newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GrantFilter {
+    pub user: Option<String>,
+    pub resource: Option<String>,
+    /// Only grants unrevoked and unexpired at this time.
+    pub live_at: Option<i64>,
+    /// At most this many; 0 means [`DEFAULT_SESSION_LIMIT`].
+    pub limit: usize,
+}
+
+/// What [`Store::approve_request`](crate::Store::approve_request) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApproveOutcome {
+    /// The approval was recorded; `count` of `required` so far.
+    Recorded { count: u32, required: u32 },
+    /// The approval completed the request: it is approved, and for an access
+    /// request this grant was created.
+    Approved {
+        grant: Option<Box<airlock_access::GrantRecord>>,
+    },
+    /// The request is not pending any more (state at the time of the call).
+    NotPending(airlock_access::RequestState),
+    /// This approver already approved it.
+    AlreadyApproved,
 }
 
 impl Default for SessionFilter {

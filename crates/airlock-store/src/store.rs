@@ -1,7 +1,12 @@
 //! The [`Store`] trait: the control plane's persistence boundary.
 
 use crate::error::StoreError;
-use crate::records::{ApiToken, SessionCredential, SessionFilter, SessionRecord, StatementRecord};
+use airlock_access::{AccessRequest, Approval, GrantRecord};
+
+use crate::records::{
+    ApiToken, ApproveOutcome, GrantFilter, RequestFilter, SessionCredential, SessionFilter,
+    SessionRecord, StatementRecord,
+};
 
 /// Control-plane persistence. Implementations must be safe to share as
 /// `Arc<dyn Store>` across threads; every method is synchronous and may block
@@ -100,4 +105,76 @@ pub trait Store: Send + Sync + 'static {
     /// shared by several gateways will need to record which gateway owns a
     /// session and close only that gateway's.
     fn close_orphan_sessions(&self, now_ms: i64) -> Result<usize, StoreError>;
+
+    // --- Requests, approvals, grants ---------------------------------------------
+    // The store keeps them; whether an action is allowed is decided by
+    // `airlock-access` before these are called. Calls that change state check
+    // the state they expect inside one transaction, so two approvers racing, or
+    // an approval racing the expiry sweep, cannot both win.
+
+    /// Stores a new request (with no approvals). Fails with
+    /// [`StoreError::AlreadyExists`] if the id is taken.
+    fn insert_request(&self, r: &AccessRequest) -> Result<(), StoreError>;
+
+    /// One request with its approvals.
+    fn request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError>;
+
+    /// Requests matching `filter`, newest first, with their approvals.
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<AccessRequest>, StoreError>;
+
+    /// Records `approval` on request `id` if it is still pending at
+    /// `approval.at_ms`. When the distinct approvals reach `required`, the
+    /// request becomes approved and, for an access request, `grant` (built by
+    /// the caller with `created_ms = approval.at_ms`) is stored in the same
+    /// transaction and its id written on the request.
+    fn approve_request(
+        &self,
+        id: &str,
+        approval: &Approval,
+        required: u32,
+        grant: Option<&GrantRecord>,
+    ) -> Result<ApproveOutcome, StoreError>;
+
+    /// Denies request `id` if it is still pending at `now_ms`. Returns the
+    /// state it was in when it was not pending.
+    fn deny_request(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Result<(), airlock_access::RequestState>, StoreError>;
+
+    /// Marks pending requests whose `expires_ms <= now_ms` expired and returns
+    /// them (each once, for announcing).
+    fn expire_requests(&self, now_ms: i64) -> Result<Vec<AccessRequest>, StoreError>;
+
+    /// Marks an approved statement request executed, once. `false` if it was
+    /// not in the approved state (already executed, or never approved).
+    fn mark_executed(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Stores a grant (break-glass; requested grants come from
+    /// [`approve_request`](Store::approve_request)).
+    fn insert_grant(&self, g: &GrantRecord) -> Result<(), StoreError>;
+
+    /// One grant by id.
+    fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError>;
+
+    /// Grants matching `filter`, newest first.
+    fn grants(&self, filter: &GrantFilter) -> Result<Vec<GrantRecord>, StoreError>;
+
+    /// Revokes grant `id` at `now_ms` and, in the same transaction, every
+    /// session credential minted under it. `false` if there is no such grant
+    /// or it was already revoked.
+    fn revoke_grant(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Unrevoked grants whose `expires_ms <= now_ms` and whose expiry was not
+    /// announced yet; marks them announced and returns them (each once).
+    fn take_expired_grants(&self, now_ms: i64) -> Result<Vec<GrantRecord>, StoreError>;
 }

@@ -65,6 +65,8 @@ fn session(id: &str, user: &str, resource: &str, started_ms: i64) -> SessionReco
         ended_ms: None,
         statement_count: 0,
         end_reason: None,
+        grant_id: format!("standing:oncall:{resource}:read"),
+        break_glass: false,
     }
 }
 
@@ -626,4 +628,256 @@ fn session_by_id() {
         assert_eq!((got.user.as_str(), got.statement_count), ("oncall1", 2));
         assert!(s.session("sess_missing").unwrap().is_none());
     });
+}
+
+mod access {
+    use super::*;
+    use airlock_access::{
+        AccessRequest, Approval, GrantKind, GrantRecord, RequestKind, RequestState,
+    };
+    use airlock_config::Access;
+    use airlock_store::{ApproveOutcome, GrantFilter, RequestFilter};
+
+    fn request(id: &str, user: &str, created: i64, required: u32) -> AccessRequest {
+        AccessRequest {
+            id: id.into(),
+            kind: RequestKind::Access,
+            user: user.into(),
+            resource: "orders".into(),
+            access: Access::Write,
+            duration_ms: 1_800_000,
+            reason: "incident 42".into(),
+            statement: None,
+            role: "oncall".into(),
+            approvals_required: required,
+            approver_roles: vec!["sre-lead".into(), "dba".into()],
+            created_ms: created,
+            expires_ms: created + 3_600_000,
+            state: RequestState::Pending,
+            decided_ms: None,
+            decided_by: None,
+            decision_comment: None,
+            grant_id: None,
+            executed_ms: None,
+            approvals: vec![],
+        }
+    }
+
+    fn grant(id: &str, user: &str, created: i64, expires: i64) -> GrantRecord {
+        GrantRecord {
+            id: id.into(),
+            user: user.into(),
+            resource: "orders".into(),
+            access: Access::Write,
+            kind: GrantKind::Requested,
+            role: "oncall".into(),
+            request_id: None,
+            reason: "incident 42".into(),
+            created_ms: created,
+            expires_ms: expires,
+            revoked_ms: None,
+            revoked_by: None,
+            revoke_reason: None,
+        }
+    }
+
+    fn approval(who: &str, at: i64) -> Approval {
+        Approval {
+            approver: who.into(),
+            comment: Some(format!("ok from {who}")),
+            at_ms: at,
+        }
+    }
+
+    #[test]
+    fn requests_round_trip_and_filter() {
+        on_both(|s| {
+            let r = request("req_1", "oncall1", 1_000, 1);
+            s.insert_request(&r).unwrap();
+            assert!(matches!(
+                s.insert_request(&r),
+                Err(StoreError::AlreadyExists { .. })
+            ));
+            assert_eq!(s.request("req_1").unwrap().unwrap(), r);
+            s.insert_request(&request("req_2", "other", 2_000, 1))
+                .unwrap();
+            let all = s.requests(&RequestFilter::default()).unwrap();
+            assert_eq!(
+                all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+                ["req_2", "req_1"]
+            );
+            let mine = s
+                .requests(&RequestFilter {
+                    user: Some("oncall1".into()),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(mine.len(), 1);
+            // Pending at a time after req_1 expired: only req_2.
+            let pending = s
+                .requests(&RequestFilter {
+                    pending_at: Some(3_601_500),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(pending.len(), 1);
+            assert_eq!(pending[0].id, "req_2");
+        });
+    }
+
+    #[test]
+    fn approvals_reach_the_threshold_once() {
+        on_both(|s| {
+            s.insert_request(&request("req_1", "oncall1", 1_000, 2))
+                .unwrap();
+            let g = grant("grt_1", "oncall1", 5_000, 5_000 + 1_800_000);
+            assert_eq!(
+                s.approve_request("req_1", &approval("lead1", 2_000), 2, Some(&g))
+                    .unwrap(),
+                ApproveOutcome::Recorded {
+                    count: 1,
+                    required: 2
+                }
+            );
+            assert_eq!(
+                s.approve_request("req_1", &approval("lead1", 3_000), 2, Some(&g))
+                    .unwrap(),
+                ApproveOutcome::AlreadyApproved
+            );
+            assert!(
+                s.grant("grt_1").unwrap().is_none(),
+                "no grant before the threshold"
+            );
+            let out = s
+                .approve_request("req_1", &approval("dba1", 5_000), 2, Some(&g))
+                .unwrap();
+            assert_eq!(
+                out,
+                ApproveOutcome::Approved {
+                    grant: Some(Box::new(g.clone()))
+                }
+            );
+            let r = s.request("req_1").unwrap().unwrap();
+            assert_eq!(r.state, RequestState::Approved);
+            assert_eq!(r.grant_id.as_deref(), Some("grt_1"));
+            assert_eq!(r.decided_by.as_deref(), Some("dba1"));
+            assert_eq!(r.approvals.len(), 2);
+            assert_eq!(s.grant("grt_1").unwrap().unwrap(), g);
+            assert_eq!(
+                s.approve_request("req_1", &approval("dba2", 6_000), 2, Some(&g))
+                    .unwrap(),
+                ApproveOutcome::NotPending(RequestState::Approved)
+            );
+            assert!(matches!(
+                s.approve_request("nope", &approval("dba2", 6_000), 1, None),
+                Err(StoreError::NotFound { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn expiry_and_denial_are_exclusive_with_approval() {
+        on_both(|s| {
+            s.insert_request(&request("req_1", "oncall1", 1_000, 1))
+                .unwrap();
+            s.insert_request(&request("req_2", "oncall1", 1_000, 1))
+                .unwrap();
+            // Past expiry, an approval finds it expired even before the sweep.
+            assert_eq!(
+                s.approve_request("req_1", &approval("lead1", 3_601_000), 1, None)
+                    .unwrap(),
+                ApproveOutcome::NotPending(RequestState::Expired)
+            );
+            assert_eq!(
+                s.deny_request("req_2", "lead1", "no", 2_000).unwrap(),
+                Ok(())
+            );
+            assert_eq!(
+                s.deny_request("req_2", "lead1", "again", 2_500).unwrap(),
+                Err(RequestState::Denied)
+            );
+            let expired = s.expire_requests(3_601_000).unwrap();
+            assert_eq!(expired.len(), 1);
+            assert_eq!(expired[0].id, "req_1");
+            assert_eq!(expired[0].state, RequestState::Expired);
+            assert!(
+                s.expire_requests(3_700_000).unwrap().is_empty(),
+                "announced once"
+            );
+        });
+    }
+
+    #[test]
+    fn grants_revocation_and_expiry_announcements() {
+        on_both(|s| {
+            s.insert_grant(&grant("grt_1", "oncall1", 1_000, 10_000))
+                .unwrap();
+            s.insert_grant(&grant("grt_2", "oncall1", 2_000, 20_000))
+                .unwrap();
+            let mut c = credential("c1", "oncall1", "orders", 1_000, 10_000);
+            c.grant_id = "grt_1".into();
+            s.insert_credential(&c).unwrap();
+            let live = s
+                .grants(&GrantFilter {
+                    live_at: Some(15_000),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(live.len(), 1);
+            assert_eq!(live[0].id, "grt_2");
+            assert!(s.revoke_grant("grt_1", "lead1", "done", 5_000).unwrap());
+            assert!(!s.revoke_grant("grt_1", "lead1", "again", 6_000).unwrap());
+            let g = s.grant("grt_1").unwrap().unwrap();
+            assert_eq!(
+                (
+                    g.revoked_ms,
+                    g.revoked_by.as_deref(),
+                    g.revoke_reason.as_deref()
+                ),
+                (Some(5_000), Some("lead1"), Some("done"))
+            );
+            let creds = s.credentials_for("oncall1", "orders", 0, 10).unwrap();
+            assert!(
+                creds.is_empty(),
+                "credentials of a revoked grant stop working"
+            );
+            // A revoked grant's expiry is not announced; an expired one once.
+            let expired = s.take_expired_grants(30_000).unwrap();
+            assert_eq!(
+                expired.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+                ["grt_2"]
+            );
+            assert!(s.take_expired_grants(40_000).unwrap().is_empty());
+            let mut standing = grant("standing:x", "u", 0, 1);
+            standing.kind = GrantKind::Standing;
+            assert!(matches!(
+                s.insert_grant(&standing),
+                Err(StoreError::Invalid { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn statement_requests_execute_once() {
+        on_both(|s| {
+            let mut r = request("req_s", "oncall1", 1_000, 1);
+            r.kind = RequestKind::Statement;
+            r.statement = Some("UPDATE t SET x = 1".into());
+            s.insert_request(&r).unwrap();
+            assert!(
+                !s.mark_executed("req_s", 2_000).unwrap(),
+                "not approved yet"
+            );
+            s.approve_request("req_s", &approval("lead1", 1_500), 1, None)
+                .unwrap();
+            assert!(s.mark_executed("req_s", 2_000).unwrap());
+            assert!(!s.mark_executed("req_s", 2_001).unwrap(), "runs once");
+            let r = s.request("req_s").unwrap().unwrap();
+            assert_eq!(
+                (r.state, r.executed_ms),
+                (RequestState::Executed, Some(2_000))
+            );
+            assert_eq!(r.statement.as_deref(), Some("UPDATE t SET x = 1"));
+        });
+    }
 }

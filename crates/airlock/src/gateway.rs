@@ -74,6 +74,12 @@ pub async fn run(
     config
         .check_secrets()
         .context("the gateway cannot start without its upstream secrets")?;
+    if let Err(problems) = config.check_webhook_secrets() {
+        anyhow::bail!(
+            "the gateway cannot start without its webhook secrets:\n  {}",
+            problems.join("\n  ")
+        );
+    }
     let data_dir = config.gateway.data_dir.clone();
     create_private_dir(&data_dir)?;
     let store = open_store(&data_dir)?;
@@ -103,7 +109,26 @@ pub async fn run(
     let metrics = Arc::new(ProxyMetrics::default());
     let mut registry = prometheus_client::registry::Registry::with_prefix("");
     metrics.register(&mut registry);
-    let (_config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    // Always running, so a reload can add webhooks.
+    let webhooks = {
+        Some(
+            airlock_webhook::Dispatcher::start(
+                webhook_targets(&config),
+                airlock_webhook::Options {
+                    clock: {
+                        let clock = clock.clone();
+                        Arc::new(move || clock.now_ms())
+                    },
+                    ..airlock_webhook::Options::default()
+                },
+                shutdown.clone(),
+            )
+            .context("starting webhook delivery")?,
+        )
+    };
+    let sessions = Arc::new(airlock_proxy::enforcer::SessionRegistry::default());
+    let upstream_tls = UpstreamTlsConfigs::default();
 
     let http_tls_config = tls.http_server_config.clone();
     let ctx = Arc::new(ProxyContext {
@@ -111,20 +136,39 @@ pub async fn run(
         store: store.clone(),
         tls: Some(Arc::new(tls)),
         cancel: CancelMap::default(),
-        upstream_tls: UpstreamTlsConfigs::default(),
+        upstream_tls: upstream_tls.clone(),
         recorder,
         metrics,
         clock: clock.clone(),
         shutdown: shutdown.clone(),
+        sessions: sessions.clone(),
     });
     let api = airlock_api::router(airlock_api::ApiState {
-        config: config_rx,
+        config: config_rx.clone(),
         store: store.clone(),
         clock: clock.clone(),
         registry: Arc::new(registry),
         ca_pem,
         postgres_endpoint: (config.gateway.public_host.clone(), pg_addr.port()),
+        webhooks: webhooks.clone(),
+        sessions: sessions.clone(),
+        upstream_tls,
     });
+
+    tokio::spawn(airlock_proxy::enforcer::run(
+        sessions,
+        config_rx.clone(),
+        store.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(sweep_expiries(
+        store.clone(),
+        clock.clone(),
+        webhooks.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::reload::watch(config_tx, webhooks, shutdown.clone()));
 
     tokio::spawn(purge_expired_credentials(
         store.clone(),
@@ -196,6 +240,96 @@ async fn purge_expired_credentials(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "purging expired credentials failed"),
             Err(e) => tracing::warn!(error = %e, "purging expired credentials failed"),
+        }
+    }
+}
+
+/// Webhook targets from the policy; secrets were checked at start or reload.
+pub(crate) fn webhook_targets(config: &Config) -> Vec<airlock_webhook::Target> {
+    config
+        .webhooks
+        .iter()
+        .filter_map(|w| {
+            let secret = w.secret().ok()?;
+            Some(airlock_webhook::Target {
+                url: w.url.clone(),
+                events: w.events.clone(),
+                secret: secret.expose().to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Once a second: pending requests past their expiry become expired, and
+/// grants that ran out are announced (each once). Live sessions are ended by
+/// the enforcer, not here.
+async fn sweep_expiries(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    webhooks: Option<airlock_webhook::Dispatcher>,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let now = clock.now_ms();
+        let s = store.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            Ok::<_, airlock_store::StoreError>((
+                s.expire_requests(now)?,
+                s.take_expired_grants(now)?,
+            ))
+        })
+        .await;
+        let (requests, grants) = match swept {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "sweeping expired requests and grants failed");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping expired requests and grants failed");
+                continue;
+            }
+        };
+        let announce = |kind: &str, text: String, data: serde_json::Value| {
+            tracing::info!(event = kind, "{text}");
+            if let Some(w) = &webhooks {
+                w.emit(airlock_webhook::Event::new(kind, text, now, data));
+            }
+        };
+        for r in requests {
+            announce(
+                "request.expired",
+                format!(
+                    "request {} of {} ({} on {}) expired without enough approvals ({} of {})",
+                    r.id,
+                    r.user,
+                    r.access,
+                    r.resource,
+                    r.approvals.len(),
+                    r.approvals_required
+                ),
+                serde_json::json!({ "request": r }),
+            );
+        }
+        for g in grants {
+            announce(
+                "grant.expired",
+                format!(
+                    "grant {} ({} on {} for {}) expired at {}",
+                    g.id,
+                    g.access,
+                    g.resource,
+                    g.user,
+                    airlock_access::format_ms(g.expires_ms)
+                ),
+                serde_json::json!({ "grant": g }),
+            );
         }
     }
 }

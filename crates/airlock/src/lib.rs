@@ -2,10 +2,12 @@
 //! (`login`, `connect`, ...). Business logic lives in the other crates; this
 //! one connects them.
 
+pub mod access_cli;
 pub mod client;
 pub mod connect;
 pub mod gateway;
 pub mod quickstart;
+pub mod reload;
 
 use tokio_util::sync::CancellationToken;
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use airlock::{client, gateway, quickstart};
+use airlock::{access_cli, client, gateway, quickstart};
 
 #[derive(Parser)]
 #[command(
@@ -86,10 +86,108 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Request time-boxed access; approvers are told and must approve.
+    Request {
+        resource: String,
+        #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+        access: String,
+        /// How long the grant should last (at most the rule's max; default the smaller of 1h and max).
+        #[arg(long = "for")]
+        duration: Option<String>,
+        /// Why: the incident or ticket. Required.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Requests you filed or may approve, newest first.
+    Requests {
+        /// Only those still pending.
+        #[arg(long)]
+        pending: bool,
+        /// Only your own.
+        #[arg(long)]
+        mine: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request (never your own).
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny a request.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Your live time-boxed grants; --all: also ended ones and those you approve.
+    Grants {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a grant now; its live sessions are ended and its credentials stop working.
+    Revoke {
+        grant_id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Emergency access where your role allows it: immediate, short, announced, marked.
+    #[command(name = "break-glass")]
+    BreakGlass {
+        resource: String,
+        #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+        access: String,
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One reviewed statement: `exec RESOURCE --reason TEXT -c SQL` files it for approval;
+    /// `exec --run ID` runs the approved statement once, in a transaction.
+    Exec {
+        #[arg(required_unless_present = "run", conflicts_with = "run")]
+        resource: Option<String>,
+        #[arg(short = 'c', long = "command", requires = "resource")]
+        sql: Option<String>,
+        #[arg(long, requires = "resource")]
+        reason: Option<String>,
+        /// Run the approved statement of this request.
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Webhook delivery status.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// API tokens (run on the gateway host).
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Deliveries, failures and the last error per webhook.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -308,6 +406,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Request {
+            resource,
+            access,
+            duration,
+            reason,
+            json,
+        } => access_cli::request(&resource, &access, duration.as_deref(), &reason, json),
+        Command::Requests {
+            pending,
+            mine,
+            json,
+        } => access_cli::requests(pending, mine, json),
+        Command::Approve { id, comment, json } => {
+            access_cli::approve(&id, comment.as_deref(), json)
+        }
+        Command::Deny { id, reason, json } => access_cli::deny(&id, &reason, json),
+        Command::Grants { all, json } => access_cli::grants(all, json),
+        Command::Revoke {
+            grant_id,
+            reason,
+            json,
+        } => access_cli::revoke(&grant_id, &reason, json),
+        Command::BreakGlass {
+            resource,
+            access,
+            duration,
+            reason,
+            json,
+        } => access_cli::break_glass(&resource, &access, duration.as_deref(), &reason, json),
+        Command::Exec {
+            resource,
+            sql,
+            reason,
+            run,
+            json,
+        } => match (run, resource) {
+            (Some(id), _) => access_cli::exec_run(&id, json),
+            (None, Some(resource)) => {
+                let sql = sql.ok_or_else(|| {
+                    anyhow::anyhow!("give the statement to review with -c \"UPDATE ...\"")
+                })?;
+                let reason = reason.ok_or_else(|| {
+                    anyhow::anyhow!("say why with --reason \"...\" (the incident or ticket)")
+                })?;
+                access_cli::exec_request(&resource, &sql, &reason, json)
+            }
+            (None, None) => anyhow::bail!("give a RESOURCE to file a statement, or --run ID"),
+        },
+        Command::Webhooks {
+            command: WebhooksCommand::Status { json },
+        } => access_cli::webhooks_status(json),
         Command::Token {
             command:
                 TokenCommand::Issue {

@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::StoreError;
 
 /// Ordered `(version, SQL)` pairs. Versions start at 1 and increase by one.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1_INITIAL)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1_INITIAL), (2, V2_ACCESS)];
 
 /// Tables are `STRICT` so a caller bug that binds the wrong type fails loudly
 /// instead of being stored with SQLite's type affinity. Columns are named
@@ -76,6 +76,66 @@ CREATE TABLE statements (
     text        TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
 ) STRICT;
+";
+
+/// Requests, approvals and time-boxed grants; sessions learn their grant and
+/// whether it was break-glass.
+const V2_ACCESS: &str = "
+CREATE TABLE access_requests (
+    id                  TEXT PRIMARY KEY,
+    kind                TEXT NOT NULL CHECK (kind IN ('access', 'statement')),
+    user_name           TEXT NOT NULL,
+    resource            TEXT NOT NULL,
+    access              TEXT NOT NULL,
+    duration_ms         INTEGER NOT NULL,
+    reason              TEXT NOT NULL,
+    statement           TEXT,
+    role                TEXT NOT NULL,
+    approvals_required  INTEGER NOT NULL CHECK (approvals_required >= 1),
+    approver_roles      TEXT NOT NULL, -- JSON array of role names
+    created_ms          INTEGER NOT NULL,
+    expires_ms          INTEGER NOT NULL,
+    state               TEXT NOT NULL
+        CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'executed')),
+    decided_ms          INTEGER,
+    decided_by          TEXT,
+    decision_comment    TEXT,
+    grant_id            TEXT,
+    executed_ms         INTEGER
+) STRICT;
+CREATE INDEX access_requests_created ON access_requests (created_ms);
+CREATE INDEX access_requests_pending ON access_requests (expires_ms) WHERE state = 'pending';
+
+CREATE TABLE request_approvals (
+    request_id  TEXT NOT NULL REFERENCES access_requests (id) ON DELETE CASCADE,
+    approver    TEXT NOT NULL,
+    comment     TEXT,
+    at_ms       INTEGER NOT NULL,
+    PRIMARY KEY (request_id, approver)
+) STRICT;
+
+CREATE TABLE grants (
+    id              TEXT PRIMARY KEY,
+    user_name       TEXT NOT NULL,
+    resource        TEXT NOT NULL,
+    access          TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('requested', 'break_glass')),
+    role            TEXT NOT NULL,
+    request_id      TEXT,
+    reason          TEXT NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    expires_ms      INTEGER NOT NULL,
+    revoked_ms      INTEGER,
+    revoked_by      TEXT,
+    revoke_reason   TEXT,
+    -- set once the grant.expired event was sent, so it is sent once
+    expiry_announced INTEGER NOT NULL DEFAULT 0 CHECK (expiry_announced IN (0, 1))
+) STRICT;
+CREATE INDEX grants_user ON grants (user_name, resource, expires_ms);
+CREATE INDEX grants_unannounced ON grants (expires_ms) WHERE expiry_announced = 0;
+
+ALTER TABLE sessions ADD COLUMN grant_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0 CHECK (break_glass IN (0, 1));
 ";
 
 /// The newest schema version this binary knows.

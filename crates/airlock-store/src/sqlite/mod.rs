@@ -8,6 +8,7 @@
 //! connections; the file is already in WAL mode, so readers would not block
 //! the writer.
 
+mod access;
 mod migrations;
 
 use std::path::Path;
@@ -223,7 +224,7 @@ fn credential(row: &Row<'_>) -> rusqlite::Result<SessionCredential> {
 }
 
 const SESSION_COLUMNS: &str = "id, user_name, resource, access, credential_id, client_addr, tls, \
-     started_ms, ended_ms, statement_count, end_reason";
+     started_ms, ended_ms, statement_count, end_reason, grant_id, break_glass";
 
 fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -238,6 +239,8 @@ fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         ended_ms: row.get(8)?,
         statement_count: row.get(9)?,
         end_reason: row.get(10)?,
+        grant_id: row.get(11)?,
+        break_glass: row.get(12)?,
     })
 }
 
@@ -385,7 +388,7 @@ impl Store for SqliteStore {
             .execute(
                 &format!(
                     "INSERT INTO sessions ({SESSION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                 ),
                 params![
                     s.id,
@@ -398,7 +401,9 @@ impl Store for SqliteStore {
                     s.started_ms,
                     s.ended_ms,
                     s.statement_count,
-                    s.end_reason
+                    s.end_reason,
+                    s.grant_id,
+                    s.break_glass
                 ],
             )
             .map_err(|e| conflict(e, "session", &s.id))?;
@@ -541,5 +546,83 @@ impl Store for SqliteStore {
             "UPDATE sessions SET ended_ms = ?1, end_reason = ?2 WHERE ended_ms IS NULL",
             params![now_ms, ORPHAN_END_REASON],
         )?)
+    }
+
+    fn insert_request(&self, r: &airlock_access::AccessRequest) -> Result<(), StoreError> {
+        access::insert_request(&self.lock(), r)
+    }
+
+    fn request(&self, id: &str) -> Result<Option<airlock_access::AccessRequest>, StoreError> {
+        access::request(&self.lock(), id)
+    }
+
+    fn requests(
+        &self,
+        filter: &crate::RequestFilter,
+    ) -> Result<Vec<airlock_access::AccessRequest>, StoreError> {
+        access::requests(&self.lock(), filter)
+    }
+
+    fn approve_request(
+        &self,
+        id: &str,
+        approval: &airlock_access::Approval,
+        required: u32,
+        grant: Option<&airlock_access::GrantRecord>,
+    ) -> Result<crate::ApproveOutcome, StoreError> {
+        access::approve_request(&mut self.lock(), id, approval, required, grant)
+    }
+
+    fn deny_request(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Result<(), airlock_access::RequestState>, StoreError> {
+        access::deny_request(&mut self.lock(), id, by, reason, now_ms)
+    }
+
+    fn expire_requests(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<airlock_access::AccessRequest>, StoreError> {
+        access::expire_requests(&mut self.lock(), now_ms)
+    }
+
+    fn mark_executed(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        access::mark_executed(&self.lock(), id, now_ms)
+    }
+
+    fn insert_grant(&self, g: &airlock_access::GrantRecord) -> Result<(), StoreError> {
+        access::insert_grant(&self.lock(), g)
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<airlock_access::GrantRecord>, StoreError> {
+        access::grant(&self.lock(), id)
+    }
+
+    fn grants(
+        &self,
+        filter: &crate::GrantFilter,
+    ) -> Result<Vec<airlock_access::GrantRecord>, StoreError> {
+        access::grants(&self.lock(), filter)
+    }
+
+    fn revoke_grant(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        access::revoke_grant(&mut self.lock(), id, by, reason, now_ms)
+    }
+
+    fn take_expired_grants(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<airlock_access::GrantRecord>, StoreError> {
+        access::take_expired_grants(&mut self.lock(), now_ms)
     }
 }

@@ -1,0 +1,142 @@
+//! `POST /api/v1/requests/{id}/execute`: runs an approved reviewed statement
+//! once, exactly as approved, with the write credential, in a transaction, and
+//! records it as a one-statement session.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use airlock_proxy::exec::{run_statement, StatementError, StatementResult};
+use airlock_store::{SessionRecord, StatementRecord};
+
+use crate::access::blocking;
+use crate::{ApiError, ApiState, Caller};
+
+/// The longest a reviewed statement may run.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ExecOutcome {
+    pub request_id: String,
+    pub session_id: String,
+    pub statement: String,
+    #[serde(flatten)]
+    pub result: Option<StatementResult>,
+    pub error: Option<StatementError>,
+}
+
+pub async fn execute(
+    State(s): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ExecOutcome>, ApiError> {
+    let store = s.store.clone();
+    let key = id.clone();
+    let found = blocking("reading a request", move || store.request(&key)).await?;
+    let config = s.config.borrow().clone();
+    let Some(r) = found.filter(|r| airlock_access::may_view_request(&config, r, &caller.user))
+    else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no request {id} that you can see"),
+        ));
+    };
+    let now = s.clock.now_ms();
+    airlock_access::can_run_statement(&config, &r, &caller.user, now)?;
+    let statement = r.statement.clone().unwrap_or_default();
+    let resource = config.resource(&r.resource).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "resource_removed",
+            format!("resource \"{}\" is no longer configured", r.resource),
+        )
+    })?;
+    // Claim the run before running: two concurrent calls cannot both run it.
+    let store = s.store.clone();
+    let key = id.clone();
+    let claimed = blocking("claiming a statement run", move || {
+        store.mark_executed(&key, now)
+    })
+    .await?;
+    if !claimed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_executed",
+            format!("the statement of request {id} already ran"),
+        )
+        .hint("a reviewed statement runs once; file a new request to run it again"));
+    }
+    let session_id = airlock_store::new_id("sess");
+    let record = SessionRecord {
+        id: session_id.clone(),
+        user: caller.user.clone(),
+        resource: r.resource.clone(),
+        access: "write".into(),
+        credential_id: format!("exec:{id}"),
+        client_addr: "airlock exec".into(),
+        tls: true,
+        started_ms: now,
+        ended_ms: None,
+        statement_count: 0,
+        end_reason: None,
+        grant_id: format!("request:{id}"),
+        break_glass: false,
+    };
+    let stmt = StatementRecord {
+        session_id: session_id.clone(),
+        seq: 1,
+        at_ms: now,
+        text: statement.clone(),
+    };
+    // Recorded before it is forwarded.
+    let store = s.store.clone();
+    blocking("recording the statement", move || {
+        store.session_started(&record)?;
+        store.statements(&[stmt])
+    })
+    .await?;
+    tracing::info!(user = %caller.user, request = %id, resource = %r.resource, session = %session_id, "running a reviewed statement");
+    let outcome = run_statement(
+        &resource,
+        &statement,
+        &s.upstream_tls,
+        config.gateway.connect_timeout,
+        STATEMENT_TIMEOUT,
+    )
+    .await;
+    let end_reason = match &outcome {
+        Ok(r) => format!("reviewed statement committed: {}", r.command_tag),
+        Err(e) => format!("reviewed statement failed ({}): {}", e.sqlstate, e.message),
+    };
+    let store = s.store.clone();
+    let (sid, ended, why) = (session_id.clone(), s.clock.now_ms(), end_reason.clone());
+    blocking("recording the statement's end", move || {
+        store.session_ended(&sid, ended, &why)
+    })
+    .await?;
+    s.announce(
+        "statement.executed",
+        format!(
+            "{} ran the reviewed statement of request {id} on {}: {end_reason}",
+            caller.user, r.resource
+        ),
+        json!({ "request_id": id, "user": caller.user, "resource": r.resource,
+                "session_id": session_id, "outcome": end_reason }),
+    );
+    let (result, error) = match outcome {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e)),
+    };
+    Ok(Json(ExecOutcome {
+        request_id: id,
+        session_id,
+        statement,
+        result,
+        error,
+    }))
+}
