@@ -74,6 +74,9 @@ pub struct RelayLimits {
     pub max_message: usize,
     /// When the session must end (credential expiry); `None` for never.
     pub deadline: Option<Instant>,
+    /// What the client is told when `deadline` ends the session; `None`
+    /// says the session credential expired.
+    pub deadline_message: Option<String>,
     /// Set by the access enforcer when the session's grant ends: the text
     /// names the grant and why.
     pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
@@ -91,7 +94,7 @@ pub async fn relay<C, U>(
     client_buf: BytesMut,
     upstream: U,
     upstream_buf: BytesMut,
-    limits: RelayLimits,
+    mut limits: RelayLimits,
     shutdown: CancellationToken,
     sink: &mut SessionLog,
     txn_status: &AtomicU8,
@@ -163,7 +166,10 @@ where
                 r = &mut c2u => break r,
                 r = &mut u2c => break end_requested.take().unwrap_or(r),
                 _ = &mut deadline, if end_requested.is_none() => {
-                    end_requested = Some(EndReason::Expired);
+                    end_requested = Some(match limits.deadline_message.take() {
+                        Some(why) => EndReason::AccessEnded(why),
+                        None => EndReason::Expired,
+                    });
                     ending.cancel();
                     grace.as_mut().reset(Instant::now() + END_GRACE);
                 }

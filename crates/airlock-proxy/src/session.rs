@@ -206,9 +206,23 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             g.min(auth.credential.expires_ms)
         });
     let remaining_ms = (end_ms - ctx.clock.now_ms()).max(0) as u64;
+    // When the grant is what ends the session, the goodbye names the grant.
+    let deadline_message = match auth.grant.expires_ms {
+        Some(g) if g <= auth.credential.expires_ms => Some(
+            airlock_access::Denial::GrantEnded {
+                grant_id: auth.grant.id.clone(),
+                resource: auth.grant.resource.clone(),
+                access: auth.grant.access,
+                end: airlock_access::GrantEnd::Expired { at_ms: g },
+            }
+            .to_string(),
+        ),
+        _ => None,
+    };
     let limits = RelayLimits {
         max_message: config.gateway.max_message_size.as_usize(),
         deadline: Some(Instant::now() + Duration::from_millis(remaining_ms)),
+        deadline_message,
         stop: Some(stop),
     };
     let mut log = SessionLog::new(ctx.recorder.clone(), ctx.clock.clone(), session_id.clone());

@@ -30,6 +30,30 @@ fn set_env() {
     });
 }
 
+/// Roles and users of the default world: oncall1 reads, lead1 reads and
+/// writes, visitor has no roles.
+pub const DEFAULT_POLICY: &str = r#"
+[[role]]
+name = "oncall"
+standing = [{ resource = "orders", access = "read" }]
+
+[[role]]
+name = "sre-lead"
+standing = [{ resource = "orders", access = "read" }, { resource = "orders", access = "write" }]
+
+[[user]]
+name = "oncall1"
+roles = ["oncall"]
+
+[[user]]
+name = "lead1"
+roles = ["sre-lead"]
+
+[[user]]
+name = "visitor"
+roles = []
+"#;
+
 pub struct Options {
     pub allow_plaintext: bool,
     pub extra_gateway: String,
@@ -46,6 +70,9 @@ pub struct Options {
     pub resource_extra: String,
     /// Serve the HTTP API over TLS (the default) or plain HTTP.
     pub http_tls: bool,
+    /// Replaces the default roles and users (and may add [access] and
+    /// [[webhook]] tables).
+    pub policy: Option<String>,
 }
 
 impl Default for Options {
@@ -59,6 +86,7 @@ impl Default for Options {
             upstream_ssl: false,
             resource_extra: String::new(),
             http_tls: true,
+            policy: None,
         }
     }
 }
@@ -127,25 +155,7 @@ tls = "{tls}"
 read  = {{ user = "orders_ro", password_env = "{RO_ENV}" }}
 write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
 
-[[role]]
-name = "oncall"
-standing = [{{ resource = "orders", access = "read" }}]
-
-[[role]]
-name = "sre-lead"
-standing = [{{ resource = "orders", access = "read" }}, {{ resource = "orders", access = "write" }}]
-
-[[user]]
-name = "oncall1"
-roles = ["oncall"]
-
-[[user]]
-name = "lead1"
-roles = ["sre-lead"]
-
-[[user]]
-name = "visitor"
-roles = []
+{policy}
 "#,
             plain = opts.allow_plaintext,
             http_tls = opts.http_tls,
@@ -153,6 +163,7 @@ roles = []
             port = cluster.port(),
             tls = opts.upstream_tls,
             resource_extra = opts.resource_extra,
+            policy = opts.policy.unwrap_or_else(|| DEFAULT_POLICY.to_owned()),
         );
         let path = dir.path().join("airlock.toml");
         let pg = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
