@@ -226,7 +226,7 @@ async fn approved_grant_writes_then_expires_and_ends_the_live_session() {
     .await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     let grant = approve(&w, &id).await;
-    let conn = w.connect(&"oncall1", "write").await;
+    let conn = w.connect("oncall1", "write").await;
     assert_eq!(conn.credential.grant_id, grant);
     assert!(conn.credential.expires_at_ms <= common::now_ms() + 4_000);
     let session = live(&w, &conn).await;
