@@ -640,8 +640,12 @@ pub struct ExplainQuery {
 pub async fn explain(
     State(s): State<ApiState>,
     caller: Caller,
-    Query(q): Query<ExplainQuery>,
+    q: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Explanation>, ApiError> {
+    let Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+            .hint("ask like /api/v1/policy/explain?resource=orders&access=write[&user=oncall1]")
+    })?;
     let config = s.config.borrow().clone();
     let user = q.user.unwrap_or_else(|| caller.user.clone());
     // Explaining someone else's access is for the people who approve it.

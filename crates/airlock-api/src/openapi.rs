@@ -100,6 +100,96 @@ pub fn document() -> Value {
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "200": { "description": "statements" }, "401": err("no or bad token"),
                     "404": err("no such session") }
+            }},
+            "/api/v1/requests": {
+                "post": {
+                    "summary": "File a request: time-boxed access, or one reviewed statement (`statement`)",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["resource", "reason"],
+                        "properties": {
+                            "resource": { "type": "string" },
+                            "access": { "$ref": "#/components/schemas/Access" },
+                            "for": { "type": "string", "description": "grant duration, e.g. 30m; at most the rule's max" },
+                            "reason": { "type": "string" },
+                            "statement": { "type": "string", "description": "exact SQL to review; runs once with write access" }
+                        }
+                    }}}},
+                    "responses": { "201": { "description": "the request, with the users who can approve it" },
+                        "400": err("bad input: missing reason, duration above max, ..."),
+                        "403": err("no rule allows requesting this"), "404": err("unknown resource"),
+                        "409": err("already allowed or granted") }
+                },
+                "get": {
+                    "summary": "Requests the caller filed or may approve, newest first",
+                    "parameters": [
+                        { "name": "pending", "in": "query", "schema": { "type": "boolean" } },
+                        { "name": "mine", "in": "query", "schema": { "type": "boolean" } },
+                        { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": 1000 } }
+                    ],
+                    "responses": { "200": { "description": "requests" }, "401": err("no or bad token") }
+                }
+            },
+            "/api/v1/requests/{id}": { "get": {
+                "summary": "One request (its requester and approvers only)",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "the request" }, "404": err("no such request you can see") }
+            }},
+            "/api/v1/requests/{id}/approve": { "post": {
+                "summary": "Approve (never one's own); the last needed approval creates the grant",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "content": { "application/json": { "schema": {
+                    "type": "object", "properties": { "comment": { "type": "string" } } } } } },
+                "responses": { "200": { "description": "the request" }, "403": err("self-approval or not an approver"),
+                    "404": err("no such request you can see"), "409": err("not pending: approved, denied or expired") }
+            }},
+            "/api/v1/requests/{id}/deny": { "post": {
+                "summary": "Deny with a reason",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["reason"], "properties": { "reason": { "type": "string" } } } } } },
+                "responses": { "200": { "description": "the request" }, "400": err("missing reason"),
+                    "403": err("not an approver"), "404": err("no such request you can see"), "409": err("not pending") }
+            }},
+            "/api/v1/requests/{id}/execute": { "post": {
+                "summary": "Run an approved reviewed statement once, in a transaction, with the write credential",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "columns, rows, command tag, or the database error" },
+                    "403": err("not the requester"), "409": err("not approved, already run, or the approval lapsed") }
+            }},
+            "/api/v1/grants": { "get": {
+                "summary": "The caller's live time-boxed grants; all=true adds ended ones and those the caller approves",
+                "parameters": [{ "name": "all", "in": "query", "schema": { "type": "boolean" } }],
+                "responses": { "200": { "description": "grants" } }
+            }},
+            "/api/v1/grants/{id}/revoke": { "post": {
+                "summary": "Revoke a grant: its live sessions end within a second and its credentials stop working",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["reason"], "properties": { "reason": { "type": "string" } } } } } },
+                "responses": { "200": { "description": "the grant" }, "400": err("missing reason"),
+                    "404": err("no such grant you can see"), "409": err("already revoked or expired") }
+            }},
+            "/api/v1/break-glass": { "post": {
+                "summary": "Take emergency access where a break_glass rule allows it: immediate, short, announced",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["resource", "reason"],
+                    "properties": { "resource": { "type": "string" }, "access": { "$ref": "#/components/schemas/Access" },
+                        "for": { "type": "string" }, "reason": { "type": "string" } } } } } },
+                "responses": { "201": { "description": "the grant" }, "400": err("missing reason or duration above max"),
+                    "403": err("no break-glass rule") }
+            }},
+            "/api/v1/policy/explain": { "get": {
+                "summary": "The decision for (user, resource, access) with its chain of reasons, live grants included",
+                "parameters": [
+                    { "name": "user", "in": "query", "schema": { "type": "string" } },
+                    { "name": "resource", "in": "query", "required": true, "schema": { "type": "string" } },
+                    { "name": "access", "in": "query", "required": true, "schema": { "$ref": "#/components/schemas/Access" } }
+                ],
+                "responses": { "200": { "description": "the explanation" }, "403": err("explaining others needs an approver role") }
+            }},
+            "/api/v1/webhooks": { "get": {
+                "summary": "Webhook delivery status (URLs shown without their secret path)",
+                "responses": { "200": { "description": "one entry per webhook" } }
             }}
         }
     })
@@ -117,6 +207,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/credentials"),
     ("get", "/api/v1/sessions"),
     ("get", "/api/v1/sessions/{id}/statements"),
+    ("post", "/api/v1/requests"),
+    ("get", "/api/v1/requests"),
+    ("get", "/api/v1/requests/{id}"),
+    ("post", "/api/v1/requests/{id}/approve"),
+    ("post", "/api/v1/requests/{id}/deny"),
+    ("post", "/api/v1/requests/{id}/execute"),
+    ("get", "/api/v1/grants"),
+    ("post", "/api/v1/grants/{id}/revoke"),
+    ("post", "/api/v1/break-glass"),
+    ("get", "/api/v1/policy/explain"),
+    ("get", "/api/v1/webhooks"),
 ];
 
 #[cfg(test)]
