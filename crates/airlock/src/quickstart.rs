@@ -70,7 +70,9 @@ write = {{ user = "orders_rw", password_env = "ORDERS_RW_PASSWORD" }}
 
 [[role]]
 name = "oncall"
-standing = [{{ resource = "orders", access = "read" }}]
+standing    = [{{ resource = "orders", access = "read" }}]
+requestable = [{{ resource = "orders", access = "write", max = "1h", approvals = 1, approvers = ["sre-lead"] }}]
+break_glass = [{{ resource = "orders", access = "write", max = "30m" }}]
 
 [[role]]
 name = "sre-lead"
