@@ -6,6 +6,7 @@ pub mod access_cli;
 pub mod client;
 pub mod connect;
 pub mod gateway;
+pub mod policy;
 pub mod quickstart;
 pub mod reload;
 

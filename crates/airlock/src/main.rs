@@ -175,6 +175,11 @@ enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// Check, explain and test the access policy (airlock.toml), offline.
+    Policy {
+        #[command(subcommand)]
+        command: airlock::policy::PolicyCommand,
+    },
     /// API tokens (run on the gateway host).
     Token {
         #[command(subcommand)]
@@ -454,6 +459,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             (None, None) => anyhow::bail!("give a RESOURCE to file a statement, or --run ID"),
         },
+        Command::Policy { command } => airlock::policy::run(command),
         Command::Webhooks {
             command: WebhooksCommand::Status { json },
         } => access_cli::webhooks_status(json),
