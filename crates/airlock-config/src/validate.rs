@@ -758,25 +758,14 @@ impl Checker<'_> {
             let what = format!("`standing[{i}]` of {role_label}");
             let e = entry.get_ref();
             let entitlement = self.rule_target(&e.resource, &e.access, &key, &what, resources);
-            standing = match (standing, entitlement) {
-                (Some(mut list), Some(e)) => {
-                    if list.contains(&e) {
-                        self.error(
-                            entry.span(),
-                            key,
-                            format!(
-                                "{what} repeats {} access to resource \"{}\"",
-                                e.access, e.resource
-                            ),
-                        );
-                        None
-                    } else {
-                        list.push(e);
-                        Some(list)
-                    }
-                }
-                _ => None,
-            };
+            standing = self.add_rule(
+                standing,
+                entitlement,
+                |e| (&e.resource, e.access),
+                entry.span(),
+                key,
+                &what,
+            );
         }
 
         let mut requestable = Some(Vec::with_capacity(raw.requestable.len()));
@@ -865,28 +854,14 @@ impl Checker<'_> {
                 }),
                 _ => None,
             };
-            requestable = match (requestable, rule) {
-                (Some(mut list), Some(r)) => {
-                    if list
-                        .iter()
-                        .any(|x: &RequestableRule| x.resource == r.resource && x.access == r.access)
-                    {
-                        self.error(
-                            entry.span(),
-                            key,
-                            format!(
-                                "{what} repeats a rule for {} access to resource \"{}\"",
-                                r.access, r.resource
-                            ),
-                        );
-                        None
-                    } else {
-                        list.push(r);
-                        Some(list)
-                    }
-                }
-                _ => None,
-            };
+            requestable = self.add_rule(
+                requestable,
+                rule,
+                |r| (&r.resource, r.access),
+                entry.span(),
+                key,
+                &what,
+            );
         }
 
         let mut break_glass = Some(Vec::with_capacity(raw.break_glass.len()));
@@ -915,28 +890,14 @@ impl Checker<'_> {
                 }),
                 _ => None,
             };
-            break_glass = match (break_glass, rule) {
-                (Some(mut list), Some(r)) => {
-                    if list
-                        .iter()
-                        .any(|x: &BreakGlassRule| x.resource == r.resource && x.access == r.access)
-                    {
-                        self.error(
-                            entry.span(),
-                            key,
-                            format!(
-                                "{what} repeats a rule for {} access to resource \"{}\"",
-                                r.access, r.resource
-                            ),
-                        );
-                        None
-                    } else {
-                        list.push(r);
-                        Some(list)
-                    }
-                }
-                _ => None,
-            };
+            break_glass = self.add_rule(
+                break_glass,
+                rule,
+                |r| (&r.resource, r.access),
+                entry.span(),
+                key,
+                &what,
+            );
         }
         Some(Role {
             name: name?,
@@ -944,6 +905,31 @@ impl Checker<'_> {
             requestable: requestable?,
             break_glass: break_glass?,
         })
+    }
+
+    /// Adds a checked rule to its list unless the list already has one for the same resource and
+    /// level. `None` (some rule of the list was invalid) stays `None`.
+    fn add_rule<T>(
+        &mut self,
+        list: Option<Vec<T>>,
+        rule: Option<T>,
+        target: impl Fn(&T) -> (&ResourceName, Access),
+        span: Range<usize>,
+        key: String,
+        what: &str,
+    ) -> Option<Vec<T>> {
+        let (mut list, rule) = (list?, rule?);
+        let (resource, access) = target(&rule);
+        if list.iter().any(|x| target(x) == (resource, access)) {
+            self.error(
+                span,
+                key,
+                format!("{what} repeats {access} access to resource \"{resource}\""),
+            );
+            return None;
+        }
+        list.push(rule);
+        Some(list)
     }
 
     /// The (resource, access) a rule names, checked against the resources.
