@@ -14,6 +14,9 @@ have psql || need_apt+=(postgresql-client)
 have pgbench || need_apt+=(postgresql-contrib)
 have cc || need_apt+=(build-essential)
 have pkg-config || need_apt+=(pkg-config)
+# pg_query (PostgreSQL's own parser) generates its bindings with bindgen.
+have_libclang() { compgen -G "/usr/lib/llvm-*/lib/libclang.so" >/dev/null || [ -e /usr/lib/x86_64-linux-gnu/libclang.so ]; }
+have_libclang || need_apt+=(libclang-dev)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

@@ -1,7 +1,14 @@
 //! Statement classification with PostgreSQL's own grammar, guardrails on
 //! writes, and masking rules for result rows.
 //!
-//! This room is reserved by the gateway-core issue so that its boundary holds
-//! from the start: it will never talk to the network, and the proxy asks it
-//! about every statement before forwarding. The classifier lands with the
-//! "read-only that cannot be bypassed" issue.
+//! This crate never talks to the network: the proxy hands it statement
+//! texts and acts on its verdicts.
+
+pub mod classify;
+pub mod rule;
+pub mod settings;
+
+pub use classify::{classify, Prepared, Statement, Verdict};
+pub use rule::{Class, Rule};
+pub mod classifier;
+pub use classifier::{Classifier, ClassifierOptions};
