@@ -243,6 +243,10 @@ async fn connect_inner(
             params.push((k.clone(), v.clone()));
         }
     }
+    // The gateway parses statements as PostgreSQL does with
+    // standard_conforming_strings on; the upstream must read them the same
+    // way whatever its configuration says (changing it later is refused).
+    params.push(("standard_conforming_strings".to_owned(), "on".to_owned()));
     if access == Access::Read {
         // Defense in depth: the database itself refuses writes in a read
         // session even if a statement slipped past the gateway.

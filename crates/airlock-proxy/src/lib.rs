@@ -21,6 +21,7 @@ pub mod enforcer;
 pub mod error;
 pub mod exec;
 pub mod frontend;
+pub mod gate;
 pub mod io;
 pub mod metrics;
 pub mod recorder;
@@ -50,4 +51,6 @@ pub struct ProxyContext {
     pub shutdown: CancellationToken,
     /// Live sessions and their grants, for the enforcer.
     pub sessions: Arc<enforcer::SessionRegistry>,
+    /// Classifies every statement before it is forwarded.
+    pub classifier: airlock_sql::Classifier,
 }

@@ -17,6 +17,12 @@ pub struct SessionLabels {
     pub access: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub resource: String,
+    pub rule: &'static str,
+}
+
 #[derive(Default)]
 pub struct ProxyMetrics {
     /// Accepted TCP connections by how their handshake ended.
@@ -27,6 +33,8 @@ pub struct ProxyMetrics {
     pub bytes_from_clients: Counter,
     pub bytes_to_clients: Counter,
     pub cancel_requests: Family<OutcomeLabels, Counter>,
+    /// Statements the gate refused, by the rule that refused them.
+    pub refused: Family<RefusalLabels, Counter>,
 }
 
 impl ProxyMetrics {
@@ -66,6 +74,11 @@ impl ProxyMetrics {
             "cancel_requests",
             "CancelRequests by outcome",
             self.cancel_requests.clone(),
+        );
+        r.register(
+            "statements_refused",
+            "Statements refused by the gateway, by classification rule",
+            self.refused.clone(),
         );
     }
 }

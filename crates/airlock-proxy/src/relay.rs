@@ -21,6 +21,7 @@ use airlock_pgwire::messages::tag::{backend as btag, frontend as ftag};
 use airlock_pgwire::ProtocolError;
 
 use crate::error::UserFacingError;
+use crate::gate::{Gate, Substitutions};
 use crate::recorder::SessionLog;
 use crate::scanner::{Scanner, Step};
 
@@ -97,6 +98,7 @@ pub async fn relay<C, U>(
     mut limits: RelayLimits,
     shutdown: CancellationToken,
     sink: &mut SessionLog,
+    gate: &mut Gate,
     txn_status: &AtomicU8,
 ) -> (EndReason, RelayStats)
 where
@@ -109,6 +111,7 @@ where
     let mut u2c_stats = 0u64;
 
     let ending = CancellationToken::new();
+    let subs = gate.substitutions();
     // Set when the session was cut mid-message: no goodbye can be framed then.
     let mut cut = false;
     let reason = {
@@ -118,6 +121,7 @@ where
             &mut upstream_w,
             limits.max_message,
             sink,
+            gate,
             &mut c2u_stats,
         );
         let u2c = upstream_to_client(
@@ -126,6 +130,7 @@ where
             &mut client_w,
             limits.max_message,
             txn_status,
+            &subs,
             &mut u2c_stats,
             &ending,
         );
@@ -271,6 +276,7 @@ async fn client_to_upstream<R, W>(
     upstream: &mut W,
     max_message: usize,
     sink: &mut SessionLog,
+    gate: &mut Gate,
     bytes_in: &mut u64,
 ) -> EndReason
 where
@@ -278,58 +284,62 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut scanner = Scanner::new(max_message);
-    let inspect = |t: u8| {
-        matches!(
-            t,
-            ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL | ftag::TERMINATE
-        )
-    };
+    // What goes upstream once the gate has held a message in this batch.
+    let mut out = BytesMut::new();
     let mut need = 0;
     loop {
-        if !buf.is_empty() {
-            let scanned = scanner.scan::<ProtocolError>(&buf, inspect, |tag, body| {
-                match tag {
-                    ftag::TERMINATE => return Ok(Step::ForwardAndStop),
-                    ftag::QUERY => sink.statement(body.strip_suffix(&[0]).unwrap_or(body)),
-                    ftag::PARSE => {
-                        // Parse: statement name, then the query text.
-                        let text = body
-                            .iter()
-                            .position(|&b| b == 0)
-                            .map(|n| &body[n + 1..])
-                            .and_then(|rest| rest.iter().position(|&b| b == 0).map(|m| &rest[..m]))
-                            .unwrap_or(b"");
-                        sink.statement(text);
-                    }
-                    _ => {
-                        let oid = body
-                            .get(..4)
-                            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                        sink.statement(
-                            format!("-- fast-path function call, oid {}", oid.unwrap_or(0))
-                                .as_bytes(),
-                        );
-                    }
-                }
-                Ok(Step::Forward)
-            });
+        let mut stop = false;
+        while !buf.is_empty() {
+            let scanned = scanner.scan::<ProtocolError>(
+                &buf,
+                |t| t == ftag::TERMINATE || gate.inspects(t),
+                |tag, _| {
+                    Ok(if tag == ftag::TERMINATE {
+                        Step::ForwardAndStop
+                    } else {
+                        Step::Hold
+                    })
+                },
+            );
             let scanned = match scanned {
                 Ok(s) => s,
                 Err(e) => return EndReason::ProtocolViolation(e.to_string()),
             };
             need = scanned.need;
+            stop = scanned.stop;
+            if out.is_empty() && scanned.held.is_none() {
+                // Nothing held in this batch: forward straight from the read
+                // buffer (records first, bytes second).
+                sink.flush().await;
+                if scanned.forward > 0 {
+                    if let Err(e) = write_out(upstream, &buf[..scanned.forward]).await {
+                        return EndReason::Io(format!("writing to upstream: {e}"));
+                    }
+                    buf.advance(scanned.forward);
+                }
+                break;
+            }
+            out.extend_from_slice(&buf[..scanned.forward]);
+            buf.advance(scanned.forward);
+            match scanned.held {
+                Some(total) => {
+                    let msg = buf.split_to(total).freeze();
+                    gate.handle(msg, &mut out, sink).await;
+                }
+                None => break,
+            }
+        }
+        if !out.is_empty() {
             // Records first, bytes second: what reaches the upstream has been
             // handed to the recorder.
             sink.flush().await;
-            if scanned.forward > 0 {
-                if let Err(e) = write_out(upstream, &buf[..scanned.forward]).await {
-                    return EndReason::Io(format!("writing to upstream: {e}"));
-                }
-                buf.advance(scanned.forward);
+            if let Err(e) = write_out(upstream, &out).await {
+                return EndReason::Io(format!("writing to upstream: {e}"));
             }
-            if scanned.stop {
-                return EndReason::ClientTerminated;
-            }
+            out.clear();
+        }
+        if stop {
+            return EndReason::ClientTerminated;
         }
         reserve_for_read(&mut buf, need);
         match client.read_buf(&mut buf).await {
@@ -340,12 +350,14 @@ where
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn upstream_to_client<R, W>(
     upstream: &mut R,
     mut buf: BytesMut,
     client: &mut W,
     max_message: usize,
     txn_status: &AtomicU8,
+    subs: &Substitutions,
     bytes_out: &mut u64,
     ending: &CancellationToken,
 ) -> EndReason
@@ -354,16 +366,31 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut scanner = Scanner::new(max_message);
-    let inspect = |t: u8| t == btag::READY_FOR_QUERY;
     let mut need = 0;
     loop {
-        if !buf.is_empty() {
-            let scanned = scanner.scan::<ProtocolError>(&buf, inspect, |_, body| {
-                if let Some(&status) = body.first() {
-                    txn_status.store(status, Ordering::Relaxed);
-                }
-                Ok(Step::Forward)
-            });
+        while !buf.is_empty() {
+            // ErrorResponses are looked at only while a refusal is on its way.
+            let watch_errors = subs.any();
+            let mut replacement = None;
+            let scanned = scanner.scan::<ProtocolError>(
+                &buf,
+                |t| t == btag::READY_FOR_QUERY || (watch_errors && t == btag::ERROR_RESPONSE),
+                |tag, body| {
+                    if tag == btag::READY_FOR_QUERY {
+                        if let Some(&status) = body.first() {
+                            txn_status.store(status, Ordering::Relaxed);
+                        }
+                        return Ok(Step::Forward);
+                    }
+                    match subs.take_for(body) {
+                        Some(r) => {
+                            replacement = Some(r);
+                            Ok(Step::Hold)
+                        }
+                        None => Ok(Step::Forward),
+                    }
+                },
+            );
             let scanned = match scanned {
                 Ok(s) => s,
                 Err(e) => {
@@ -377,6 +404,17 @@ where
                 }
                 *bytes_out += scanned.forward as u64;
                 buf.advance(scanned.forward);
+            }
+            match (scanned.held, replacement) {
+                (Some(total), Some(r)) => {
+                    // The error a refusal provoked: the client gets the refusal.
+                    buf.advance(total);
+                    if let Err(e) = write_out(client, &r).await {
+                        return EndReason::Io(format!("writing to client: {e}"));
+                    }
+                    *bytes_out += r.len() as u64;
+                }
+                _ => break,
             }
         }
         // The session is to end: stop here if we are between messages, so the

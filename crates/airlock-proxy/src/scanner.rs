@@ -19,6 +19,9 @@ pub enum Step {
     Forward,
     /// Forward it, then stop: nothing after it is to be forwarded.
     ForwardAndStop,
+    /// Stop before it: the caller takes the message (whole, at the front of
+    /// what is left) and decides what to send instead.
+    Hold,
 }
 
 /// The result of one scan over a buffer.
@@ -32,6 +35,9 @@ pub struct Scanned {
     /// whole length), when it is not complete yet; the caller grows the
     /// buffer to at least this before reading again.
     pub need: usize,
+    /// The inspector held the message that starts right after the forwarded
+    /// bytes; its total length (header included).
+    pub held: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -76,6 +82,7 @@ impl Scanner {
                         forward: pos,
                         stop: false,
                         need: 0,
+                        held: None,
                     });
                 }
             }
@@ -84,6 +91,7 @@ impl Scanner {
                     forward: pos,
                     stop: false,
                     need: 5,
+                    held: None,
                 });
             };
             if !inspect(tag) {
@@ -95,15 +103,25 @@ impl Scanner {
                     forward: pos,
                     stop: false,
                     need: total,
+                    held: None,
                 });
             }
             let step = on_message(tag, &buf[pos + 5..pos + total])?;
+            if step == Step::Hold {
+                return Ok(Scanned {
+                    forward: pos,
+                    stop: false,
+                    need: 0,
+                    held: Some(total),
+                });
+            }
             pos += total;
             if step == Step::ForwardAndStop {
                 return Ok(Scanned {
                     forward: pos,
                     stop: true,
                     need: 0,
+                    held: None,
                 });
             }
         }
@@ -193,6 +211,17 @@ mod tests {
             .scan::<ProtocolError>(&bytes[..50], |_| true, |_, _| Ok(Step::Forward))
             .unwrap();
         assert_eq!((s.forward, s.need), (0, 104));
+    }
+
+    #[test]
+    fn hold_stops_before_the_message() {
+        let bytes = wire(&[(b'S', b""), (b'Q', b"x\0"), (b'S', b"")]);
+        let mut scanner = Scanner::new(1 << 20);
+        let s = scanner
+            .scan::<ProtocolError>(&bytes, |t| t == b'Q', |_, _| Ok(Step::Hold))
+            .unwrap();
+        assert_eq!((s.forward, s.held), (5, Some(7)));
+        assert!(scanner.at_boundary());
     }
 
     #[test]

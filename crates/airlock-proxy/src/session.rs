@@ -20,6 +20,7 @@ use crate::backend::{self, is_passthrough_param};
 use crate::cancel::UpstreamCancel;
 use crate::error::UserFacingError;
 use crate::frontend::{self, FrontendError, Hello};
+use crate::gate::Gate;
 use crate::metrics::{OutcomeLabels, SessionLabels};
 use crate::recorder::{RecordEvent, SessionLog};
 use crate::relay::{self, RelayLimits};
@@ -88,6 +89,23 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     let Some(resource) = config.resource(&auth.resource).cloned() else {
         return; // authenticate checked it; a reload cannot race within one config snapshot
     };
+    if let Some((_, enc)) = startup.params.iter().find(|(k, v)| {
+        k.eq_ignore_ascii_case("client_encoding") && airlock_sql::settings::is_unsafe_encoding(v)
+    }) {
+        outcome(&ctx, "refused");
+        let u = UserFacingError::fatal(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            format!("Airlock does not accept client_encoding {enc}"),
+        )
+        .detail("in this encoding a multi-byte character can contain a quote or backslash byte, so Airlock could read a statement differently from PostgreSQL")
+        .hint("connect with client_encoding UTF8 (PGCLIENTENCODING=UTF8)");
+        let _ = frontend::send(
+            &mut stream,
+            &[BackendMessage::ErrorResponse(u.to_response())],
+        )
+        .await;
+        return;
+    }
     let upstream = match backend::connect(
         &resource,
         auth.access,
@@ -227,6 +245,12 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     };
     let mut log = SessionLog::new(ctx.recorder.clone(), ctx.clock.clone(), session_id.clone());
     let txn_status = AtomicU8::new(upstream.status.byte());
+    let mut gate = Gate::new(
+        ctx.classifier.clone(),
+        auth.access,
+        auth.resource.clone(),
+        ctx.metrics.clone(),
+    );
     let (reason, stats) = relay::relay(
         stream,
         buf,
@@ -235,6 +259,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         limits,
         ctx.shutdown.clone(),
         &mut log,
+        &mut gate,
         &txn_status,
     )
     .await;

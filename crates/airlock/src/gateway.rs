@@ -142,6 +142,7 @@ pub async fn run(
         clock: clock.clone(),
         shutdown: shutdown.clone(),
         sessions: sessions.clone(),
+        classifier: airlock_sql::Classifier::new(airlock_sql::ClassifierOptions::default()),
     });
     let api = airlock_api::router(airlock_api::ApiState {
         config: config_rx.clone(),

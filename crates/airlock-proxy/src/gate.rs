@@ -1,0 +1,372 @@
+//! The statement gate: every statement a client sends is classified with
+//! PostgreSQL's grammar and decided against the session's access before any
+//! byte of it reaches the upstream.
+//!
+//! Inspected: each Query (all its statements; one refused statement refuses
+//! the whole message, none of it runs), each Parse, and the fast-path
+//! FunctionCall (always refused: it names a function by OID, which the
+//! gateway cannot classify).
+//!
+//! **How a refusal is answered.** The gateway does not write the error to
+//! the client itself: responses to earlier pipelined messages may still be
+//! on their way, and the transaction must end up exactly as PostgreSQL would
+//! leave it after a failed statement. Instead it sends the upstream, in the
+//! refused message's place, a statement that cannot parse and carries a
+//! per-session token (`airlock_refused_<nonce>_<n>`). PostgreSQL answers it
+//! in order with a syntax error (aborting an explicit transaction, or
+//! skipping to Sync in the extended protocol, as for any error), and the
+//! upstream→client direction swaps that error for the gateway's refusal.
+//! After a refused Parse the gateway drops the client's messages until Sync
+//! (forwarding Flush, so a client waiting on it is answered) and forwards the
+//! Sync: the client's ReadyForQuery comes from PostgreSQL and carries the
+//! true transaction status. Nothing of the refused statement is forwarded.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+
+use airlock_config::Access;
+use airlock_pgwire::messages::tag::frontend as ftag;
+use airlock_pgwire::sqlstate;
+use airlock_pgwire::Frame;
+use airlock_sql::{Class, Classifier, Rule, Verdict};
+
+use crate::error::UserFacingError;
+use crate::metrics::{ProxyMetrics, RefusalLabels};
+use crate::recorder::SessionLog;
+
+const TOKEN_PREFIX: &[u8] = b"airlock_refused_";
+/// Refusals waiting for their error from the upstream. More than this
+/// outstanding means the upstream skipped some (an earlier error in the same
+/// pipeline): the oldest are forgotten.
+const MAX_PENDING: usize = 256;
+
+/// Refusals on their way through the upstream, shared by the two directions
+/// of one session.
+#[derive(Default)]
+pub struct Substitutions {
+    pending: Mutex<VecDeque<(Vec<u8>, Bytes)>>,
+    count: AtomicUsize,
+}
+
+impl Substitutions {
+    fn push(&self, token: Vec<u8>, response: Bytes) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.len() >= MAX_PENDING {
+            p.pop_front();
+        }
+        p.push_back((token, response));
+        self.count.store(p.len(), Ordering::Release);
+    }
+
+    /// Whether any refusal is outstanding (cheap; checked per ErrorResponse).
+    pub fn any(&self) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+    }
+
+    /// The refusal to send instead of this upstream ErrorResponse body, if
+    /// it is the error a refusal provoked.
+    pub fn take_for(&self, error_body: &[u8]) -> Option<Bytes> {
+        let at = find(error_body, TOKEN_PREFIX)?;
+        let rest = &error_body[at..];
+        let end = rest
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+            .unwrap_or(rest.len());
+        let token = &rest[..end];
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let i = p.iter().position(|(t, _)| t == token)?;
+        let (_, response) = p.remove(i)?;
+        // Refusals queued before this one were skipped by the upstream.
+        p.drain(..i);
+        self.count.store(p.len(), Ordering::Release);
+        Some(response)
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One session's gate.
+pub struct Gate {
+    classifier: Classifier,
+    access: Access,
+    resource: String,
+    metrics: Arc<ProxyMetrics>,
+    subs: Arc<Substitutions>,
+    nonce: String,
+    seq: u64,
+    /// After a refused Parse: drop everything until Sync.
+    discarding: bool,
+}
+
+impl Gate {
+    pub fn new(
+        classifier: Classifier,
+        access: Access,
+        resource: String,
+        metrics: Arc<ProxyMetrics>,
+    ) -> Gate {
+        Gate {
+            classifier,
+            access,
+            resource,
+            metrics,
+            subs: Arc::new(Substitutions::default()),
+            nonce: format!("{:016x}", rand::random::<u64>()),
+            seq: 0,
+            discarding: false,
+        }
+    }
+
+    pub fn substitutions(&self) -> Arc<Substitutions> {
+        self.subs.clone()
+    }
+
+    /// Whether the gate must see messages of this type whole.
+    pub fn inspects(&self, tag: u8) -> bool {
+        self.discarding || matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL)
+    }
+
+    /// Handles one whole inspected message (header included): appends to
+    /// `out` what goes upstream in its place, and notes statements in `log`.
+    pub async fn handle(&mut self, msg: Bytes, out: &mut BytesMut, log: &mut SessionLog) {
+        let tag = msg[0];
+        let body = &msg[5..];
+        if self.discarding {
+            match tag {
+                ftag::SYNC => {
+                    self.discarding = false;
+                    out.extend_from_slice(&msg);
+                }
+                ftag::FLUSH => out.extend_from_slice(&msg),
+                _ => {}
+            }
+            return;
+        }
+        match tag {
+            ftag::QUERY => {
+                let text = body.strip_suffix(&[0]).unwrap_or(body);
+                log.statement(text);
+                let verdict = self.classify(text).await;
+                match decide(&verdict, self.access, &self.resource) {
+                    Ok(()) => out.extend_from_slice(&msg),
+                    Err(e) => self.refuse(&verdict, e, Provoke::Query, out),
+                }
+            }
+            ftag::PARSE => {
+                let text = parse_query_text(body);
+                log.statement(text);
+                let verdict = self.classify(text).await;
+                match decide(&verdict, self.access, &self.resource) {
+                    Ok(()) => out.extend_from_slice(&msg),
+                    Err(e) => {
+                        self.refuse(&verdict, e, Provoke::Parse, out);
+                        self.discarding = true;
+                    }
+                }
+            }
+            ftag::FUNCTION_CALL => {
+                let oid = body
+                    .get(..4)
+                    .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                log.statement(format!("-- fast-path function call, oid {oid}").as_bytes());
+                let verdict = Verdict::refused(Rule::FastPath, format!("function oid {oid}"));
+                let e = refusal(&verdict, self.access, &self.resource);
+                self.refuse(&verdict, e, Provoke::Query, out);
+            }
+            _ => out.extend_from_slice(&msg),
+        }
+    }
+
+    async fn classify(&self, text: &[u8]) -> Arc<Verdict> {
+        // Bytes that are not UTF-8 come from a single-byte or EUC client
+        // encoding (the unsafe multi-byte ones are refused at login and by
+        // SET): none of their bytes above 0x7F is SQL syntax, so replacing
+        // them keeps the statement's structure.
+        let text = String::from_utf8_lossy(text);
+        self.classifier.classify(&text).await
+    }
+
+    fn refuse(&mut self, verdict: &Verdict, e: UserFacingError, how: Provoke, out: &mut BytesMut) {
+        self.seq += 1;
+        let rule = verdict.rule();
+        tracing::info!(
+            resource = %self.resource,
+            rule = rule.as_str(),
+            code = e.code,
+            "statement refused"
+        );
+        self.metrics
+            .refused
+            .get_or_create(&RefusalLabels {
+                resource: self.resource.clone(),
+                rule: rule.as_str(),
+            })
+            .inc();
+        let token = format!("airlock_refused_{}_{}", self.nonce, self.seq);
+        let mut response = BytesMut::new();
+        airlock_pgwire::BackendMessage::ErrorResponse(e.to_response()).encode(&mut response);
+        self.subs
+            .push(token.clone().into_bytes(), response.freeze());
+        let provoked = match how {
+            Provoke::Query => airlock_pgwire::messages::Query::new(&token).encode_body(),
+            Provoke::Parse => airlock_pgwire::messages::Parse {
+                name: Bytes::new(),
+                query: Bytes::from(token),
+                param_types: Vec::new(),
+            }
+            .encode_body(),
+        };
+        let tag = match how {
+            Provoke::Query => ftag::QUERY,
+            Provoke::Parse => ftag::PARSE,
+        };
+        Frame::new(tag, provoked).encode(out);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Provoke {
+    Query,
+    Parse,
+}
+
+/// The query text of a Parse body (name, then query, NUL-terminated).
+fn parse_query_text(body: &[u8]) -> &[u8] {
+    body.iter()
+        .position(|&b| b == 0)
+        .map(|n| &body[n + 1..])
+        .and_then(|rest| rest.iter().position(|&b| b == 0).map(|m| &rest[..m]))
+        .unwrap_or(b"")
+}
+
+/// Whether a session with `access` may run what `verdict` describes.
+pub fn decide(verdict: &Verdict, access: Access, resource: &str) -> Result<(), UserFacingError> {
+    match (verdict.class(), access) {
+        (Class::Read, _) | (Class::Write, Access::Write) => Ok(()),
+        _ => Err(refusal(verdict, access, resource)),
+    }
+}
+
+/// The error a client gets for a refused statement.
+pub fn refusal(verdict: &Verdict, access: Access, resource: &str) -> UserFacingError {
+    let s = verdict.deciding();
+    let rule = s.rule;
+    let what = match &s.detail {
+        Some(d) if rule.class() != Class::Refused => format!("{}: {d}", rule.describe()),
+        _ => rule.describe().to_owned(),
+    };
+    let several = verdict.statements.len() > 1;
+    let none_ran = if several {
+        " None of the statements in this query were run."
+    } else {
+        ""
+    };
+    match rule {
+        Rule::SyntaxError => UserFacingError::error(
+            "42601",
+            format!(
+                "Airlock could not parse this statement, so it was not sent: {}",
+                s.detail.as_deref().unwrap_or("syntax error")
+            ),
+        )
+        .hint("fix the statement; Airlock forwards only statements PostgreSQL's grammar accepts"),
+        Rule::TooLong => UserFacingError::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "statement refused by Airlock: {}",
+                s.detail.as_deref().unwrap_or("too long")
+            ),
+        )
+        .hint("split it into smaller statements"),
+        Rule::TooDeep => UserFacingError::error(
+            "54001",
+            format!(
+                "statement refused by Airlock: it is nested too deeply to classify ({})",
+                s.detail.as_deref().unwrap_or("too deep")
+            ),
+        )
+        .hint("simplify the statement's nesting"),
+        Rule::FastPath if access == Access::Read => read_refusal(resource, &what, rule, none_ran),
+        Rule::FastPath => UserFacingError::error(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "Airlock refuses fast-path function calls: it cannot tell what a function OID does",
+        )
+        .hint("call the function with SELECT instead"),
+        Rule::StandardConformingStrings | Rule::ClientEncoding => UserFacingError::error(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            format!(
+                "statement refused by Airlock at every access level: {what} (rule {})",
+                rule.as_str()
+            ),
+        )
+        .detail("Airlock reads every statement the way PostgreSQL will; this setting would make them read differently")
+        .hint("keep standard_conforming_strings on and use UTF8 (or another ASCII-safe client encoding)"),
+        _ => read_refusal(resource, &what, rule, none_ran),
+    }
+}
+
+fn read_refusal(resource: &str, what: &str, rule: Rule, none_ran: &str) -> UserFacingError {
+    UserFacingError::error(
+        sqlstate::READ_ONLY_SQL_TRANSACTION,
+        format!(
+            "read access to \"{resource}\" cannot run this statement: {what} (rule {}).{none_ran}",
+            rule.as_str()
+        ),
+    )
+    .hint(format!(
+        "to write, request write access: airlock request {resource} --access write --for 30m --reason \"...\"; \
+         or have one statement reviewed: airlock exec {resource} -c \"...\""
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitution_matches_its_token_and_forgets_skipped_ones() {
+        let s = Substitutions::default();
+        s.push(b"airlock_refused_ab_1".to_vec(), Bytes::from_static(b"one"));
+        s.push(b"airlock_refused_ab_2".to_vec(), Bytes::from_static(b"two"));
+        assert!(s.any());
+        assert_eq!(s.take_for(b"Mcolumn x does not exist\0"), None);
+        // _1 is a prefix of _12: the token must match whole.
+        assert_eq!(
+            s.take_for(b"syntax error at or near \"airlock_refused_ab_12\""),
+            None
+        );
+        assert_eq!(
+            s.take_for(b"Msyntax error at or near \"airlock_refused_ab_2\"\0"),
+            Some(Bytes::from_static(b"two"))
+        );
+        assert!(!s.any(), "the skipped _1 is forgotten");
+    }
+
+    #[test]
+    fn read_sessions_get_25006_naming_the_rule_and_the_way_to_write() {
+        let v = airlock_sql::classify("DELETE FROM orders");
+        let e = decide(&v, Access::Read, "orders").unwrap_err();
+        assert_eq!(e.code, "25006");
+        assert!(e.message.contains("rule delete"), "{}", e.message);
+        assert!(e
+            .hint
+            .unwrap()
+            .contains("airlock request orders --access write"));
+        assert!(decide(&v, Access::Write, "orders").is_ok());
+        let v = airlock_sql::classify("SELEC 1");
+        assert_eq!(
+            decide(&v, Access::Write, "orders").unwrap_err().code,
+            "42601"
+        );
+        let v = airlock_sql::classify("SET standard_conforming_strings = off");
+        assert_eq!(
+            decide(&v, Access::Write, "orders").unwrap_err().code,
+            "0A000"
+        );
+    }
+}
