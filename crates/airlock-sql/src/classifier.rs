@@ -186,7 +186,7 @@ fn parser_thread(rx: &Mutex<mpsc::Receiver<Job>>) {
 /// replaced by their token type. `None` when the scanner rejects the text
 /// (the parser then reports why).
 pub fn shape_key(sql: &str) -> Option<Vec<u8>> {
-    let tokens = pg_query::scan_tokens(sql).ok()?;
+    let tokens = scan_tokens(sql)?;
     let bytes = sql.as_bytes();
     let mut key = Vec::with_capacity(sql.len() + tokens.len());
     let mut after_uescape = false;
@@ -215,6 +215,18 @@ pub fn shape_key(sql: &str) -> Option<Vec<u8>> {
         after_uescape = token == Token::Uescape;
     }
     Some(key)
+}
+
+/// PostgreSQL's scanner over `sql`. Text with no tokens at all is answered
+/// here: pg_query 18.1's `scan_tokens` builds a slice from a null pointer
+/// for it (undefined behaviour, an abort in debug builds). Every character
+/// that is not Unicode white space starts a token or a scanner error, so
+/// text that trims to nothing is the only case.
+pub fn scan_tokens(sql: &str) -> Option<Vec<pg_query::protobuf::ScanToken>> {
+    if sql.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    pg_query::scan_tokens(sql).ok()
 }
 
 #[cfg(test)]

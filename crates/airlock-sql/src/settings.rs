@@ -19,6 +19,8 @@ const READ_SETTINGS: &[&str] = &[
     "idle_in_transaction_session_timeout",
     "idle_session_timeout",
     "transaction_timeout",
+    "default_transaction_isolation",
+    "default_transaction_deferrable",
     "work_mem",
     "maintenance_work_mem",
     "temp_buffers",
