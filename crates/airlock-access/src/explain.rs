@@ -24,6 +24,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's word: `allow`, `requestable`, `break_glass` or `deny`. The same word as in
+    /// JSON, in `airlock policy explain`'s first line and in the `outcome` of a policy test file.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allow => "allow",
@@ -32,6 +34,9 @@ impl Outcome {
             Outcome::Deny => "deny",
         }
     }
+
+    /// The outcome named by `s`, exactly as [`Outcome::as_str`] spells it (lower case, no
+    /// surrounding spaces); `None` for any other text, so a caller can list the four words.
     pub fn parse(s: &str) -> Option<Outcome> {
         [
             Outcome::Allow,
@@ -87,6 +92,10 @@ pub fn explain(
         if let Decision::Deny(d) = decision {
             out.reasons.push(d.to_string());
         }
+        out.next = Some(format!(
+            "check the name, or add a [[user]] entry for \"{user}\" to {}",
+            config.path.display()
+        ));
         return out;
     };
     if u.roles.is_empty() {
@@ -195,6 +204,9 @@ pub fn explain(
                 Outcome::BreakGlass => Some(format!(
                     "in an emergency only: airlock break-glass {resource} --access {access} --reason \"...\""
                 )),
+                _ if config.resource(resource).is_none() => {
+                    Some(unknown_resource_next(config, resource))
+                }
                 _ => Some(
                     "ask the platform team for a role with a rule for it in airlock.toml".into(),
                 ),
@@ -203,4 +215,23 @@ pub fn explain(
     }
     out.reasons = reasons;
     out
+}
+
+/// What to do about a resource the policy does not have: it may be a typo of a known one, or a
+/// resource still to be added.
+fn unknown_resource_next(config: &Config, resource: &str) -> String {
+    let policy = config.path.display();
+    let known: Vec<String> = config
+        .resources
+        .iter()
+        .map(|r| format!("\"{}\"", r.name))
+        .collect();
+    let known = if known.is_empty() {
+        format!("{policy} has no resources")
+    } else {
+        format!("{policy} has {}", known.join(", "))
+    };
+    format!(
+        "resource \"{resource}\" does not exist: check the name ({known}), or add a [[resource]] entry for \"{resource}\" to {policy}"
+    )
 }

@@ -33,7 +33,8 @@ impl GrantKind {
 
 impl fmt::Display for GrantKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // pad, not write_str: table columns use width specifiers.
+        f.pad(self.as_str())
     }
 }
 

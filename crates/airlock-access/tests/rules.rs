@@ -756,3 +756,162 @@ fn entitlement_listing() {
         ]
     );
 }
+
+#[test]
+fn explanations_say_what_to_do_next() {
+    use Access::{Read, Write};
+    let c = config();
+    let policy = "/etc/airlock/airlock.toml";
+    let unknown_user =
+        |u: &str| format!("check the name, or add a [[user]] entry for \"{u}\" to {policy}");
+    let unknown_resource = |r: &str| {
+        format!(
+            "resource \"{r}\" does not exist: check the name ({policy} has \"orders\", \"billing\"), or add a [[resource]] entry for \"{r}\" to {policy}"
+        )
+    };
+    // (user, resource, access, outcome, break-glass possible, next, first reason)
+    let cases: Vec<(&str, &str, Access, Outcome, bool, Option<String>, &str)> = vec![
+        (
+            "oncall1",
+            "orders",
+            Read,
+            Outcome::Allow,
+            false,
+            None,
+            "user \"oncall1\" holds role(s) \"oncall\"",
+        ),
+        (
+            "oncall1",
+            "orders",
+            Write,
+            Outcome::Requestable,
+            true,
+            Some("airlock request orders --access write --reason \"...\"".into()),
+            "user \"oncall1\" holds role(s) \"oncall\"",
+        ),
+        (
+            "lead1",
+            "billing",
+            Write,
+            Outcome::Deny,
+            false,
+            Some("ask the platform team for a role with a rule for it in airlock.toml".into()),
+            "user \"lead1\" holds role(s) \"sre-lead\"",
+        ),
+        // A user the policy does not have: no roles to look at, and a way to add them.
+        (
+            "ghost",
+            "orders",
+            Read,
+            Outcome::Deny,
+            false,
+            Some(unknown_user("ghost")),
+            "user \"ghost\" is not known to Airlock",
+        ),
+        // The user is checked first, even when the resource is unknown too.
+        (
+            "ghost",
+            "ordres",
+            Write,
+            Outcome::Deny,
+            false,
+            Some(unknown_user("ghost")),
+            "user \"ghost\" is not known to Airlock",
+        ),
+        // A resource the policy does not have: not "ask for a role", but the names it has.
+        (
+            "oncall1",
+            "ordres",
+            Read,
+            Outcome::Deny,
+            false,
+            Some(unknown_resource("ordres")),
+            "user \"oncall1\" holds role(s) \"oncall\"",
+        ),
+        (
+            "both1",
+            "payments",
+            Write,
+            Outcome::Deny,
+            false,
+            Some(unknown_resource("payments")),
+            "user \"both1\" holds role(s) \"oncall\", \"payments\"",
+        ),
+    ];
+    for (user, resource, access, outcome, break_glass, next, first) in cases {
+        let e = explain(&c, user, resource, access, T0, &[]);
+        let case = format!("{user} {resource} {access}: {e:?}");
+        assert_eq!(e.outcome, outcome, "{case}");
+        assert_eq!(e.next, next, "{case}");
+        assert!(e.reasons[0].starts_with(first), "{case}");
+        assert_eq!(e.break_glass, break_glass, "{case}");
+    }
+    // An unknown user gets only the one reason: there are no roles to go through.
+    let e = explain(&c, "ghost", "orders", Read, T0, &[]);
+    assert_eq!(e.reasons.len(), 1, "{:?}", e.reasons);
+    // An unknown resource still gets each role's say and the denial that names the known ones.
+    let e = explain(&c, "oncall1", "ordres", Read, T0, &[]);
+    assert_eq!(
+        e.reasons[1..],
+        [
+            "role \"oncall\": no rule for \"ordres\"",
+            "decision: deny (resource \"ordres\" does not exist; known resources: orders, billing)",
+        ],
+        "{:?}",
+        e.reasons
+    );
+}
+
+#[test]
+fn an_unknown_resource_in_a_policy_without_resources() {
+    // A policy being written: users and roles, no resources yet.
+    let c = Config::from_str(
+        r#"
+[gateway]
+listen_postgres = "127.0.0.1:7432"
+listen_http = "127.0.0.1:7480"
+data_dir = "./data"
+
+[[role]]
+name = "oncall"
+
+[[user]]
+name = "oncall1"
+roles = ["oncall"]
+"#,
+        Path::new("policy/airlock.toml"),
+    )
+    .expect("policy parses");
+    let e = explain(&c, "oncall1", "orders", Access::Read, T0, &[]);
+    assert_eq!(e.outcome, Outcome::Deny);
+    assert_eq!(
+        e.next.as_deref(),
+        Some("resource \"orders\" does not exist: check the name (policy/airlock.toml has no resources), or add a [[resource]] entry for \"orders\" to policy/airlock.toml")
+    );
+}
+
+#[test]
+fn outcome_words_round_trip() {
+    let all = [
+        (Outcome::Allow, "allow"),
+        (Outcome::Requestable, "requestable"),
+        (Outcome::BreakGlass, "break_glass"),
+        (Outcome::Deny, "deny"),
+    ];
+    for (outcome, word) in all {
+        assert_eq!(outcome.as_str(), word);
+        assert_eq!(Outcome::parse(word), Some(outcome));
+    }
+    for not in [
+        "",
+        "Allow",
+        "ALLOW",
+        " allow",
+        "allow ",
+        "break-glass",
+        "breakglass",
+        "denied",
+    ] {
+        assert_eq!(Outcome::parse(not), None, "{not:?}");
+    }
+}

@@ -200,7 +200,8 @@ impl Access {
 
 impl fmt::Display for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // pad, not write_str: table columns use width specifiers.
+        f.pad(self.as_str())
     }
 }
 

@@ -182,10 +182,9 @@ pub fn approve(id: &str, comment: Option<&str>, json_out: bool) -> anyhow::Resul
     match (&r.state, &r.grant_id) {
         (airlock_access::RequestState::Approved, Some(g)) => {
             println!(
-                "approved request {id}: {} has {} ({}), grant {g}",
+                "approved request {id}: {} has {}, grant {g}",
                 r.user,
-                describe(&v),
-                r.resource
+                describe(&v)
             )
         }
         (airlock_access::RequestState::Approved, None) => {
@@ -286,10 +285,11 @@ pub fn break_glass(
         "/api/v1/break-glass",
         json!({ "resource": resource, "access": access, "for": duration, "reason": reason }),
     )?;
+    // Loud in every output format: stderr is not part of the JSON.
+    eprintln!("BREAK-GLASS: this is announced to the approvers and every record of your sessions is marked.");
     if json_out {
         return print_json(&v);
     }
-    eprintln!("BREAK-GLASS: this is announced to the approvers and every record of your sessions is marked.");
     println!(
         "grant {}: {access} access to {resource} until {}",
         v.grant.id,

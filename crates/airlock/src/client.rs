@@ -37,7 +37,7 @@ pub fn load_login() -> anyhow::Result<Login> {
     let path = login_path()?;
     let text = std::fs::read_to_string(&path).map_err(|e| {
         anyhow::anyhow!(
-            "not logged in ({}: {e})\nrun: airlock login --server http://GATEWAY:7480 --token TOKEN",
+            "not logged in ({}: {e})\nrun: airlock login --server https://GATEWAY:7480 --ca-file <gateway data_dir>/tls/ca.crt --token TOKEN",
             path.display()
         )
     })?;
@@ -158,7 +158,7 @@ impl Api {
             .bearer_auth(&self.token)
             .send()
             .await
-            .with_context(|| format!("reaching the gateway at {}", self.server))?;
+            .map_err(|e| reach_error(&self.server, e))?;
         Ok(Self::check(resp).await?.json().await?)
     }
 
@@ -174,7 +174,7 @@ impl Api {
             .json(body)
             .send()
             .await
-            .with_context(|| format!("reaching the gateway at {}", self.server))?;
+            .map_err(|e| reach_error(&self.server, e))?;
         Ok(Self::check(resp).await?.json().await?)
     }
 }
@@ -302,4 +302,22 @@ fn pct(s: &str) -> String {
         }
     }
     out
+}
+
+/// The error for a request that did not reach the gateway, with what to do
+/// when the cause is the gateway's certificate.
+fn reach_error(server: &str, e: reqwest::Error) -> anyhow::Error {
+    let mut chain = format!("{e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        chain.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    let hint = if chain.contains("UnknownIssuer") || chain.contains("certificate") {
+        "\nthe gateway's certificate is not trusted: pass the CA it generated, \
+         e.g. airlock login --server URL --ca-file <gateway data_dir>/tls/ca.crt --token TOKEN"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("reaching the gateway at {server}: {chain}{hint}")
 }

@@ -390,11 +390,8 @@ fn explain(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let config = load_policy(config_path)?;
-    let mut e = airlock_access::explain(&config, user, resource, access, SystemClock.now_ms(), &[]);
+    let e = airlock_access::explain(&config, user, resource, access, SystemClock.now_ms(), &[]);
     let unknown = unknown_name(&config, config_path, user, resource);
-    if let Some(u) = &unknown {
-        e.next = Some(u.next.clone());
-    }
     if json {
         print_json(&ExplainReport {
             policy: config_path.display().to_string(),
@@ -420,10 +417,10 @@ fn explain(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A user or resource the policy does not have: what is wrong and what to do.
+/// A user or resource the policy does not have: what is wrong (what to do is the explanation's
+/// `next`).
 struct Unknown {
     what: String,
-    next: String,
 }
 
 fn unknown_name(config: &Config, path: &Path, user: &str, resource: &str) -> Option<Unknown> {
@@ -431,7 +428,6 @@ fn unknown_name(config: &Config, path: &Path, user: &str, resource: &str) -> Opt
     if config.user(user).is_none() {
         return Some(Unknown {
             what: format!("unknown user \"{user}\": {path} has no [[user]] with that name"),
-            next: format!("check the name, or add a [[user]] entry for \"{user}\" to {path}"),
         });
     }
     if config.resource(resource).is_none() {
@@ -447,9 +443,6 @@ fn unknown_name(config: &Config, path: &Path, user: &str, resource: &str) -> Opt
         };
         return Some(Unknown {
             what: format!("unknown resource \"{resource}\": {path} has {known}"),
-            next: format!(
-                "check the name, or add a [[resource]] entry for \"{resource}\" to {path}"
-            ),
         });
     }
     None
