@@ -73,7 +73,7 @@ pub struct Classifier {
 struct Inner {
     options: ClassifierOptions,
     cache: Mutex<lru::LruCache<Box<[u8]>, Arc<Verdict>>>,
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     stats: ClassifierStats,
 }
 
@@ -96,7 +96,7 @@ impl Classifier {
             inner: Arc::new(Inner {
                 options,
                 cache: Mutex::new(lru::LruCache::new(entries)),
-                jobs: Mutex::new(tx),
+                jobs: tx,
                 stats: ClassifierStats::default(),
             }),
         }
@@ -144,12 +144,7 @@ impl Classifier {
 
     async fn parse(&self, sql: &str) -> Verdict {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self
-            .inner
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send((sql.to_owned(), tx));
+        let sent = self.inner.jobs.send((sql.to_owned(), tx));
         if sent.is_err() {
             return Verdict::refused(Rule::SyntaxError, "the gateway's parser is not running");
         }

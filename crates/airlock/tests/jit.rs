@@ -10,51 +10,11 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Options, World};
+use common::{jit_world, World};
 use serde_json::{json, Value};
 
 const WEBHOOK_SECRET_ENV: &str = "AIRLOCK_TEST_WEBHOOK_SECRET";
 const WEBHOOK_SECRET: &str = "whsec-test-5d1e";
-
-fn policy(extra: &str) -> String {
-    format!(
-        r#"
-[[role]]
-name = "oncall"
-standing    = [{{ resource = "orders", access = "read" }}]
-requestable = [{{ resource = "orders", access = "write", max = "1h", approvals = 1, approvers = ["sre-lead"] }}]
-break_glass = [{{ resource = "orders", access = "write", max = "30m" }}]
-
-[[role]]
-name = "sre-lead"
-standing = [{{ resource = "orders", access = "read" }}]
-
-[[user]]
-name = "oncall1"
-roles = ["oncall"]
-
-[[user]]
-name = "lead1"
-roles = ["sre-lead"]
-
-[[user]]
-name = "lead2"
-roles = ["sre-lead"]
-
-[access]
-request_ttl = "1h"
-{extra}
-"#
-    )
-}
-
-async fn world(extra: &str) -> World {
-    World::start_with(Options {
-        policy: Some(policy(extra)),
-        ..Options::default()
-    })
-    .await
-}
 
 /// POST and return (status, body) without failing on errors.
 async fn call(w: &World, user: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -138,7 +98,7 @@ async fn ended_within(live: Live, from: Instant) -> (String, Duration) {
 
 #[tokio::test]
 async fn request_then_deny() {
-    let w = world("").await;
+    let w = jit_world("").await;
     let id = request_write(&w, "30m").await;
     // The requester cannot deny or approve; an approver denies with a reason.
     let (s, b) = call(
@@ -213,7 +173,7 @@ async fn request_then_deny() {
 
 #[tokio::test]
 async fn approved_grant_writes_then_expires_and_ends_the_live_session() {
-    let w = world("").await;
+    let w = jit_world("").await;
     let id = request_write(&w, "4s").await;
     // Visible to approvers, not to others.
     let (_, list) = call(
@@ -273,7 +233,7 @@ async fn approved_grant_writes_then_expires_and_ends_the_live_session() {
 
 #[tokio::test]
 async fn revoke_ends_the_live_session_and_its_credentials() {
-    let w = world("").await;
+    let w = jit_world("").await;
     let id = request_write(&w, "30m").await;
     let grant = approve(&w, &id).await;
     let conn = w.connect("oncall1", "write").await;
@@ -323,7 +283,7 @@ async fn revoke_ends_the_live_session_and_its_credentials() {
 
 #[tokio::test]
 async fn policy_reload_that_removes_the_rule_ends_the_session() {
-    let w = world("").await;
+    let w = jit_world("").await;
     let id = request_write(&w, "30m").await;
     let grant = approve(&w, &id).await;
     let read = w.connect("oncall1", "read").await;
@@ -376,7 +336,7 @@ async fn policy_reload_that_removes_the_rule_ends_the_session() {
 async fn break_glass_is_immediate_marked_and_announced() {
     std::env::set_var(WEBHOOK_SECRET_ENV, WEBHOOK_SECRET);
     let (url, received) = receiver(Arc::new(true.into())).await;
-    let w = world(&format!(
+    let w = jit_world(&format!(
         "[[webhook]]\nurl = \"{url}\"\nevents = [\"*\"]\nsecret_env = \"{WEBHOOK_SECRET_ENV}\"\n"
     ))
     .await;
@@ -432,7 +392,7 @@ async fn break_glass_is_immediate_marked_and_announced() {
 
 #[tokio::test]
 async fn reviewed_statement_runs_once_exactly_as_approved() {
-    let w = world("").await;
+    let w = jit_world("").await;
     let sql = "UPDATE orders SET status = 'refunded' WHERE id = 3 RETURNING id, status";
     let (s, b) = call(
         &w,
@@ -574,7 +534,7 @@ async fn reviewed_statement_runs_once_exactly_as_approved() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let w = world("").await;
+    let w = jit_world("").await;
     let cases: Vec<(Value, u16, &str)> = vec![
         (
             json!({ "resource": "payments", "reason": "x" }),
@@ -675,7 +635,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
 #[tokio::test]
 async fn approving_an_expired_request_is_refused() {
-    let w = world("").await;
+    let w = jit_world("").await;
     let path = w.dir.path().join("airlock.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
@@ -785,7 +745,7 @@ async fn webhooks_are_signed_and_retried_after_the_receiver_was_down() {
     std::env::set_var(WEBHOOK_SECRET_ENV, WEBHOOK_SECRET);
     let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (url, received) = receiver(up.clone()).await;
-    let w = world(&format!(
+    let w = jit_world(&format!(
         "[[webhook]]\nurl = \"{url}\"\nevents = [\"request.created\", \"request.approved\", \"grant.revoked\"]\nsecret_env = \"{WEBHOOK_SECRET_ENV}\"\n"
     ))
     .await;

@@ -10,53 +10,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Options, World};
+use common::{jit_world, World};
 use serde_json::Value;
 
 const WEBHOOK_SECRET_ENV: &str = "AIRLOCK_TEST_CLI_WEBHOOK_SECRET";
-
-/// The policy of `tests/jit.rs`: oncall1 reads orders and may request write
-/// (approved by one sre-lead, at most 1h) or take it by break-glass (at most
-/// 30m); the leads read.
-fn policy(extra: &str) -> String {
-    format!(
-        r#"
-[[role]]
-name = "oncall"
-standing    = [{{ resource = "orders", access = "read" }}]
-requestable = [{{ resource = "orders", access = "write", max = "1h", approvals = 1, approvers = ["sre-lead"] }}]
-break_glass = [{{ resource = "orders", access = "write", max = "30m" }}]
-
-[[role]]
-name = "sre-lead"
-standing = [{{ resource = "orders", access = "read" }}]
-
-[[user]]
-name = "oncall1"
-roles = ["oncall"]
-
-[[user]]
-name = "lead1"
-roles = ["sre-lead"]
-
-[[user]]
-name = "lead2"
-roles = ["sre-lead"]
-
-[access]
-request_ttl = "1h"
-{extra}
-"#
-    )
-}
-
-async fn world(extra: &str) -> World {
-    World::start_with(Options {
-        policy: Some(policy(extra)),
-        ..Options::default()
-    })
-    .await
-}
 
 /// What one run of the binary did.
 struct Run {
@@ -231,7 +188,7 @@ fn orders_status(w: &World, id: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_and_its_failures() {
-    let w = world("").await;
+    let w = jit_world("").await;
     let (server, ca) = (w.http(), w.ca_file());
     let ca = ca.to_str().unwrap();
 
@@ -299,7 +256,7 @@ async fn login_and_its_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_approve_connect_write_revoke() {
-    let w = world("").await;
+    let w = jit_world("").await;
     let oncall1 = User::logged_in(&w, "oncall1").await;
     let lead1 = User::logged_in(&w, "lead1").await;
     let lead2 = User::logged_in(&w, "lead2").await;
@@ -650,7 +607,7 @@ async fn deny_break_glass_exec_and_webhooks_status() {
         .port();
     let dead_url =
         format!("http://127.0.0.1:{dead_port}/services/T0/B0/DEADSECRETPATH?token=QUERYSECRET");
-    let w = world(&format!(
+    let w = jit_world(&format!(
         r#"
 [[webhook]]
 url = "{good_url}"

@@ -54,6 +54,51 @@ name = "visitor"
 roles = []
 "#;
 
+/// The just-in-time policy of `tests/jit.rs` and `tests/jit_cli.rs`:
+/// oncall1 reads orders and may request write (approved by one sre-lead, at
+/// most 1h) or take it by break-glass (at most 30m); lead1 and lead2 read.
+/// `extra` is appended (webhooks, access settings).
+pub fn jit_policy(extra: &str) -> String {
+    format!(
+        r#"
+[[role]]
+name = "oncall"
+standing    = [{{ resource = "orders", access = "read" }}]
+requestable = [{{ resource = "orders", access = "write", max = "1h", approvals = 1, approvers = ["sre-lead"] }}]
+break_glass = [{{ resource = "orders", access = "write", max = "30m" }}]
+
+[[role]]
+name = "sre-lead"
+standing = [{{ resource = "orders", access = "read" }}]
+
+[[user]]
+name = "oncall1"
+roles = ["oncall"]
+
+[[user]]
+name = "lead1"
+roles = ["sre-lead"]
+
+[[user]]
+name = "lead2"
+roles = ["sre-lead"]
+
+[access]
+request_ttl = "1h"
+{extra}
+"#
+    )
+}
+
+/// A world running [`jit_policy`].
+pub async fn jit_world(extra: &str) -> World {
+    World::start_with(Options {
+        policy: Some(jit_policy(extra)),
+        ..Options::default()
+    })
+    .await
+}
+
 pub struct Options {
     pub allow_plaintext: bool,
     pub extra_gateway: String,
