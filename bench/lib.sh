@@ -195,6 +195,24 @@ psql_admin() {
 
 pg_version() { psql_admin postgres -Atc "SHOW server_version"; }
 
+# gateway_rules: the guardrails and masking of the benchmark's resource,
+# unless RULES=off: every result row then goes through the result filter
+# (max_rows counting, column patterns and all four value detectors).
+gateway_rules() {
+    [ "${RULES:-on}" = off ] && return 0
+    cat <<'RULES'
+[[resource.guardrails]]
+deny = ["drop", "truncate", "alter_table", "grant"]
+require_where = true
+max_rows = 10000
+statement_timeout = "60s"
+
+[[resource.masking]]
+columns = ["email", "phone", "*_ssn", "card_number"]
+detectors = ["email", "credit_card", "phone", "iban"]
+RULES
+}
+
 # start_gateway NAME: writes $BENCH_TMP/NAME/airlock.toml (resource `bench`,
 # upstream TLS off so only the client side adds TLS, plaintext clients
 # allowed so one gateway serves both measurements), starts `airlock serve`,
@@ -224,6 +242,7 @@ database = "bench"
 tls = "disable"
 read  = { user = "bench_rw", password_env = "BENCH_RW_PASSWORD" }
 write = { user = "bench_rw", password_env = "BENCH_RW_PASSWORD" }
+$(gateway_rules)
 
 [[role]]
 name = "bencher"

@@ -16,6 +16,8 @@
 #   SCALE=10             pgbench -i scale
 #   SKIP_BUILD=1         use the existing target/release/airlock
 #   RESULTS=FILE         also append the table to FILE
+#   RULES=on             guardrails and masking on the gateway's resource
+#                        (see gateway_rules in lib.sh); off for classification only
 #   PGBOUNCER=auto       also measure PgBouncer (session mode, TLS and plain)
 #                        as a reference proxy when it is installed; 0 to skip
 #

@@ -109,6 +109,24 @@ pub async fn execute(
         STATEMENT_TIMEOUT,
     )
     .await;
+    // The requester sees the result through their own masking, like any
+    // session; the recorded end reason and the webhook too.
+    let roles = config
+        .user(&caller.user)
+        .map(|u| u.roles.clone())
+        .unwrap_or_default();
+    let outcome = match resource.masking_for(&roles) {
+        None => outcome,
+        Some(rules) => outcome
+            .map(|mut r| {
+                mask_result(&mut r, &rules);
+                r
+            })
+            .map_err(|mut e| {
+                e.message = redact(&e.message, &rules);
+                e
+            }),
+    };
     let end_reason = match &outcome {
         Ok(r) => format!("reviewed statement committed: {}", r.command_tag),
         Err(e) => format!("reviewed statement failed ({}): {}", e.sqlstate, e.message),
@@ -139,4 +157,69 @@ pub async fn execute(
         result,
         error,
     }))
+}
+
+/// Masks a reviewed statement's result for a requester: columns by name
+/// (the result keeps no table origin) and every value through the
+/// detectors, as the proxy does for sessions.
+fn mask_result(r: &mut StatementResult, rules: &airlock_config::MaskRules) {
+    let whole: Vec<bool> = r
+        .columns
+        .iter()
+        .map(|c| rules.columns.iter().any(|p| p.matches(c)))
+        .collect();
+    for row in &mut r.rows {
+        for (i, value) in row.iter_mut().enumerate() {
+            if let Some(v) = value {
+                if whole.get(i).copied().unwrap_or(true) {
+                    *v = String::from_utf8_lossy(airlock_sql::mask::MASK).into_owned();
+                } else {
+                    *v = redact(v, rules);
+                }
+            }
+        }
+    }
+}
+
+fn redact(text: &str, rules: &airlock_config::MaskRules) -> String {
+    match rules.detectors.redact(text.as_bytes()) {
+        Some(r) => String::from_utf8_lossy(&r).into_owned(),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_sql::mask::{ColumnPattern, Detector, Detectors};
+
+    #[test]
+    fn results_of_reviewed_statements_are_masked() {
+        let rules = airlock_config::MaskRules {
+            columns: vec![ColumnPattern::new("*_ssn").unwrap()],
+            detectors: Detectors::new(&[Detector::Email]),
+        };
+        let mut r = StatementResult {
+            columns: vec!["id".into(), "user_ssn".into(), "note".into()],
+            rows: vec![vec![
+                Some("1".into()),
+                Some("123-45-6789".into()),
+                Some("mail ann@example.org".into()),
+            ]],
+            row_count: 1,
+            command_tag: "UPDATE 1".into(),
+            committed: true,
+            duration_ms: 1,
+        };
+        mask_result(&mut r, &rules);
+        assert_eq!(
+            r.rows[0],
+            vec![
+                Some("1".to_owned()),
+                Some("[masked]".to_owned()),
+                Some("mail [masked]".to_owned())
+            ]
+        );
+        assert_eq!(redact("x ann@example.org", &rules), "x [masked]");
+    }
 }

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use airlock_sql::mask::{ColumnPattern, Detector, Detectors};
+use airlock_sql::Guardrails;
+
 use crate::names::{ResourceName, RoleName, UserName};
 use crate::secret::{MissingSecret, SecretProblem};
 use crate::units::ByteSize;
@@ -239,9 +242,78 @@ pub struct Resource {
     pub read: Option<UpstreamCredential>,
     /// Credential used for write sessions.
     pub write: Option<UpstreamCredential>,
+    /// `[[resource.guardrails]]` entries, in file order.
+    pub guardrails: Vec<Guardrail>,
+    /// `[[resource.masking]]` entries, in file order.
+    pub masking: Vec<Masking>,
+}
+
+/// A `[[resource.guardrails]]` entry: limits on what sessions may run even
+/// when their access level allows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guardrail {
+    /// Whose sessions it applies to: users holding any of these roles. Empty
+    /// (the key omitted): every session on the resource, at either level.
+    pub roles: Vec<RoleName>,
+    /// What it enforces.
+    pub rails: Guardrails,
+}
+
+/// A `[[resource.masking]]` entry: which result values are masked, and for
+/// whom they are not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Masking {
+    /// Column-name patterns: matching columns are masked whole.
+    pub columns: Vec<ColumnPattern>,
+    /// Value detectors run over every other value.
+    pub detectors: Vec<Detector>,
+    /// Users holding any of these roles see values unmasked.
+    pub unmasked_roles: Vec<RoleName>,
+}
+
+/// The masking in force for one session: the union of the entries that
+/// apply to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskRules {
+    /// Column-name patterns.
+    pub columns: Vec<ColumnPattern>,
+    /// Value detectors.
+    pub detectors: Detectors,
 }
 
 impl Resource {
+    /// The guardrails for a session of a user holding `roles`: every entry
+    /// without `roles` or naming one of them, merged (strictest wins).
+    pub fn guardrails_for(&self, roles: &[RoleName]) -> Guardrails {
+        Guardrails::merge(
+            self.guardrails
+                .iter()
+                .filter(|g| g.roles.is_empty() || g.roles.iter().any(|r| roles.contains(r)))
+                .map(|g| &g.rails),
+        )
+    }
+
+    /// The masking for a session of a user holding `roles`, `None` when
+    /// nothing is masked for them: every entry none of whose
+    /// `unmasked_roles` they hold, merged.
+    pub fn masking_for(&self, roles: &[RoleName]) -> Option<MaskRules> {
+        let mut columns: Vec<ColumnPattern> = Vec::new();
+        let mut detectors = Vec::new();
+        for m in &self.masking {
+            if m.unmasked_roles.iter().any(|r| roles.contains(r)) {
+                continue;
+            }
+            for c in &m.columns {
+                if !columns.contains(c) {
+                    columns.push(c.clone());
+                }
+            }
+            detectors.extend(m.detectors.iter().copied());
+        }
+        let detectors = Detectors::new(&detectors);
+        (!columns.is_empty() || !detectors.is_empty()).then_some(MaskRules { columns, detectors })
+    }
+
     /// The credential for `access`, if the resource has one.
     pub fn credential(&self, access: Access) -> Option<&UpstreamCredential> {
         match access {

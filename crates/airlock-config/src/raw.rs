@@ -85,6 +85,36 @@ pub(crate) struct RawResource {
     pub read: Option<Spanned<RawCredential>>,
     #[serde(default)]
     pub write: Option<Spanned<RawCredential>>,
+    #[serde(default)]
+    pub guardrails: Vec<Spanned<RawGuardrail>>,
+    #[serde(default)]
+    pub masking: Vec<Spanned<RawMasking>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuardrail {
+    #[serde(default)]
+    pub roles: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub require_where: bool,
+    #[serde(default)]
+    pub max_rows: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub statement_timeout: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMasking {
+    #[serde(default)]
+    pub columns: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub detectors: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub unmasked_roles: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

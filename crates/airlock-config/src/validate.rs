@@ -13,15 +13,19 @@ use serde_spanned::Spanned;
 
 use crate::error::Diagnostic;
 use crate::model::{
-    quoted_list, Access, AccessSettings, BreakGlassRule, Entitlement, Gateway, RequestableRule,
-    Resource, ResourceKind, Role, UpstreamCredential, UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
+    quoted_list, Access, AccessSettings, BreakGlassRule, Entitlement, Gateway, Guardrail, Masking,
+    RequestableRule, Resource, ResourceKind, Role, UpstreamCredential, UpstreamTls, User, Webhook,
+    WEBHOOK_EVENTS,
 };
 use crate::names::{ResourceName, RoleName, UserName};
 use crate::raw::{
-    RawAccess, RawConfig, RawCredential, RawGateway, RawResource, RawRole, RawUser, RawWebhook,
+    RawAccess, RawConfig, RawCredential, RawGateway, RawGuardrail, RawMasking, RawResource,
+    RawRole, RawUser, RawWebhook,
 };
 use crate::span::line_of;
 use crate::units::{format_duration, parse_duration, ByteSize};
+use airlock_sql::mask::{ColumnPattern, Detector};
+use airlock_sql::Guardrails;
 
 /// What the checks produce when there was no problem.
 pub(crate) struct Checked {
@@ -87,6 +91,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
         .map(|(i, u)| checker.user(i, u, &role_lines, &mut user_lines))
         .collect();
     let roles = checker.approvers(&raw.role, roles, &role_lines, &users);
+    checker.resource_roles(&raw.resource, &role_lines);
     let webhooks: Vec<Option<Webhook>> = raw
         .webhook
         .iter()
@@ -668,6 +673,22 @@ impl Checker<'_> {
         }
         let read = self.credential(raw.read.as_ref(), &key("read"), "read", &place);
         let write = self.credential(raw.write.as_ref(), &key("write"), "write", &place);
+        let guardrails: Option<Vec<Guardrail>> = raw
+            .guardrails
+            .iter()
+            .enumerate()
+            .map(|(i, g)| self.guardrail(g, &key(&format!("guardrails[{i}]")), &place))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
+        let masking: Option<Vec<Masking>> = raw
+            .masking
+            .iter()
+            .enumerate()
+            .map(|(i, m)| self.masking(m, &key(&format!("masking[{i}]")), &place))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
 
         Some(Resource {
             name: name?,
@@ -679,7 +700,270 @@ impl Checker<'_> {
             ca_file: ca_file?,
             read: read?,
             write: write?,
+            guardrails: guardrails?,
+            masking: masking?,
         })
+    }
+
+    /// A `[[resource.guardrails]]` entry.
+    fn guardrail(
+        &mut self,
+        raw: &Spanned<RawGuardrail>,
+        key: &str,
+        place: &str,
+    ) -> Option<Guardrail> {
+        let what = format!("[[resource.guardrails]] {place}");
+        let g = raw.get_ref();
+        let mut ok = true;
+        let roles = match &g.roles {
+            None => Vec::new(),
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(
+                    list.span(),
+                    format!("{key}.roles"),
+                    format!("`roles` of {what} is empty: name the roles it applies to, or remove `roles` to apply it to every session"),
+                );
+                ok = false;
+                Vec::new()
+            }
+            Some(list) => self
+                .role_names(
+                    list.get_ref(),
+                    &format!("{key}.roles"),
+                    &format!("`roles` of {what}"),
+                )
+                .unwrap_or_else(|| {
+                    ok = false;
+                    Vec::new()
+                }),
+        };
+        let mut deny = Vec::new();
+        for (i, word) in g.deny.iter().enumerate() {
+            let w = word.get_ref();
+            if let Some(why) = airlock_sql::guard::deny_word_problem(w) {
+                self.error(
+                    word.span(),
+                    format!("{key}.deny[{i}]"),
+                    format!("`deny` of {what}: {why}"),
+                );
+                ok = false;
+            } else if deny.contains(w) {
+                self.error(
+                    word.span(),
+                    format!("{key}.deny[{i}]"),
+                    format!("`deny` of {what} lists {w:?} twice"),
+                );
+                ok = false;
+            } else {
+                deny.push(w.clone());
+            }
+        }
+        let max_rows = match &g.max_rows {
+            None => None,
+            Some(n) if *n.get_ref() < 1 => {
+                self.error(
+                    n.span(),
+                    format!("{key}.max_rows"),
+                    format!(
+                        "`max_rows` of {what} must be at least 1, found {}",
+                        n.get_ref()
+                    ),
+                );
+                ok = false;
+                None
+            }
+            Some(n) => Some(*n.get_ref() as u64),
+        };
+        let statement_timeout = match &g.statement_timeout {
+            None => None,
+            Some(v) => {
+                // PostgreSQL keeps statement_timeout in milliseconds in an int.
+                let d = self.bounded_duration(
+                    v,
+                    &format!("{key}.statement_timeout"),
+                    &format!("`statement_timeout` of {what}"),
+                    Duration::from_secs(24 * 3600),
+                    "the ceiling",
+                );
+                if d.is_none() {
+                    ok = false;
+                }
+                d
+            }
+        };
+        let rails = Guardrails {
+            deny,
+            require_where: g.require_where,
+            max_rows,
+            statement_timeout,
+        };
+        if ok && rails.is_empty() {
+            self.error(
+                raw.span(),
+                key,
+                format!("{what} sets nothing: give it `deny`, `require_where`, `max_rows` or `statement_timeout`, or remove it"),
+            );
+            ok = false;
+        }
+        ok.then_some(Guardrail { roles, rails })
+    }
+
+    /// A `[[resource.masking]]` entry.
+    fn masking(&mut self, raw: &Spanned<RawMasking>, key: &str, place: &str) -> Option<Masking> {
+        let what = format!("[[resource.masking]] {place}");
+        let m = raw.get_ref();
+        let mut ok = true;
+        let mut columns: Vec<ColumnPattern> = Vec::new();
+        for (i, c) in m.columns.iter().enumerate() {
+            match ColumnPattern::new(c.get_ref()) {
+                Ok(p) if columns.contains(&p) => {
+                    self.error(
+                        c.span(),
+                        format!("{key}.columns[{i}]"),
+                        format!("`columns` of {what} lists {:?} twice", c.get_ref()),
+                    );
+                    ok = false;
+                }
+                Ok(p) => columns.push(p),
+                Err(why) => {
+                    self.error(
+                        c.span(),
+                        format!("{key}.columns[{i}]"),
+                        format!("`columns` of {what}: {:?}: {why}", c.get_ref()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut detectors = Vec::new();
+        for (i, d) in m.detectors.iter().enumerate() {
+            match Detector::parse(d.get_ref()) {
+                Some(det) if detectors.contains(&det) => {
+                    self.error(
+                        d.span(),
+                        format!("{key}.detectors[{i}]"),
+                        format!("`detectors` of {what} lists {:?} twice", d.get_ref()),
+                    );
+                    ok = false;
+                }
+                Some(det) => detectors.push(det),
+                None => {
+                    self.error(
+                        d.span(),
+                        format!("{key}.detectors[{i}]"),
+                        format!(
+                            "`detectors` of {what}: unknown detector {:?}: expected one of {}",
+                            d.get_ref(),
+                            quoted_list(Detector::ALL.iter().map(|d| d.as_str()))
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let unmasked_roles = self
+            .role_names(
+                &m.unmasked_roles,
+                &format!("{key}.unmasked_roles"),
+                &format!("`unmasked_roles` of {what}"),
+            )
+            .unwrap_or_else(|| {
+                ok = false;
+                Vec::new()
+            });
+        if ok && columns.is_empty() && detectors.is_empty() {
+            self.error(
+                raw.span(),
+                key,
+                format!("{what} masks nothing: give it `columns` or `detectors`, or remove it"),
+            );
+            ok = false;
+        }
+        ok.then_some(Masking {
+            columns,
+            detectors,
+            unmasked_roles,
+        })
+    }
+
+    /// Role names in a list, syntax only (that they are defined is checked by
+    /// [`Checker::resource_roles`] once every role is known).
+    fn role_names(
+        &mut self,
+        list: &[Spanned<String>],
+        key: &str,
+        what: &str,
+    ) -> Option<Vec<RoleName>> {
+        let mut out = Some(Vec::with_capacity(list.len()));
+        for (i, r) in list.iter().enumerate() {
+            match RoleName::new(r.get_ref().as_str()) {
+                Ok(role)
+                    if out
+                        .as_ref()
+                        .is_some_and(|l: &Vec<RoleName>| l.contains(&role)) =>
+                {
+                    self.error(
+                        r.span(),
+                        format!("{key}[{i}]"),
+                        format!("{what} lists role \"{role}\" twice"),
+                    );
+                    out = None;
+                }
+                Ok(role) => {
+                    if let Some(l) = out.as_mut() {
+                        l.push(role);
+                    }
+                }
+                Err(err) => {
+                    self.error(r.span(), format!("{key}[{i}]"), format!("{what}: {err}"));
+                    out = None;
+                }
+            }
+        }
+        out
+    }
+
+    /// Every role named by a resource's guardrails and masking is defined.
+    fn resource_roles(&mut self, resources: &[RawResource], roles: &HashMap<String, usize>) {
+        for (index, r) in resources.iter().enumerate() {
+            let place = format!("in [[resource]] {:?}", r.name.get_ref());
+            let mut refs: Vec<(&Spanned<String>, String, String)> = Vec::new();
+            for (i, g) in r.guardrails.iter().enumerate() {
+                for (j, role) in g
+                    .get_ref()
+                    .roles
+                    .iter()
+                    .flat_map(|l| l.get_ref().iter())
+                    .enumerate()
+                {
+                    refs.push((
+                        role,
+                        format!("resource[{index}].guardrails[{i}].roles[{j}]"),
+                        format!("`roles` of [[resource.guardrails]] {place}"),
+                    ));
+                }
+            }
+            for (i, m) in r.masking.iter().enumerate() {
+                for (j, role) in m.get_ref().unmasked_roles.iter().enumerate() {
+                    refs.push((
+                        role,
+                        format!("resource[{index}].masking[{i}].unmasked_roles[{j}]"),
+                        format!("`unmasked_roles` of [[resource.masking]] {place}"),
+                    ));
+                }
+            }
+            for (role, key, what) in refs {
+                let name = role.get_ref();
+                if RoleName::new(name.as_str()).is_ok() && !roles.contains_key(name.as_str()) {
+                    let known = defined_list(roles.keys(), "roles");
+                    self.error(
+                        role.span(),
+                        key,
+                        format!("{what} names unknown role {name:?} ({known})"),
+                    );
+                }
+            }
+        }
     }
 
     /// `Some(None)` for an absent credential, `None` for an invalid one.

@@ -56,6 +56,21 @@ fn example_has_the_expected_values() {
     let user = config.user("oncall1").expect("oncall1");
     assert_eq!(user.roles, vec![RoleName::new("oncall").unwrap()]);
 
+    // The guardrails apply to everyone; masking to all but the sre-lead role.
+    let rails = orders.guardrails_for(&[RoleName::new("oncall").unwrap()]);
+    assert_eq!(rails.deny, ["drop", "truncate", "alter_table", "grant"]);
+    assert!(rails.require_where);
+    assert_eq!(rails.max_rows, Some(10_000));
+    assert_eq!(rails.statement_timeout, Some(Duration::from_secs(30)));
+    let mask = orders
+        .masking_for(&[RoleName::new("oncall").unwrap()])
+        .expect("oncall is masked");
+    assert_eq!(mask.columns.len(), 4);
+    assert!(mask.columns.iter().any(|p| p.matches("customer_ssn")));
+    assert!(orders
+        .masking_for(&[RoleName::new("sre-lead").unwrap()])
+        .is_none());
+
     assert!(config.resource("nope").is_none());
     assert!(config.user("oncall").is_none());
     assert!(config.role("oncall1").is_none());

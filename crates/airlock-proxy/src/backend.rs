@@ -166,12 +166,13 @@ pub async fn connect(
     resource: &Resource,
     access: Access,
     client_params: &[(String, String)],
+    settings: &[(String, String)],
     tls_configs: &UpstreamTlsConfigs,
     timeout: Duration,
 ) -> Result<Upstream, UpstreamError> {
     tokio::time::timeout(
         timeout,
-        connect_inner(resource, access, client_params, tls_configs),
+        connect_inner(resource, access, client_params, settings, tls_configs),
     )
     .await
     .map_err(|_| UpstreamError::Timeout(timeout))?
@@ -227,6 +228,7 @@ async fn connect_inner(
     resource: &Resource,
     access: Access,
     client_params: &[(String, String)],
+    settings: &[(String, String)],
     tls_configs: &UpstreamTlsConfigs,
 ) -> Result<Upstream, UpstreamError> {
     let credential = resource
@@ -243,6 +245,9 @@ async fn connect_inner(
             params.push((k.clone(), v.clone()));
         }
     }
+    // The gateway's own settings (guardrails) come after the client's and
+    // override them.
+    params.extend(settings.iter().cloned());
     // The gateway parses statements as PostgreSQL does with
     // standard_conforming_strings on; the upstream must read them the same
     // way whatever its configuration says (changing it later is refused).

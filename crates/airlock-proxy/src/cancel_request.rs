@@ -35,35 +35,40 @@ pub async fn forward(ctx: &ProxyContext, request: CancelRequest) {
         count("unknown_resource");
         return;
     };
-    // The cancel goes where the session's upstream is, over the same kind of
-    // transport (PostgreSQL accepts a CancelRequest after SSLRequest).
-    let result = async {
-        let mut stream = crate::backend::open_stream(resource, &ctx.upstream_tls)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut out = BytesMut::new();
-        CancelRequest {
-            process_id: target.key.process_id,
-            secret_key: target.key.secret_key,
-        }
-        .encode(&mut out);
-        stream.write_all(&out).await.map_err(|e| e.to_string())?;
-        stream.flush().await.map_err(|e| e.to_string())?;
-        // PostgreSQL closes the connection once it has acted on the request.
-        let mut sink = [0u8; 64];
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            tokio::io::AsyncReadExt::read(&mut stream, &mut sink),
-        )
-        .await;
-        Ok::<_, String>(())
-    }
-    .await;
-    match result {
+    match send(resource, &ctx.upstream_tls, target.key).await {
         Ok(()) => count("forwarded"),
         Err(e) => {
             count("upstream_error");
             tracing::warn!(resource = %target.resource, error = %e, "forwarding a CancelRequest failed");
         }
     }
+}
+
+/// Sends a CancelRequest with the upstream's `key` to where `resource`'s
+/// upstream is, over the same kind of transport (PostgreSQL accepts a
+/// CancelRequest after SSLRequest).
+pub async fn send(
+    resource: &airlock_config::Resource,
+    tls: &crate::backend::UpstreamTlsConfigs,
+    key: airlock_pgwire::messages::BackendKeyData,
+) -> Result<(), String> {
+    let mut stream = crate::backend::open_stream(resource, tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = BytesMut::new();
+    CancelRequest {
+        process_id: key.process_id,
+        secret_key: key.secret_key,
+    }
+    .encode(&mut out);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    // PostgreSQL closes the connection once it has acted on the request.
+    let mut sink = [0u8; 64];
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut stream, &mut sink),
+    )
+    .await;
+    Ok(())
 }

@@ -64,7 +64,7 @@ pub async fn run_statement(
 ) -> Result<StatementResult, StatementError> {
     let started = Instant::now();
     let params = vec![("application_name".to_owned(), "airlock exec".to_owned())];
-    let mut up = backend::connect(resource, Access::Write, &params, tls, connect_timeout)
+    let mut up = backend::connect(resource, Access::Write, &params, &[], tls, connect_timeout)
         .await
         .map_err(|e| failed("08001", e.to_user_facing(resource.name.as_str()).message))?;
     let mut buf = std::mem::take(&mut up.read_buf);

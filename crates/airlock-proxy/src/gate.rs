@@ -31,11 +31,12 @@ use airlock_config::Access;
 use airlock_pgwire::messages::tag::frontend as ftag;
 use airlock_pgwire::sqlstate;
 use airlock_pgwire::Frame;
-use airlock_sql::{Class, Classifier, Rule, Verdict};
+use airlock_sql::{Class, Classifier, Guardrails, Rule, Verdict, Violation};
 
 use crate::error::UserFacingError;
 use crate::metrics::{ProxyMetrics, RefusalLabels};
 use crate::recorder::SessionLog;
+use crate::results::{Expect, Expectations};
 
 const TOKEN_PREFIX: &[u8] = b"airlock_refused_";
 /// Refusals waiting for their error from the upstream. More than this
@@ -101,6 +102,13 @@ pub struct Gate {
     seq: u64,
     /// After a refused Parse: drop everything until Sync.
     discarding: bool,
+    rails: Guardrails,
+    /// Masking applies to this session.
+    masking: bool,
+    /// Shared with the result filter when results are filtered.
+    expect: Option<Arc<Expectations>>,
+    /// True while the result filter's cancel is on its way upstream.
+    paused: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Gate {
@@ -119,6 +127,41 @@ impl Gate {
             nonce: format!("{:016x}", rand::random::<u64>()),
             seq: 0,
             discarding: false,
+            rails: Guardrails::default(),
+            masking: false,
+            expect: None,
+            paused: None,
+        }
+    }
+
+    /// Enforces `rails` on every statement.
+    pub fn with_guardrails(mut self, rails: Guardrails) -> Gate {
+        self.rails = rails;
+        self
+    }
+
+    /// Results are filtered (masking, `max_rows`): the gate tells the
+    /// filter, through `expect`, what the upstream will answer; with
+    /// `masking` it also describes each portal before its Execute and
+    /// refuses COPY to the client (its rows carry no column names).
+    pub fn with_results(
+        mut self,
+        expect: Arc<Expectations>,
+        masking: bool,
+        paused: tokio::sync::watch::Receiver<bool>,
+    ) -> Gate {
+        self.expect = Some(expect);
+        self.masking = masking;
+        self.paused = Some(paused);
+        self
+    }
+
+    /// Waits while a cancel of a cut result is on its way: nothing new may
+    /// reach the upstream before the cancel has, or the cancel could hit it.
+    pub async fn unpaused(&mut self) {
+        if let Some(rx) = self.paused.as_mut() {
+            // An error means the sender is gone: nothing to wait for.
+            let _ = rx.wait_for(|p| !*p).await;
         }
     }
 
@@ -128,7 +171,15 @@ impl Gate {
 
     /// Whether the gate must see messages of this type whole.
     pub fn inspects(&self, tag: u8) -> bool {
-        self.discarding || matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL)
+        self.discarding
+            || matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL)
+            || (self.expect.is_some() && matches!(tag, ftag::EXECUTE | ftag::DESCRIBE | ftag::SYNC))
+    }
+
+    fn expect(&self, e: Expect) {
+        if let Some(q) = &self.expect {
+            q.push(e);
+        }
     }
 
     /// Handles one whole inspected message (header included): appends to
@@ -140,6 +191,7 @@ impl Gate {
             match tag {
                 ftag::SYNC => {
                     self.discarding = false;
+                    self.expect(Expect::Sync);
                     out.extend_from_slice(&msg);
                 }
                 ftag::FLUSH => out.extend_from_slice(&msg),
@@ -152,19 +204,22 @@ impl Gate {
                 let text = body.strip_suffix(&[0]).unwrap_or(body);
                 log.statement(text);
                 let verdict = self.classify(text).await;
-                match decide(&verdict, self.access, &self.resource) {
-                    Ok(()) => out.extend_from_slice(&msg),
-                    Err(e) => self.refuse(&verdict, e, Provoke::Query, out),
+                match self.decide(&verdict) {
+                    Ok(()) => {
+                        self.expect(Expect::Query);
+                        out.extend_from_slice(&msg);
+                    }
+                    Err((e, label)) => self.refuse(label, e, Provoke::Query, out),
                 }
             }
             ftag::PARSE => {
                 let text = parse_query_text(body);
                 log.statement(text);
                 let verdict = self.classify(text).await;
-                match decide(&verdict, self.access, &self.resource) {
+                match self.decide(&verdict) {
                     Ok(()) => out.extend_from_slice(&msg),
-                    Err(e) => {
-                        self.refuse(&verdict, e, Provoke::Parse, out);
+                    Err((e, label)) => {
+                        self.refuse(label, e, Provoke::Parse, out);
                         self.discarding = true;
                     }
                 }
@@ -176,10 +231,64 @@ impl Gate {
                 log.statement(format!("-- fast-path function call, oid {oid}").as_bytes());
                 let verdict = Verdict::refused(Rule::FastPath, format!("function oid {oid}"));
                 let e = refusal(&verdict, self.access, &self.resource);
-                self.refuse(&verdict, e, Provoke::Query, out);
+                self.refuse(verdict.rule().as_str(), e, Provoke::Query, out);
+            }
+            ftag::EXECUTE => {
+                if self.masking {
+                    // Describe the portal right before it runs: the result
+                    // filter takes the columns from the answer and swallows it.
+                    let portal = body
+                        .iter()
+                        .position(|&b| b == 0)
+                        .map_or(body, |n| &body[..n]);
+                    let describe = airlock_pgwire::messages::Describe {
+                        kind: b'P',
+                        name: Bytes::copy_from_slice(portal),
+                    };
+                    Frame::new(ftag::DESCRIBE, describe.encode_body()).encode(out);
+                    self.expect(Expect::OurDescribe);
+                }
+                out.extend_from_slice(&msg);
+            }
+            ftag::DESCRIBE => {
+                self.expect(Expect::Describe);
+                out.extend_from_slice(&msg);
+            }
+            ftag::SYNC => {
+                self.expect(Expect::Sync);
+                out.extend_from_slice(&msg);
             }
             _ => out.extend_from_slice(&msg),
         }
+    }
+
+    /// Access, then guardrails, then what masking cannot cover. The label
+    /// names the rule for metrics.
+    fn decide(&self, verdict: &Verdict) -> Result<(), (UserFacingError, &'static str)> {
+        decide(verdict, self.access, &self.resource).map_err(|e| (e, verdict.rule().as_str()))?;
+        if let Err(v) = self.rails.check(verdict) {
+            return Err(guardrail_refusal(&v, &self.resource));
+        }
+        if self.masking
+            && verdict
+                .statements
+                .iter()
+                .any(|s| s.rule == Rule::CopyToClient || s.also.contains(&Rule::CopyToClient))
+        {
+            return Err((
+                UserFacingError::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "COPY to the client is not available on \"{}\" while masking applies to your session",
+                        self.resource
+                    ),
+                )
+                .detail("COPY output carries no column names, so Airlock could not mask it")
+                .hint("use SELECT: masked values are replaced in query results"),
+                "masking_copy",
+            ));
+        }
+        Ok(())
     }
 
     async fn classify(&self, text: &[u8]) -> Arc<Verdict> {
@@ -191,12 +300,11 @@ impl Gate {
         self.classifier.classify(&text).await
     }
 
-    fn refuse(&mut self, verdict: &Verdict, e: UserFacingError, how: Provoke, out: &mut BytesMut) {
+    fn refuse(&mut self, rule: &'static str, e: UserFacingError, how: Provoke, out: &mut BytesMut) {
         self.seq += 1;
-        let rule = verdict.rule();
         tracing::info!(
             resource = %self.resource,
-            rule = rule.as_str(),
+            rule,
             code = e.code,
             "statement refused"
         );
@@ -204,7 +312,7 @@ impl Gate {
             .refused
             .get_or_create(&RefusalLabels {
                 resource: self.resource.clone(),
-                rule: rule.as_str(),
+                rule,
             })
             .inc();
         let token = format!("airlock_refused_{}_{}", self.nonce, self.seq);
@@ -222,7 +330,10 @@ impl Gate {
             .encode_body(),
         };
         let tag = match how {
-            Provoke::Query => ftag::QUERY,
+            Provoke::Query => {
+                self.expect(Expect::Query);
+                ftag::QUERY
+            }
             Provoke::Parse => ftag::PARSE,
         };
         Frame::new(tag, provoked).encode(out);
@@ -307,6 +418,47 @@ pub fn refusal(verdict: &Verdict, access: Access, resource: &str) -> UserFacingE
         .detail("Airlock reads every statement the way PostgreSQL will; this setting would make them read differently")
         .hint("keep standard_conforming_strings on and use UTF8 (or another ASCII-safe client encoding)"),
         _ => read_refusal(resource, &what, rule, none_ran),
+    }
+}
+
+/// The error for a statement a guardrail refused, and its metrics label.
+pub fn guardrail_refusal(v: &Violation, resource: &str) -> (UserFacingError, &'static str) {
+    let reviewed = format!("have it reviewed and run once: airlock exec {resource} -c \"...\"");
+    match v {
+        Violation::Denied { word, kind, rule } => (
+            UserFacingError::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "statement refused by a guardrail on \"{resource}\": {} is denied (deny \"{word}\")",
+                    if word == rule.as_str() { format!("{} (rule {})", rule.describe(), rule.as_str()) } else { kind.replace('_', " ").to_uppercase() }
+                ),
+            )
+            .detail("guardrails apply even with write access")
+            .hint(reviewed),
+            "guardrail_deny",
+        ),
+        Violation::NoWhere { kind } => (
+            UserFacingError::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "statement refused by a guardrail on \"{resource}\": {} without WHERE would affect every row (require_where)",
+                    kind.to_uppercase()
+                ),
+            )
+            .hint(format!("add a WHERE clause (WHERE true if you mean every row), or {reviewed}")),
+            "guardrail_require_where",
+        ),
+        Violation::Timeout { timeout } => (
+            UserFacingError::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "statement refused by a guardrail on \"{resource}\": statement_timeout is fixed at {} for this session",
+                    airlock_config::format_duration(*timeout)
+                ),
+            )
+            .hint(format!("RESET statement_timeout returns to the guardrail's value; for a longer statement, {reviewed}")),
+            "guardrail_statement_timeout",
+        ),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod io;
 pub mod metrics;
 pub mod recorder;
 pub mod relay;
+pub mod results;
 pub mod scanner;
 pub mod server;
 pub mod session;

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ use airlock_pgwire::ProtocolError;
 use crate::error::UserFacingError;
 use crate::gate::{Gate, Substitutions};
 use crate::recorder::SessionLog;
+use crate::results::{Out, ResultFilter};
 use crate::scanner::{Scanner, Step};
 
 /// Read size: large enough that a stream of small rows costs few syscalls,
@@ -99,6 +100,7 @@ pub async fn relay<C, U>(
     shutdown: CancellationToken,
     sink: &mut SessionLog,
     gate: &mut Gate,
+    filter: Option<&mut ResultFilter>,
     txn_status: &AtomicU8,
 ) -> (EndReason, RelayStats)
 where
@@ -131,6 +133,7 @@ where
             limits.max_message,
             txn_status,
             &subs,
+            filter,
             &mut u2c_stats,
             &ending,
         );
@@ -312,6 +315,7 @@ where
                 // buffer (records first, bytes second).
                 sink.flush().await;
                 if scanned.forward > 0 {
+                    gate.unpaused().await;
                     if let Err(e) = write_out(upstream, &buf[..scanned.forward]).await {
                         return EndReason::Io(format!("writing to upstream: {e}"));
                     }
@@ -333,6 +337,7 @@ where
             // Records first, bytes second: what reaches the upstream has been
             // handed to the recorder.
             sink.flush().await;
+            gate.unpaused().await;
             if let Err(e) = write_out(upstream, &out).await {
                 return EndReason::Io(format!("writing to upstream: {e}"));
             }
@@ -358,6 +363,7 @@ async fn upstream_to_client<R, W>(
     max_message: usize,
     txn_status: &AtomicU8,
     subs: &Substitutions,
+    mut filter: Option<&mut ResultFilter>,
     bytes_out: &mut u64,
     ending: &CancellationToken,
 ) -> EndReason
@@ -366,29 +372,46 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut scanner = Scanner::new(max_message);
+    let filter_tags = filter.as_ref().map_or(0, |f| f.tags());
+    // What goes to the client once a message in this batch was replaced.
+    let mut out = BytesMut::new();
     let mut need = 0;
     loop {
         while !buf.is_empty() {
             // ErrorResponses are looked at only while a refusal is on its way.
             let watch_errors = subs.any();
-            let mut replacement = None;
+            let mut replacement: Option<Bytes> = None;
             let scanned = scanner.scan::<ProtocolError>(
                 &buf,
-                |t| t == btag::READY_FOR_QUERY || (watch_errors && t == btag::ERROR_RESPONSE),
+                |t| {
+                    t == btag::READY_FOR_QUERY
+                        || (watch_errors && t == btag::ERROR_RESPONSE)
+                        || (t < 128 && filter_tags & (1 << t) != 0)
+                },
                 |tag, body| {
                     if tag == btag::READY_FOR_QUERY {
                         if let Some(&status) = body.first() {
                             txn_status.store(status, Ordering::Relaxed);
                         }
-                        return Ok(Step::Forward);
                     }
-                    match subs.take_for(body) {
-                        Some(r) => {
-                            replacement = Some(r);
-                            Ok(Step::Hold)
+                    if let Some(f) = filter.as_deref_mut() {
+                        match f.on_message(tag, body)? {
+                            Out::Forward => {}
+                            Out::Replace(b) => replacement = Some(b),
+                            Out::Drop => replacement = Some(Bytes::new()),
                         }
-                        None => Ok(Step::Forward),
                     }
+                    if watch_errors && tag == btag::ERROR_RESPONSE {
+                        if let Some(r) = subs.take_for(body) {
+                            // The error a refusal provoked: the client gets the refusal.
+                            replacement = Some(r);
+                        }
+                    }
+                    Ok(if replacement.is_some() {
+                        Step::Hold
+                    } else {
+                        Step::Forward
+                    })
                 },
             );
             let scanned = match scanned {
@@ -398,24 +421,32 @@ where
                 }
             };
             need = scanned.need;
-            if scanned.forward > 0 {
-                if let Err(e) = write_out(client, &buf[..scanned.forward]).await {
-                    return EndReason::Io(format!("writing to client: {e}"));
-                }
-                *bytes_out += scanned.forward as u64;
-                buf.advance(scanned.forward);
-            }
-            match (scanned.held, replacement) {
-                (Some(total), Some(r)) => {
-                    // The error a refusal provoked: the client gets the refusal.
-                    buf.advance(total);
-                    if let Err(e) = write_out(client, &r).await {
-                        return EndReason::Io(format!("writing to client: {e}"));
+            let (Some(total), Some(r)) = (scanned.held, replacement) else {
+                // Nothing replaced in this scan.
+                if out.is_empty() {
+                    if scanned.forward > 0 {
+                        if let Err(e) = write_out(client, &buf[..scanned.forward]).await {
+                            return EndReason::Io(format!("writing to client: {e}"));
+                        }
+                        *bytes_out += scanned.forward as u64;
+                        buf.advance(scanned.forward);
                     }
-                    *bytes_out += r.len() as u64;
+                } else {
+                    out.extend_from_slice(&buf[..scanned.forward]);
+                    buf.advance(scanned.forward);
                 }
-                _ => break,
+                break;
+            };
+            out.extend_from_slice(&buf[..scanned.forward]);
+            buf.advance(scanned.forward + total);
+            out.extend_from_slice(&r);
+        }
+        if !out.is_empty() {
+            if let Err(e) = write_out(client, &out).await {
+                return EndReason::Io(format!("writing to client: {e}"));
             }
+            *bytes_out += out.len() as u64;
+            out.clear();
         }
         // The session is to end: stop here if we are between messages, so the
         // caller's FATAL is not spliced into the middle of a row.

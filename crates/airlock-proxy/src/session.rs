@@ -24,6 +24,7 @@ use crate::gate::Gate;
 use crate::metrics::{OutcomeLabels, SessionLabels};
 use crate::recorder::{RecordEvent, SessionLog};
 use crate::relay::{self, RelayLimits};
+use crate::results::{Expectations, MaskContext, ResultFilter};
 use crate::ProxyContext;
 
 /// Like PostgreSQL's `authentication_timeout`: a connection that has not
@@ -106,10 +107,26 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         .await;
         return;
     }
+    // Guardrails and masking for this user's roles, fixed for the session.
+    let roles = config
+        .user(&auth.user)
+        .map(|u| u.roles.clone())
+        .unwrap_or_default();
+    let rails = resource.guardrails_for(&roles);
+    let mask_rules = resource.masking_for(&roles);
+    let mut settings = Vec::new();
+    if let Some(t) = rails.statement_timeout {
+        // A startup parameter is the session default: RESET returns to it.
+        settings.push((
+            "statement_timeout".to_owned(),
+            format!("{}ms", t.as_millis()),
+        ));
+    }
     let upstream = match backend::connect(
         &resource,
         auth.access,
         &startup.params,
+        &settings,
         &ctx.upstream_tls,
         config.gateway.connect_timeout,
     )
@@ -127,6 +144,29 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             .await;
             return;
         }
+    };
+    let mut upstream = upstream;
+    let mask = match mask_rules {
+        None => None,
+        Some(rules) => match load_mask_catalog(&mut upstream, &rules).await {
+            Ok(catalog) => Some(MaskContext { rules, catalog }),
+            Err(e) => {
+                // Fail closed: without the catalog an aliased column would leak.
+                outcome(&ctx, "upstream_error");
+                tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "reading the masking catalog failed");
+                let u = UserFacingError::fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!("Airlock could not prepare masking for \"{}\": {e}", auth.resource),
+                )
+                .hint("masking needs to read pg_catalog.pg_attribute with the resource's credential; tell the gateway's operator");
+                let _ = frontend::send(
+                    &mut stream,
+                    &[BackendMessage::ErrorResponse(u.to_response())],
+                )
+                .await;
+                return;
+            }
+        },
     };
     outcome(&ctx, "session");
 
@@ -250,7 +290,43 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         auth.access,
         auth.resource.clone(),
         ctx.metrics.clone(),
-    );
+    )
+    .with_guardrails(rails.clone());
+    let mut filter = if mask.is_some() || rails.max_rows.is_some() {
+        let expect = Arc::new(Expectations::default());
+        let (paused_tx, paused_rx) = tokio::sync::watch::channel(false);
+        gate = gate.with_results(expect.clone(), mask.is_some(), paused_rx);
+        // Cancels a statement whose result was cut. The client's next
+        // messages wait until PostgreSQL has taken the cancel (it closes the
+        // cancel connection after signalling the backend): a backend that
+        // already finished is then idle and ignores it, and no later
+        // statement can be hit.
+        let cancel: Arc<dyn Fn() + Send + Sync> = {
+            let tls = ctx.upstream_tls.clone();
+            let resource = resource.clone();
+            let key = upstream.key;
+            let paused = Arc::new(paused_tx);
+            Arc::new(move || {
+                let (tls, resource, paused) = (tls.clone(), resource.clone(), paused.clone());
+                paused.send_replace(true);
+                tokio::spawn(async move {
+                    if let Err(e) = crate::cancel_request::send(&resource, &tls, key).await {
+                        tracing::warn!(resource = %resource.name, error = %e, "cancelling a statement past max_rows failed");
+                    }
+                    paused.send_replace(false);
+                });
+            })
+        };
+        Some(ResultFilter::new(
+            expect,
+            auth.resource.clone(),
+            rails.max_rows,
+            mask,
+            Some(cancel),
+        ))
+    } else {
+        None
+    };
     let (reason, stats) = relay::relay(
         stream,
         buf,
@@ -260,6 +336,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         ctx.shutdown.clone(),
         &mut log,
         &mut gate,
+        filter.as_mut(),
         &txn_status,
     )
     .await;
@@ -279,6 +356,73 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         })
         .await;
     tracing::info!(session = %session_id, reason = %reason.as_text(), statements = log.count(), "session ended");
+}
+
+/// Table columns whose names match the masking patterns, read on the
+/// session's own upstream connection before the client gets it: a column
+/// selected under an alias keeps its table OID and attribute number in the
+/// RowDescription, so it is still masked.
+async fn load_mask_catalog(
+    upstream: &mut backend::Upstream,
+    rules: &airlock_config::MaskRules,
+) -> Result<std::collections::HashSet<(u32, i16)>, String> {
+    use airlock_pgwire::messages::tag::backend as btag;
+    /// A bound on what one session keeps.
+    const MAX_COLUMNS: usize = 1_000_000;
+    let mut catalog = std::collections::HashSet::new();
+    if rules.columns.is_empty() {
+        return Ok(catalog);
+    }
+    let likes: Vec<String> = rules
+        .columns
+        .iter()
+        .map(|p| format!("attname ILIKE '{}'", p.to_like().replace('\'', "''")))
+        .collect();
+    let sql = format!(
+        "SELECT attrelid, attnum FROM pg_catalog.pg_attribute WHERE attnum > 0 AND NOT attisdropped AND ({})",
+        likes.join(" OR ")
+    );
+    let mut out = BytesMut::new();
+    airlock_pgwire::messages::FrontendMessage::Query(airlock_pgwire::messages::Query::new(&sql))
+        .encode(&mut out);
+    write_all_flush(&mut upstream.stream, &out)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut failure = None;
+    loop {
+        let frame = crate::io::read_frame(&mut upstream.stream, &mut upstream.read_buf, 1 << 20)
+            .await
+            .map_err(|e| e.to_string())?;
+        match frame.tag {
+            btag::DATA_ROW => {
+                let (_, mut values) = airlock_pgwire::messages::data_row_values(&frame.body)
+                    .map_err(|e| e.to_string())?;
+                let mut text = || -> Option<String> {
+                    Some(String::from_utf8_lossy(values.next()?.ok()??).into_owned())
+                };
+                let (Some(rel), Some(num)) = (text(), text()) else {
+                    return Err("unexpected row from pg_attribute".into());
+                };
+                let (Ok(rel), Ok(num)) = (rel.parse::<u32>(), num.parse::<i16>()) else {
+                    return Err("unexpected row from pg_attribute".into());
+                };
+                if catalog.len() < MAX_COLUMNS {
+                    catalog.insert((rel, num));
+                }
+            }
+            btag::ERROR_RESPONSE => {
+                let e = airlock_pgwire::messages::ErrorResponse::decode(frame.body.clone())
+                    .map_err(|e| e.to_string())?;
+                failure = Some(e.to_string());
+            }
+            btag::READY_FOR_QUERY => break,
+            _ => {}
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(catalog),
+    }
 }
 
 async fn write_all_flush(

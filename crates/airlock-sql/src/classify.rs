@@ -47,6 +47,12 @@ pub struct Statement {
     pub settings: Vec<String>,
     /// An UPDATE or DELETE without WHERE anywhere in the statement: its kind.
     pub unqualified: Option<&'static str>,
+    /// Every rule that fired anywhere in the statement, beyond `rule` (which
+    /// is the first of the deciding class): for guardrails, which look at all.
+    pub also: Vec<Rule>,
+    /// Data-modifying commands nested in the statement (a DELETE in a CTE):
+    /// `insert`, `update`, `delete`, `merge`.
+    pub nested: Vec<&'static str>,
     pub prepared: Option<Prepared>,
 }
 
@@ -58,6 +64,8 @@ impl Statement {
             detail: None,
             settings: Vec::new(),
             unqualified: None,
+            also: Vec::new(),
+            nested: Vec::new(),
             prepared: None,
         }
     }
@@ -183,6 +191,7 @@ struct Walk {
     findings: Vec<Finding>,
     settings: Vec<String>,
     unqualified: Option<&'static str>,
+    nested: Vec<&'static str>,
     max_location: i64,
 }
 
@@ -349,6 +358,12 @@ impl Cx {
             }
         }
         s.settings = walk.settings;
+        for f in &walk.findings {
+            if f.rule != s.rule && !s.also.contains(&f.rule) {
+                s.also.push(f.rule);
+            }
+        }
+        s.nested = walk.nested;
         if s.unqualified.is_none() {
             s.unqualified = walk.unqualified;
         }
@@ -392,6 +407,9 @@ impl Cx {
                                 } else {
                                     "delete"
                                 });
+                            }
+                            if !w.nested.contains(&command) {
+                                w.nested.push(command);
                             }
                             w.findings.push(Finding {
                                 position,
@@ -437,7 +455,10 @@ impl Cx {
                     setting_rule(setting, &value)
                 }
                 // The setting's name is not a constant: it could be any.
-                None => Some(Rule::Setting),
+                None => {
+                    w.settings.push(ANY_SETTING.to_owned());
+                    Some(Rule::Setting)
+                }
             };
             if let Some(rule) = rule {
                 w.findings.push(Finding {
@@ -631,18 +652,174 @@ fn locking_strength(clause: &Value) -> String {
         .to_owned()
 }
 
+/// Every kind [`kind_of`] gives without an object type (the `drop_*`,
+/// `alter_*` and `create_*` kinds of each object type come from
+/// [`object_kinds`]). A test checks that every corpus statement's kind is
+/// in this vocabulary, which guardrail `deny` words are validated against.
+pub(crate) const NODE_KINDS: &[&str] = &[
+    "alter_collation",
+    "alter_database",
+    "alter_database_refresh_coll",
+    "alter_database_set",
+    "alter_default_privileges",
+    "alter_domain",
+    "alter_enum",
+    "alter_event_trig",
+    "alter_extension",
+    "alter_extension_contents",
+    "alter_fdw",
+    "alter_foreign_server",
+    "alter_function",
+    "alter_object_depends",
+    "alter_object_schema",
+    "alter_op_family",
+    "alter_operator",
+    "alter_owner",
+    "alter_policy",
+    "alter_publication",
+    "alter_role",
+    "alter_role_set",
+    "alter_seq",
+    "alter_sequence",
+    "alter_stats",
+    "alter_subscription",
+    "alter_system",
+    "alter_table",
+    "alter_table_move_all",
+    "alter_table_space_options",
+    "alter_tablespace",
+    "alter_tsconfiguration",
+    "alter_tsdictionary",
+    "alter_type",
+    "alter_user_mapping",
+    "analyze",
+    "call",
+    "check_point",
+    "close_cursor",
+    "close_portal",
+    "cluster",
+    "comment",
+    "composite_type",
+    "constraints_set",
+    "copy",
+    "create",
+    "create_am",
+    "create_cast",
+    "create_conversion",
+    "create_database",
+    "create_domain",
+    "create_enum",
+    "create_event_trig",
+    "create_extension",
+    "create_fdw",
+    "create_foreign_server",
+    "create_foreign_table",
+    "create_function",
+    "create_index",
+    "create_op_class",
+    "create_op_family",
+    "create_plang",
+    "create_policy",
+    "create_procedure",
+    "create_publication",
+    "create_range",
+    "create_role",
+    "create_schema",
+    "create_seq",
+    "create_sequence",
+    "create_stats",
+    "create_subscription",
+    "create_table",
+    "create_table_as",
+    "create_table_space",
+    "create_tablespace",
+    "create_transform",
+    "create_trig",
+    "create_trigger",
+    "create_user_mapping",
+    "create_view",
+    "createdb",
+    "deallocate",
+    "declare_cursor",
+    "define",
+    "delete",
+    "discard",
+    "do",
+    "drop",
+    "drop_database",
+    "drop_owned",
+    "drop_role",
+    "drop_subscription",
+    "drop_table_space",
+    "drop_tablespace",
+    "drop_user_mapping",
+    "dropdb",
+    "empty",
+    "execute",
+    "explain",
+    "fetch",
+    "grant",
+    "grant_role",
+    "import_foreign_schema",
+    "index",
+    "insert",
+    "listen",
+    "load",
+    "lock",
+    "merge",
+    "notify",
+    "prepare",
+    "reassign_owned",
+    "refresh_mat_view",
+    "refresh_materialized_view",
+    "reindex",
+    "rename",
+    "replica_identity",
+    "reset",
+    "revoke",
+    "rule",
+    "sec_label",
+    "select",
+    "select_into",
+    "set",
+    "show",
+    "transaction",
+    "truncate",
+    "unlisten",
+    "update",
+    "vacuum",
+    "variable_set",
+    "variable_show",
+    "view",
+];
+
+/// The object-type names used in `drop_*`, `alter_*` and `create_*` kinds.
+pub(crate) fn object_kinds() -> Vec<String> {
+    (0..200)
+        .filter_map(|t| protobuf::ObjectType::try_from(t).ok())
+        .filter(|o| *o != protobuf::ObjectType::Undefined)
+        .map(|o| object_name(o as i32))
+        .collect()
+}
+
+/// In [`Statement::settings`]: a setting whose name is not a constant
+/// (`set_config(expr, ...)`), so it could be any.
+pub const ANY_SETTING: &str = "*";
+
+fn object_name(t: i32) -> String {
+    protobuf::ObjectType::try_from(t)
+        .map(|o| {
+            o.as_str_name()
+                .trim_start_matches("OBJECT_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "object".into())
+        .replace("matview", "materialized_view")
+}
+
 /// The command kind: a stable snake_case name for guardrails and messages.
 fn kind_of(node: &N) -> String {
-    fn object(t: i32) -> String {
-        protobuf::ObjectType::try_from(t)
-            .map(|o| {
-                o.as_str_name()
-                    .trim_start_matches("OBJECT_")
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_else(|_| "object".into())
-            .replace("matview", "materialized_view")
-    }
+    let object = object_name;
     match node {
         N::SelectStmt(_) => "select".into(),
         N::InsertStmt(_) => "insert".into(),

@@ -5,6 +5,8 @@
 //! texts and acts on its verdicts.
 
 pub mod classify;
+pub mod guard;
+pub mod mask;
 pub mod rule;
 pub mod settings;
 
@@ -12,3 +14,4 @@ pub use classify::{classify, Prepared, Statement, Verdict};
 pub use rule::{Class, Rule};
 pub mod classifier;
 pub use classifier::{Classifier, ClassifierOptions};
+pub use guard::{Guardrails, Violation};

@@ -69,3 +69,22 @@ fn model_properties_hold_on_every_case() {
         model::check(&c.sql);
     }
 }
+
+/// Guardrail `deny` words are validated against `known_kinds()`: a kind the
+/// classifier gives but the vocabulary lacks could not be denied by name.
+#[test]
+fn every_kind_in_the_corpus_is_in_the_deny_vocabulary() {
+    let known = airlock_sql::guard::known_kinds();
+    let mut missing = std::collections::BTreeSet::new();
+    for c in corpus() {
+        for s in airlock_sql::classify(&c.sql).statements {
+            if s.class() != airlock_sql::Class::Refused && !known.contains(&s.kind) {
+                missing.insert(format!("{} (from {:?})", s.kind, c.sql));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "kinds not in the vocabulary: {missing:#?}"
+    );
+}

@@ -18,6 +18,7 @@ pub mod parse;
 pub mod password;
 pub mod query;
 pub mod ready_for_query;
+pub mod row_description;
 pub mod startup;
 
 use bytes::{Bytes, BytesMut};
@@ -41,6 +42,7 @@ pub use parse::Parse;
 pub use password::{PasswordMessage, SaslInitialResponse, SaslResponse};
 pub use query::Query;
 pub use ready_for_query::{ReadyForQuery, TransactionStatus};
+pub use row_description::{data_row_values, encode_data_row, DataRowValues, Field, RowDescription};
 pub use startup::{CancelRequest, StartupMessage};
 
 /// Message type bytes, by direction. Some bytes mean different things in
