@@ -45,6 +45,10 @@ pub struct Gateway {
     pub http_tls: bool,
     /// The largest protocol message accepted from a client or upstream. Default 1 GiB.
     pub max_message_size: ByteSize,
+    /// The longest statement text the gateway classifies; longer ones are
+    /// refused with SQLSTATE 54000 (parameters are not statement text).
+    /// Default 1 MiB.
+    pub max_statement_size: ByteSize,
     /// The longest a session credential minted by `airlock connect` may live. Default and maximum 8h.
     pub credential_ttl: Duration,
     /// Time allowed for connecting and logging in to an upstream database. Default 10s.
@@ -61,6 +65,13 @@ impl Gateway {
     pub const MIN_MAX_MESSAGE_SIZE: ByteSize = ByteSize(8 * 1024);
     /// Largest accepted `max_message_size`; Postgres' own limit, so a bigger one only costs memory.
     pub const MAX_MAX_MESSAGE_SIZE: ByteSize = ByteSize::GIB;
+    /// Default for `max_statement_size`.
+    pub const DEFAULT_MAX_STATEMENT_SIZE: ByteSize = ByteSize(1024 * 1024);
+    /// Smallest accepted `max_statement_size`.
+    pub const MIN_MAX_STATEMENT_SIZE: ByteSize = ByteSize(1024);
+    /// Largest accepted `max_statement_size`: parse trees of bigger texts
+    /// take hundreds of megabytes.
+    pub const MAX_MAX_STATEMENT_SIZE: ByteSize = ByteSize(64 * 1024 * 1024);
     /// Default and ceiling of `credential_ttl`: one working shift.
     pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(8 * 3600);
     /// Default for `max_client_connections`.

@@ -61,6 +61,8 @@ pub(crate) struct RawGateway {
     #[serde(default)]
     pub max_message_size: Option<Spanned<toml::Value>>,
     #[serde(default)]
+    pub max_statement_size: Option<Spanned<toml::Value>>,
+    #[serde(default)]
     pub credential_ttl: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub connect_timeout: Option<Spanned<toml::Value>>,

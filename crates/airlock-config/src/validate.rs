@@ -252,6 +252,15 @@ impl Checker<'_> {
             None => Some(Gateway::DEFAULT_MAX_MESSAGE_SIZE),
             Some(value) => self.message_size(value),
         };
+        let max_statement_size = match &raw.max_statement_size {
+            None => Some(Gateway::DEFAULT_MAX_STATEMENT_SIZE),
+            Some(value) => self.size(
+                value,
+                "max_statement_size",
+                (Gateway::MIN_MAX_STATEMENT_SIZE, Gateway::MAX_MAX_STATEMENT_SIZE),
+                " (larger statements cost the parser too much memory; send such data as parameters)",
+            ),
+        };
         let credential_ttl = self
             .duration(
                 raw.credential_ttl.as_ref(),
@@ -308,6 +317,7 @@ impl Checker<'_> {
             allow_plaintext: raw.allow_plaintext,
             http_tls: raw.http_tls,
             max_message_size: max_message_size?,
+            max_statement_size: max_statement_size?,
             credential_ttl: credential_ttl?,
             connect_timeout: connect_timeout?,
             max_client_connections: max_client_connections?,
@@ -351,7 +361,23 @@ impl Checker<'_> {
     }
 
     fn message_size(&mut self, value: &Spanned<toml::Value>) -> Option<ByteSize> {
-        const KEY: &str = "gateway.max_message_size";
+        self.size(
+            value,
+            "max_message_size",
+            (Gateway::MIN_MAX_MESSAGE_SIZE, Gateway::MAX_MAX_MESSAGE_SIZE),
+            " (Postgres' own limit)",
+        )
+    }
+
+    /// A size in `[gateway]` between `min` and `max`; `above` explains the maximum.
+    fn size(
+        &mut self,
+        value: &Spanned<toml::Value>,
+        field: &str,
+        (min, max): (ByteSize, ByteSize),
+        above: &str,
+    ) -> Option<ByteSize> {
+        let key = format!("gateway.{field}");
         let parsed = match value.get_ref() {
             toml::Value::Integer(n) => u64::try_from(*n)
                 .map(ByteSize)
@@ -365,27 +391,18 @@ impl Checker<'_> {
         let size = match parsed {
             Ok(size) => size,
             Err(why) => {
-                self.error(
-                    value.span(),
-                    KEY,
-                    format!("`max_message_size` in [gateway]: {why}"),
-                );
+                self.error(value.span(), key, format!("`{field}` in [gateway]: {why}"));
                 return None;
             }
         };
-        let (min, max) = (Gateway::MIN_MAX_MESSAGE_SIZE, Gateway::MAX_MAX_MESSAGE_SIZE);
         let why = if size < min {
             format!("{size} is below the minimum of {min}")
         } else if size > max {
-            format!("{size} is above the maximum of {max} (Postgres' own limit)")
+            format!("{size} is above the maximum of {max}{above}")
         } else {
             return Some(size);
         };
-        self.error(
-            value.span(),
-            KEY,
-            format!("`max_message_size` in [gateway]: {why}"),
-        );
+        self.error(value.span(), key, format!("`{field}` in [gateway]: {why}"));
         None
     }
 

@@ -513,3 +513,28 @@ fn optional_gateway_keys_are_read_and_paths_resolved() {
         Some(Path::new("/etc/airlock/ca.pem"))
     );
 }
+
+#[test]
+fn max_statement_size_is_read_and_bounded() {
+    let config = load(&with(
+        "data_dir = \"data\"",
+        "data_dir = \"data\"\nmax_statement_size = \"4MiB\"",
+    ))
+    .unwrap();
+    assert_eq!(config.gateway.max_statement_size.as_usize(), 4 << 20);
+    assert_eq!(
+        load(BASE).unwrap().gateway.max_statement_size.as_usize(),
+        1 << 20
+    );
+    let err = load(&with(
+        "data_dir = \"data\"",
+        "data_dir = \"data\"\nmax_statement_size = \"1GiB\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("airlock.toml:5: `max_statement_size` in [gateway]")
+            && err.contains("above the maximum of 64MiB"),
+        "{err}"
+    );
+}

@@ -393,7 +393,7 @@ pub fn refusal(verdict: &Verdict, access: Access, resource: &str) -> UserFacingE
                 s.detail.as_deref().unwrap_or("too long")
             ),
         )
-        .hint("split it into smaller statements"),
+        .hint("split it into smaller statements or send large values as parameters; the limit is max_statement_size in the gateway's [gateway] settings"),
         Rule::TooDeep => UserFacingError::error(
             "54001",
             format!(

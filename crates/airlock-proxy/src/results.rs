@@ -64,6 +64,8 @@ pub enum Expect {
     Sync,
 }
 
+const MAX_EXPECTED: usize = 1 << 16;
+
 /// The queue both directions share.
 #[derive(Default)]
 pub struct Expectations {
@@ -72,7 +74,13 @@ pub struct Expectations {
 
 impl Expectations {
     pub fn push(&self, e: Expect) {
-        self.lock().push_back(e);
+        let mut q = self.lock();
+        // A conforming server answers everything; a bound keeps a confused
+        // one from growing the queue forever (layouts never depend on it).
+        if q.len() >= MAX_EXPECTED {
+            q.pop_front();
+        }
+        q.push_back(e);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Expect>> {
@@ -283,10 +291,11 @@ impl ResultFilter {
     }
 
     fn layout_of(&self, body: &[u8]) -> Result<Vec<Action>, ProtocolError> {
-        let rd = RowDescription::decode(Bytes::copy_from_slice(body))?;
         let Some(mask) = &self.mask else {
+            // Only counting rows: the columns do not matter.
             return Ok(Vec::new());
         };
+        let rd = RowDescription::decode(Bytes::copy_from_slice(body))?;
         Ok(rd
             .fields
             .iter()
@@ -459,5 +468,186 @@ impl ResultFilter {
         let mut out = BytesMut::new();
         BackendMessage::ErrorResponse(e.to_response()).encode(&mut out);
         out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_pgwire::messages::Field;
+    use airlock_sql::mask::{ColumnPattern, Detector, Detectors};
+
+    fn rd(cols: &[(&str, u32)]) -> Vec<u8> {
+        RowDescription {
+            fields: cols
+                .iter()
+                .map(|(name, oid)| Field {
+                    name: Bytes::copy_from_slice(name.as_bytes()),
+                    table_oid: 0,
+                    column: 0,
+                    type_oid: *oid,
+                    type_size: -1,
+                    type_modifier: -1,
+                    format: 0,
+                })
+                .collect(),
+        }
+        .encode_body()
+        .to_vec()
+    }
+
+    fn row(values: &[Option<&str>]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode_data_row(&mut out, values.iter().map(|v| v.map(str::as_bytes)));
+        out[5..].to_vec()
+    }
+
+    fn values(out: &Out) -> Vec<Option<String>> {
+        let Out::Replace(b) = out else {
+            panic!("not replaced: {out:?}")
+        };
+        let (_, vs) = data_row_values(&b[5..]).unwrap();
+        vs.map(|v| v.unwrap().map(|v| String::from_utf8_lossy(v).into_owned()))
+            .collect()
+    }
+
+    fn masking(expect: &Arc<Expectations>) -> ResultFilter {
+        ResultFilter::new(
+            expect.clone(),
+            "orders".into(),
+            None,
+            Some(MaskContext {
+                rules: MaskRules {
+                    columns: vec![ColumnPattern::new("email").unwrap()],
+                    detectors: Detectors::new(&[Detector::CreditCard]),
+                },
+                catalog: HashSet::new(),
+            }),
+            None,
+        )
+    }
+
+    #[test]
+    fn columns_and_detected_values_are_masked_by_type() {
+        let expect = Arc::new(Expectations::default());
+        let mut f = masking(&expect);
+        expect.push(Expect::Query);
+        let t = rd(&[("id", 23), ("email", 25), ("note", 25), ("n", 20)]);
+        assert_eq!(
+            f.on_message(btag::ROW_DESCRIPTION, &t).unwrap(),
+            Out::Forward
+        );
+        let out = f
+            .on_message(
+                btag::DATA_ROW,
+                &row(&[
+                    Some("1"),
+                    Some("a@b.co"),
+                    Some("card 4111111111111111"),
+                    Some("4111111111111111"),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(
+            values(&out),
+            vec![
+                Some("1".into()),
+                Some("[masked]".into()),
+                Some("card [masked]".into()),
+                None
+            ]
+        );
+        // Nothing sensitive: the row passes as it is.
+        let clean = row(&[Some("2"), None, Some("hello"), Some("7")]);
+        assert_eq!(f.on_message(btag::DATA_ROW, &clean).unwrap(), Out::Forward);
+        // A row unlike its description is masked whole.
+        let out = f.on_message(btag::DATA_ROW, &row(&[Some("x")])).unwrap();
+        assert_eq!(values(&out), vec![None]);
+    }
+
+    #[test]
+    fn the_gates_own_describe_is_swallowed_and_errors_skip_to_sync() {
+        let expect = Arc::new(Expectations::default());
+        let mut f = masking(&expect);
+        let t = rd(&[("email", 25)]);
+        // Client Describe, then the gate's before Execute, then Sync.
+        expect.push(Expect::Describe);
+        expect.push(Expect::OurDescribe);
+        expect.push(Expect::Sync);
+        assert_eq!(
+            f.on_message(btag::ROW_DESCRIPTION, &t).unwrap(),
+            Out::Forward
+        );
+        assert_eq!(f.on_message(btag::ROW_DESCRIPTION, &t).unwrap(), Out::Drop);
+        assert_eq!(
+            f.on_message(btag::READY_FOR_QUERY, b"I").unwrap(),
+            Out::Forward
+        );
+        assert!(expect.lock().is_empty());
+        // An error before the gate's Describe: PostgreSQL skips it.
+        expect.push(Expect::OurDescribe);
+        expect.push(Expect::Sync);
+        expect.push(Expect::Describe);
+        expect.push(Expect::Sync);
+        let err = ErrorResponse::error("34000", "portal \"p\" does not exist").encode_body();
+        assert_eq!(
+            f.on_message(btag::ERROR_RESPONSE, &err).unwrap(),
+            Out::Forward
+        );
+        assert_eq!(
+            f.on_message(btag::READY_FOR_QUERY, b"I").unwrap(),
+            Out::Forward
+        );
+        // The next RowDescription answers the client's Describe.
+        assert_eq!(
+            f.on_message(btag::ROW_DESCRIPTION, &t).unwrap(),
+            Out::Forward
+        );
+    }
+
+    #[test]
+    fn rows_past_max_rows_are_swallowed_and_the_end_becomes_an_error() {
+        let expect = Arc::new(Expectations::default());
+        let cancels = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = cancels.clone();
+        let mut f = ResultFilter::new(
+            expect.clone(),
+            "orders".into(),
+            Some(2),
+            None,
+            Some(Arc::new(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })),
+        );
+        expect.push(Expect::Query);
+        let r = row(&[Some("1")]);
+        assert_eq!(
+            f.on_message(btag::ROW_DESCRIPTION, &rd(&[("a", 23)]))
+                .unwrap(),
+            Out::Forward
+        );
+        assert_eq!(f.on_message(btag::DATA_ROW, &r).unwrap(), Out::Forward);
+        assert_eq!(f.on_message(btag::DATA_ROW, &r).unwrap(), Out::Forward);
+        assert_eq!(f.on_message(btag::DATA_ROW, &r).unwrap(), Out::Drop);
+        assert_eq!(f.on_message(btag::DATA_ROW, &r).unwrap(), Out::Drop);
+        assert_eq!(cancels.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let Out::Replace(e) = f.on_message(btag::COMMAND_COMPLETE, b"SELECT 4\0").unwrap() else {
+            panic!("the end is replaced")
+        };
+        let e = ErrorResponse::decode(e.slice(5..)).unwrap();
+        assert_eq!(e.code(), Some("54000"));
+        assert!(e.to_string().contains("more than 2 rows"), "{e}");
+        assert_eq!(
+            f.on_message(btag::READY_FOR_QUERY, b"I").unwrap(),
+            Out::Forward
+        );
+        // The next result counts from zero; with two queries outstanding
+        // a cut does not cancel (it could hit the second).
+        expect.push(Expect::Query);
+        expect.push(Expect::Query);
+        for _ in 0..3 {
+            f.on_message(btag::DATA_ROW, &r).unwrap();
+        }
+        assert_eq!(cancels.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

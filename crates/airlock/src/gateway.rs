@@ -142,7 +142,10 @@ pub async fn run(
         clock: clock.clone(),
         shutdown: shutdown.clone(),
         sessions: sessions.clone(),
-        classifier: airlock_sql::Classifier::new(airlock_sql::ClassifierOptions::default()),
+        classifier: airlock_sql::Classifier::new(airlock_sql::ClassifierOptions {
+            max_statement_bytes: config.gateway.max_statement_size.as_usize(),
+            ..airlock_sql::ClassifierOptions::default()
+        }),
     });
     let api = airlock_api::router(airlock_api::ApiState {
         config: config_rx.clone(),
