@@ -425,12 +425,11 @@ pub fn refusal(verdict: &Verdict, access: Access, resource: &str) -> UserFacingE
 pub fn guardrail_refusal(v: &Violation, resource: &str) -> (UserFacingError, &'static str) {
     let reviewed = format!("have it reviewed and run once: airlock exec {resource} -c \"...\"");
     match v {
-        Violation::Denied { word, kind, rule } => (
+        Violation::Denied { word, what } => (
             UserFacingError::error(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
                 format!(
-                    "statement refused by a guardrail on \"{resource}\": {} is denied (deny \"{word}\")",
-                    if word == rule.as_str() { format!("{} (rule {})", rule.describe(), rule.as_str()) } else { kind.replace('_', " ").to_uppercase() }
+                    "statement refused by a guardrail on \"{resource}\": {what} is denied (deny \"{word}\")"
                 ),
             )
             .detail("guardrails apply even with write access")

@@ -279,7 +279,9 @@ impl ResultFilter {
                 if std::mem::take(&mut self.cut) {
                     // The result ended without a terminator we could replace
                     // (cannot happen with a conforming server): say so first.
-                    let mut out = BytesMut::from(&self.cut_error(Some("no end"))[..]);
+                    let mut out = BytesMut::from(
+                        &self.cut_error(Some("the result ended without a completion message"))[..],
+                    );
                     Frame::new(btag::READY_FOR_QUERY, Bytes::copy_from_slice(body))
                         .encode(&mut out);
                     return Ok(Out::Replace(out.freeze()));

@@ -406,9 +406,13 @@ async fn load_mask_catalog(
                 let (Ok(rel), Ok(num)) = (rel.parse::<u32>(), num.parse::<i16>()) else {
                     return Err("unexpected row from pg_attribute".into());
                 };
-                if catalog.len() < MAX_COLUMNS {
-                    catalog.insert((rel, num));
+                if catalog.len() >= MAX_COLUMNS {
+                    // Fail closed: a column left out would leak under an alias.
+                    return Err(format!(
+                        "more than {MAX_COLUMNS} table columns match the masking patterns; narrow the patterns"
+                    ));
                 }
+                catalog.insert((rel, num));
             }
             btag::ERROR_RESPONSE => {
                 let e = airlock_pgwire::messages::ErrorResponse::decode(frame.body.clone())

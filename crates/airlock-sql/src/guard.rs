@@ -46,10 +46,9 @@ pub enum Violation {
     Denied {
         /// The word of the policy that matched.
         word: String,
-        /// The statement's command kind.
-        kind: String,
-        /// The statement's rule.
-        rule: Rule,
+        /// What in the statement it matched, as a phrase for messages:
+        /// `DROP TABLE`, `a nested DELETE`, `TRUNCATE (rule truncate)`.
+        what: String,
     },
     /// An UPDATE or DELETE without WHERE.
     NoWhere { kind: &'static str },
@@ -94,11 +93,14 @@ impl Guardrails {
     }
 
     fn check_one(&self, s: &Statement) -> Result<(), Violation> {
-        if let Some(word) = self.deny.iter().find(|w| deny_matches(w, s)) {
+        if let Some((word, what)) = self
+            .deny
+            .iter()
+            .find_map(|w| deny_match(w, s).map(|what| (w, what)))
+        {
             return Err(Violation::Denied {
                 word: word.clone(),
-                kind: s.kind.clone(),
-                rule: s.rule,
+                what,
             });
         }
         if self.require_where {
@@ -128,13 +130,19 @@ fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     }
 }
 
-/// Whether `word` names the statement's rule, its kind, or leading words of
-/// its kind (or a data-modifying command nested in it).
-fn deny_matches(word: &str, s: &Statement) -> bool {
-    word == s.rule.as_str()
-        || s.also.iter().any(|r| word == r.as_str())
-        || word_prefixes(word, &s.kind)
-        || s.nested.contains(&word)
+/// What `word` matches in the statement: its kind or leading words of it, a
+/// data-modifying command nested in it, or a rule that fired in it.
+fn deny_match(word: &str, s: &Statement) -> Option<String> {
+    if word_prefixes(word, &s.kind) {
+        return Some(s.kind.replace('_', " ").to_uppercase());
+    }
+    if s.nested.contains(&word) {
+        return Some(format!("a nested {}", word.to_uppercase()));
+    }
+    std::iter::once(s.rule)
+        .chain(s.also.iter().copied())
+        .find(|r| r.as_str() == word)
+        .map(|r| format!("{} (rule {})", r.describe(), r.as_str()))
 }
 
 fn word_prefixes(word: &str, kind: &str) -> bool {
@@ -249,6 +257,20 @@ mod tests {
         ] {
             assert!(g.check(&classify(sql)).is_err(), "{sql}");
         }
+        let what = |g: &Guardrails, sql: &str| match g.check(&classify(sql)) {
+            Err(Violation::Denied { what, .. }) => what,
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(
+            what(&g, "with d as (delete from t) select 1"),
+            "a nested DELETE"
+        );
+        assert_eq!(what(&g, "delete from t"), "DELETE");
+        assert_eq!(what(&rails(&["drop"]), "drop table t"), "DROP TABLE");
+        assert_eq!(
+            what(&rails(&["ddl"]), "create index on t (a)"),
+            format!("{} (rule ddl)", Rule::Ddl.describe())
+        );
         let g = rails(&["ddl"]);
         assert!(g.check(&classify("create index on t (a)")).is_err());
         assert!(g.check(&classify("update t set a = 1 where b")).is_ok());
