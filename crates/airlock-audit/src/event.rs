@@ -1,0 +1,226 @@
+//! What one record says. The `kind` tag names the variant in snake case.
+//!
+//! Field order is the declaration order and maps are sorted, so an event
+//! always encodes to the same bytes. New fields may be added (readers ignore
+//! what they do not know); renaming or removing one changes the format.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The gateway opened the log. `key` is the id of the checkpoint key.
+    GatewayStarted {
+        version: String,
+        key: String,
+    },
+    /// The gateway closed the log cleanly (a checkpoint follows).
+    GatewayStopped {},
+    /// The previous segment ends with the incomplete bytes of a write that
+    /// never finished (a crash, a full disk); the chain goes on from the last
+    /// complete record before them.
+    Recovered {
+        segment: String,
+        offset: u64,
+        torn_bytes: u64,
+    },
+    /// Seals every record before it: `sig` is the Ed25519 signature of
+    /// ([`crate::key::checkpoint_message`]) this record's seq, ts and prev.
+    Checkpoint {
+        /// The last record sealed (this record's seq - 1).
+        sealed: u64,
+        /// The signing key's id (see [`crate::key::key_id`]).
+        key: String,
+        sig: String,
+    },
+    /// Old segments were removed by retention; the chain's start is now the
+    /// record after `through_seq`, whose `prev` is `through_hash`.
+    Retention {
+        retain: String,
+        removed: Vec<RemovedSegment>,
+        through_seq: u64,
+        through_hash: String,
+    },
+    SessionStart(SessionStart),
+    /// A login that was refused (wrong credential, no access).
+    LoginRefused {
+        user: String,
+        resource: String,
+        access: String,
+        client_addr: String,
+        reason: String,
+        sqlstate: String,
+    },
+    SessionEnd {
+        session: String,
+        reason: String,
+        statements: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration_ms: u64,
+    },
+    Statement(Statement),
+    StatementDone(StatementDone),
+    /// An access event (request, approval, denial, expiry, revocation,
+    /// break-glass, reviewed exec, token issuance, policy reload, runbook
+    /// run): the same `event` name, text and data the webhooks receive.
+    Access {
+        event: String,
+        actor: String,
+        text: String,
+        data: serde_json::Value,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::GatewayStarted { .. } => "gateway_started",
+            Event::GatewayStopped {} => "gateway_stopped",
+            Event::Recovered { .. } => "recovered",
+            Event::Checkpoint { .. } => "checkpoint",
+            Event::Retention { .. } => "retention",
+            Event::SessionStart(_) => "session_start",
+            Event::LoginRefused { .. } => "login_refused",
+            Event::SessionEnd { .. } => "session_end",
+            Event::Statement(_) => "statement",
+            Event::StatementDone(_) => "statement_done",
+            Event::Access { .. } => "access",
+        }
+    }
+
+    /// Every kind, for `--kind` validation.
+    pub const KINDS: &'static [&'static str] = &[
+        "gateway_started",
+        "gateway_stopped",
+        "recovered",
+        "checkpoint",
+        "retention",
+        "session_start",
+        "login_refused",
+        "session_end",
+        "statement",
+        "statement_done",
+        "access",
+    ];
+
+    /// The session the event belongs to, if any.
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            Event::SessionStart(s) => Some(&s.session),
+            Event::SessionEnd { session, .. } => Some(session),
+            Event::Statement(s) => Some(&s.session),
+            Event::StatementDone(s) => Some(&s.session),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedSegment {
+    pub segment: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub last_ts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStart {
+    pub session: String,
+    pub user: String,
+    pub resource: String,
+    pub access: String,
+    /// The time-boxed grant the session runs under; empty for standing access.
+    pub grant: String,
+    pub break_glass: bool,
+    pub credential: String,
+    pub client_addr: String,
+    pub tls: bool,
+    pub roles: Vec<String>,
+    /// When the session must end (credential or grant expiry), ms since the epoch.
+    pub until_ms: Option<i64>,
+}
+
+/// A statement as the client sent it, before it was forwarded or refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub session: String,
+    /// The statement's number in its session, from 1.
+    pub n: u64,
+    /// `simple` (Query), `extended` (Parse) or `fastpath` (FunctionCall).
+    pub protocol: String,
+    /// The text as received, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The text as received, base64, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_base64: Option<String>,
+    /// Each statement of the text: its command kind and classification rule.
+    pub classified: Vec<Classified>,
+    /// `allowed` or `refused`.
+    pub decision: String,
+    /// The rule that decided (for a refusal, the one that refused).
+    pub rule: String,
+    /// The SQLSTATE the client was sent, for a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+}
+
+impl Statement {
+    /// The text, as it would be shown (non-UTF-8 bytes replaced).
+    pub fn display_text(&self) -> String {
+        match (&self.text, &self.text_base64) {
+            (Some(t), _) => t.clone(),
+            (None, Some(b)) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map(|raw| String::from_utf8_lossy(&raw).into_owned())
+                    .unwrap_or_default()
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Sets `text` or `text_base64` from the bytes received.
+    pub fn set_text(&mut self, raw: &[u8]) {
+        match std::str::from_utf8(raw) {
+            Ok(t) => self.text = Some(t.to_owned()),
+            Err(_) => {
+                use base64::Engine as _;
+                self.text_base64 = Some(base64::engine::general_purpose::STANDARD.encode(raw));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Classified {
+    pub kind: String,
+    pub rule: String,
+}
+
+/// How a forwarded statement ended: one per simple Query (all its
+/// statements) and one per Execute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StatementDone {
+    pub session: String,
+    /// The `n` of the statement record this completes.
+    pub n: u64,
+    pub duration_us: u64,
+    /// Rows returned or affected, summed over the statement's commands.
+    pub rows: u64,
+    /// Command tags in order (`SELECT 3`, `UPDATE 1`).
+    pub tags: Vec<String>,
+    /// The error's SQLSTATE, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The first result's column names and first rows, as the client saw
+    /// them (masked), text values; binary values as `\x` hex.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_rows: Vec<Vec<Option<String>>>,
+}

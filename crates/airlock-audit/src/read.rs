@@ -1,0 +1,199 @@
+//! Reading records back: for export, the index, and replay.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::record;
+use crate::segment;
+use crate::AuditError;
+
+/// One record as stored, with its event decoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub prev: String,
+    pub ts: i64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Entry {
+    /// Decodes a record line; `None` for a damaged line or an event kind this
+    /// version does not know.
+    pub fn parse(line: &[u8]) -> Option<Entry> {
+        serde_json::from_slice(line).ok()
+    }
+}
+
+/// A record line with its fixed head read.
+pub struct Raw<'a> {
+    pub seq: u64,
+    pub ts: i64,
+    pub kind: &'a str,
+    /// The line without its newline: the bytes that are hashed.
+    pub line: &'a [u8],
+}
+
+/// Calls `f` with every complete record after `after_seq`, in order, until
+/// it returns `false`. Lines that are not records are skipped (`verify`
+/// reports them); so is the unfinished tail of a segment.
+pub fn scan(
+    dir: &Path,
+    after_seq: u64,
+    mut f: impl FnMut(&Raw<'_>) -> Result<bool, AuditError>,
+) -> Result<(), AuditError> {
+    let segments = segment::list(dir)?;
+    for (i, seg) in segments.iter().enumerate() {
+        // A segment holds records up to the next one's first seq.
+        if segments
+            .get(i + 1)
+            .is_some_and(|next| next.first_seq <= after_seq + 1)
+        {
+            continue;
+        }
+        let bytes =
+            std::fs::read(&seg.path).map_err(|e| AuditError::io("reading", &seg.path, e))?;
+        let mut go_on = true;
+        let mut failed = None;
+        segment::for_each_line(&bytes, |_, line| {
+            if !go_on {
+                return;
+            }
+            let Some(head) = record::parse_head(line) else {
+                return;
+            };
+            if head.seq <= after_seq {
+                return;
+            }
+            match f(&Raw {
+                seq: head.seq,
+                ts: head.ts,
+                kind: head.kind,
+                line,
+            }) {
+                Ok(more) => go_on = more,
+                Err(e) => {
+                    failed = Some(e);
+                    go_on = false;
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !go_on {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Follows the log as it grows: each `poll` hands over the records written
+/// since the last one, reading only new bytes.
+pub struct Tailer {
+    dir: std::path::PathBuf,
+    segment: Option<segment::Segment>,
+    offset: u64,
+    after_seq: u64,
+}
+
+impl Tailer {
+    /// Starts after record `after_seq` (0 for the beginning).
+    pub fn new(dir: &Path, after_seq: u64) -> Tailer {
+        Tailer {
+            dir: dir.to_path_buf(),
+            segment: None,
+            offset: 0,
+            after_seq,
+        }
+    }
+
+    pub fn after_seq(&self) -> u64 {
+        self.after_seq
+    }
+
+    /// Calls `f` with each new complete record; returns how many.
+    pub fn poll(
+        &mut self,
+        mut f: impl FnMut(&Raw<'_>) -> Result<(), AuditError>,
+    ) -> Result<u64, AuditError> {
+        use std::io::{Read as _, Seek as _};
+        let segments = segment::list(&self.dir)?;
+        if segments.is_empty() {
+            return Ok(0);
+        }
+        let mut at = match &self.segment {
+            Some(cur) => match segments.iter().position(|s| s.name == cur.name) {
+                Some(i) => i,
+                None => {
+                    // Removed by retention: start over by seq.
+                    self.offset = 0;
+                    self.start_index(&segments)
+                }
+            },
+            None => self.start_index(&segments),
+        };
+        let mut count = 0;
+        loop {
+            let seg = &segments[at];
+            if self.segment.as_ref().is_none_or(|s| s.name != seg.name) {
+                self.segment = Some(seg.clone());
+                self.offset = 0;
+            }
+            let mut file = std::fs::File::open(&seg.path)
+                .map_err(|e| AuditError::io("opening", &seg.path, e))?;
+            file.seek(std::io::SeekFrom::Start(self.offset))
+                .map_err(|e| AuditError::io("reading", &seg.path, e))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .map_err(|e| AuditError::io("reading", &seg.path, e))?;
+            let mut failed = None;
+            let after = &mut self.after_seq;
+            let torn = segment::for_each_line(&bytes, |_, line| {
+                if failed.is_some() {
+                    return;
+                }
+                let Some(head) = record::parse_head(line) else {
+                    return;
+                };
+                if head.seq <= *after {
+                    return;
+                }
+                let raw = Raw {
+                    seq: head.seq,
+                    ts: head.ts,
+                    kind: head.kind,
+                    line,
+                };
+                match f(&raw) {
+                    Ok(()) => {
+                        *after = head.seq;
+                        count += 1;
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            });
+            if let Some(e) = failed {
+                // Resume from the segment's start next time; seqs already
+                // handed over are skipped.
+                self.offset = 0;
+                return Err(e);
+            }
+            self.offset += (bytes.len() - torn.len()) as u64;
+            if at + 1 < segments.len() {
+                at += 1;
+            } else {
+                return Ok(count);
+            }
+        }
+    }
+
+    fn start_index(&self, segments: &[segment::Segment]) -> usize {
+        segments
+            .iter()
+            .rposition(|s| s.first_seq <= self.after_seq + 1)
+            .unwrap_or(0)
+    }
+}
