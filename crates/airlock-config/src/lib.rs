@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    redact_url, Access, AccessSettings, BreakGlassRule, Entitlement, Gateway, Guardrail, MaskRules,
+    redact_url, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement, Gateway, Guardrail, MaskRules,
     Masking, RequestableRule, Resource, ResourceKind, Role, UpstreamCredential, UpstreamTls, User,
     Webhook, WEBHOOK_EVENTS,
 };
@@ -54,6 +54,8 @@ pub struct Config {
     pub access: AccessSettings,
     /// `[[webhook]]` entries, in file order.
     pub webhooks: Vec<Webhook>,
+    /// `[audit]`.
+    pub audit: AuditSettings,
     /// The text the configuration was parsed from, kept for diagnostics about it later (reload
     /// diffs, `policy test`). Shared because `Config` is cloned into every task.
     source: Arc<str>,
@@ -83,6 +85,7 @@ impl Config {
             roles: checked.roles,
             users: checked.users,
             access: checked.access,
+            audit: checked.audit,
             webhooks: checked.webhooks,
             source: Arc::from(text),
         })

@@ -463,6 +463,76 @@ impl Default for AccessSettings {
     }
 }
 
+/// `fsync` in `[audit]`: when audit records are forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditFsync {
+    /// Before each statement is forwarded: survives power loss.
+    Always,
+    /// Within [`AuditSettings::FSYNC_WINDOW`] of the write: survives a process crash; power
+    /// loss loses at most the window.
+    Batched,
+    /// Left to the kernel: survives a process crash only.
+    Off,
+}
+
+impl AuditFsync {
+    pub const ALL: &'static [&'static str] = &["always", "batched", "off"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditFsync::Always => "always",
+            AuditFsync::Batched => "batched",
+            AuditFsync::Off => "off",
+        }
+    }
+}
+
+/// The `[audit]` table, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Default `batched`.
+    pub fsync: AuditFsync,
+    /// Seal the chain with a signed checkpoint after this many records. Default 1000.
+    pub checkpoint_every: u64,
+    /// ...or this long after the first unsealed record. Default 10s.
+    pub checkpoint_interval: Duration,
+    /// Remove segments whose records are all older than this; `None` keeps everything.
+    pub retain: Option<Duration>,
+    /// How many result rows of each statement are recorded for replay (masked). Default 20.
+    pub replay_rows: usize,
+    /// A new segment starts once the current one is this large. Default 64 MiB.
+    pub segment_size: ByteSize,
+}
+
+impl AuditSettings {
+    /// The `batched` window: records are on disk at most this long after their write.
+    pub const FSYNC_WINDOW: Duration = Duration::from_millis(10);
+    pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+    pub const MAX_CHECKPOINT_EVERY: u64 = 1_000_000;
+    pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+    pub const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3600);
+    /// The shortest `retain`: an audit trail kept for less than a day is not one.
+    pub const MIN_RETAIN: Duration = Duration::from_secs(86_400);
+    pub const DEFAULT_REPLAY_ROWS: usize = 20;
+    pub const MAX_REPLAY_ROWS: usize = 1000;
+    pub const DEFAULT_SEGMENT_SIZE: ByteSize = ByteSize(64 * 1024 * 1024);
+    pub const MIN_SEGMENT_SIZE: ByteSize = ByteSize(64 * 1024);
+    pub const MAX_SEGMENT_SIZE: ByteSize = ByteSize::GIB;
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            fsync: AuditFsync::Batched,
+            checkpoint_every: Self::DEFAULT_CHECKPOINT_EVERY,
+            checkpoint_interval: Self::DEFAULT_CHECKPOINT_INTERVAL,
+            retain: None,
+            replay_rows: Self::DEFAULT_REPLAY_ROWS,
+            segment_size: Self::DEFAULT_SEGMENT_SIZE,
+        }
+    }
+}
+
 /// The events a webhook can subscribe to.
 pub const WEBHOOK_EVENTS: &[&str] = &[
     "request.created",

@@ -22,6 +22,25 @@ pub(crate) struct RawConfig {
     pub access: Option<RawAccess>,
     #[serde(default)]
     pub webhook: Vec<RawWebhook>,
+    #[serde(default)]
+    pub audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    #[serde(default)]
+    pub fsync: Option<Spanned<String>>,
+    #[serde(default)]
+    pub checkpoint_every: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub checkpoint_interval: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub retain: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub replay_rows: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub segment_size: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

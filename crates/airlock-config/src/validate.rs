@@ -13,13 +13,13 @@ use serde_spanned::Spanned;
 
 use crate::error::Diagnostic;
 use crate::model::{
-    quoted_list, Access, AccessSettings, BreakGlassRule, Entitlement, Gateway, Guardrail, Masking,
+    quoted_list, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement, Gateway, Guardrail, Masking,
     RequestableRule, Resource, ResourceKind, Role, UpstreamCredential, UpstreamTls, User, Webhook,
     WEBHOOK_EVENTS,
 };
 use crate::names::{ResourceName, RoleName, UserName};
 use crate::raw::{
-    RawAccess, RawConfig, RawCredential, RawGateway, RawGuardrail, RawMasking, RawResource,
+    RawAccess, RawAudit, RawConfig, RawCredential, RawGateway, RawGuardrail, RawMasking, RawResource,
     RawRole, RawUser, RawWebhook,
 };
 use crate::span::line_of;
@@ -35,6 +35,7 @@ pub(crate) struct Checked {
     pub users: Vec<User>,
     pub access: AccessSettings,
     pub webhooks: Vec<Webhook>,
+    pub audit: AuditSettings,
 }
 
 /// What cross-references need to know about a resource, taken from the raw file so that they can be
@@ -62,6 +63,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
     };
     let gateway = checker.gateway(&raw.gateway);
     let access = checker.access(raw.access.as_ref());
+    let audit = checker.audit(raw.audit.as_ref());
     // Rules are checked against the ceiling even when `[access]` itself is wrong.
     let max_grant = access
         .as_ref()
@@ -113,6 +115,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
         users: users.into_iter().collect::<Option<_>>().expect(all),
         access: access.expect(all),
         webhooks: webhooks.into_iter().collect::<Option<_>>().expect(all),
+        audit: audit.expect(all),
     })
 }
 
@@ -502,6 +505,126 @@ impl Checker<'_> {
             request_ttl: request_ttl?,
             max_grant: max_grant?,
         })
+    }
+
+    fn audit(&mut self, raw: Option<&RawAudit>) -> Option<AuditSettings> {
+        let Some(raw) = raw else {
+            return Some(AuditSettings::default());
+        };
+        let fsync = match &raw.fsync {
+            None => Some(AuditFsync::Batched),
+            Some(v) => match v.get_ref().as_str() {
+                "always" => Some(AuditFsync::Always),
+                "batched" => Some(AuditFsync::Batched),
+                "off" => Some(AuditFsync::Off),
+                other => {
+                    self.error(
+                        v.span(),
+                        "audit.fsync",
+                        format!(
+                            "`fsync` in [audit] must be one of {}, not {other:?}",
+                            quoted_list(AuditFsync::ALL.iter().copied())
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let checkpoint_every = match &raw.checkpoint_every {
+            None => Some(AuditSettings::DEFAULT_CHECKPOINT_EVERY),
+            Some(v) => {
+                let n = *v.get_ref();
+                if n < 1 || n as u64 > AuditSettings::MAX_CHECKPOINT_EVERY {
+                    self.error(
+                        v.span(),
+                        "audit.checkpoint_every",
+                        format!(
+                            "`checkpoint_every` in [audit] must be between 1 and {} records, not {n}",
+                            AuditSettings::MAX_CHECKPOINT_EVERY
+                        ),
+                    );
+                    None
+                } else {
+                    Some(n as u64)
+                }
+            }
+        };
+        let checkpoint_interval = match &raw.checkpoint_interval {
+            None => Some(AuditSettings::DEFAULT_CHECKPOINT_INTERVAL),
+            Some(v) => self.bounded_duration(
+                v,
+                "audit.checkpoint_interval",
+                "`checkpoint_interval` in [audit]",
+                AuditSettings::MAX_CHECKPOINT_INTERVAL,
+                "the ceiling",
+            ),
+        };
+        let retain = match &raw.retain {
+            None => Some(None),
+            Some(v) => match self.duration_in(v, "audit.retain", "`retain` in [audit]") {
+                Some(d) if d < AuditSettings::MIN_RETAIN => {
+                    self.error(
+                        v.span(),
+                        "audit.retain",
+                        format!(
+                            "`retain` in [audit]: {} is shorter than the minimum of 1d; leave `retain` out to keep everything",
+                            format_duration(d)
+                        ),
+                    );
+                    None
+                }
+                Some(d) => Some(Some(d)),
+                None => None,
+            },
+        };
+        let replay_rows = match &raw.replay_rows {
+            None => Some(AuditSettings::DEFAULT_REPLAY_ROWS),
+            Some(v) => {
+                let n = *v.get_ref();
+                if n < 0 || n as usize > AuditSettings::MAX_REPLAY_ROWS {
+                    self.error(
+                        v.span(),
+                        "audit.replay_rows",
+                        format!(
+                            "`replay_rows` in [audit] must be between 0 (record no rows) and {}, not {n}",
+                            AuditSettings::MAX_REPLAY_ROWS
+                        ),
+                    );
+                    None
+                } else {
+                    Some(n as usize)
+                }
+            }
+        };
+        let segment_size = match &raw.segment_size {
+            None => Some(AuditSettings::DEFAULT_SEGMENT_SIZE),
+            Some(v) => self.audit_size(v),
+        };
+        Some(AuditSettings {
+            fsync: fsync?,
+            checkpoint_every: checkpoint_every?,
+            checkpoint_interval: checkpoint_interval?,
+            retain: retain?,
+            replay_rows: replay_rows?,
+            segment_size: segment_size?,
+        })
+    }
+
+    fn audit_size(&mut self, v: &Spanned<toml::Value>) -> Option<ByteSize> {
+        let parsed = match v.get_ref() {
+            toml::Value::Integer(n) if *n > 0 => Ok(ByteSize(*n as u64)),
+            toml::Value::String(s) => s.parse::<ByteSize>(),
+            other => Err(format!("expected a size such as \"64MiB\", found {other}")),
+        };
+        let (min, max) = (AuditSettings::MIN_SEGMENT_SIZE, AuditSettings::MAX_SEGMENT_SIZE);
+        let why = match parsed {
+            Ok(s) if s < min => format!("{s} is below the minimum of {min}"),
+            Ok(s) if s > max => format!("{s} is above the maximum of {max}"),
+            Ok(s) => return Some(s),
+            Err(e) => e,
+        };
+        self.error(v.span(), "audit.segment_size", format!("`segment_size` in [audit]: {why}"));
+        None
     }
 
     fn webhook(&mut self, index: usize, raw: &RawWebhook) -> Option<Webhook> {
