@@ -5,6 +5,10 @@
 //! its record's line), can be deleted at any time, and is rebuilt with
 //! `airlock audit reindex` or by the gateway at start. Records removed by
 //! retention are removed from it when the `retention` record is indexed.
+//!
+//! Indexing a record twice changes nothing (rows are keyed by seq, counts
+//! are computed when asked), so the gateway's indexer and a CLI catching up
+//! or rebuilding the same file never corrupt each other.
 
 use std::path::Path;
 
@@ -26,6 +30,7 @@ CREATE TABLE IF NOT EXISTS records (
     resource TEXT,
     session  TEXT,
     text     TEXT,
+    refused  INTEGER NOT NULL DEFAULT 0,
     line     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
@@ -43,9 +48,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     break_glass   INTEGER NOT NULL,
     started_ms    INTEGER NOT NULL,
     ended_ms      INTEGER,
-    end_reason    TEXT,
-    statement_count INTEGER NOT NULL DEFAULT 0,
-    refused_count   INTEGER NOT NULL DEFAULT 0
+    end_reason    TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_ms);
 ";
@@ -178,8 +181,11 @@ impl Index {
     pub fn sessions(&self, q: &SessionQuery) -> Result<Vec<SessionRow>, AuditError> {
         let mut sql = String::from(
             "SELECT id, user, resource, access, credential_id, client_addr, tls, started_ms, ended_ms,
-                    statement_count, refused_count, end_reason, grant_id, break_glass
-             FROM sessions WHERE 1 = 1",
+                    (SELECT COUNT(*) FROM records r WHERE r.session = s.id AND r.kind = 'statement'),
+                    (SELECT COUNT(*) FROM records r WHERE r.session = s.id AND r.kind = 'statement'
+                        AND r.refused = 1),
+                    end_reason, grant_id, break_glass
+             FROM sessions s WHERE 1 = 1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(u) = &q.user {
@@ -218,8 +224,11 @@ impl Index {
         self.conn
             .query_row(
                 "SELECT id, user, resource, access, credential_id, client_addr, tls, started_ms, ended_ms,
-                        statement_count, refused_count, end_reason, grant_id, break_glass
-                 FROM sessions WHERE id = ?1",
+                        (SELECT COUNT(*) FROM records r WHERE r.session = s.id AND r.kind = 'statement'),
+                    (SELECT COUNT(*) FROM records r WHERE r.session = s.id AND r.kind = 'statement'
+                        AND r.refused = 1),
+                    end_reason, grant_id, break_glass
+                 FROM sessions s WHERE id = ?1",
                 params![id],
                 session_row,
             )
@@ -337,13 +346,14 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
     let mut actor: Option<String> = None;
     let mut resource: Option<String> = None;
     let mut text: Option<String> = None;
+    let mut refused = false;
     let session = entry
         .as_ref()
         .and_then(|e| e.event.session().map(str::to_owned));
     if let Some(sid) = &session {
         let found: Option<(String, String)> = tx
             .query_row(
-                "SELECT user, resource FROM sessions WHERE id = ?1",
+                "SELECT user, resource FROM sessions s WHERE id = ?1",
                 params![sid],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -357,7 +367,7 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
     match entry.map(|e| e.event) {
         Some(Event::SessionStart(s)) => {
             tx.execute(
-                "INSERT OR REPLACE INTO sessions (id, start_seq, user, resource, access, credential_id,
+                "INSERT OR IGNORE INTO sessions (id, start_seq, user, resource, access, credential_id,
                     client_addr, tls, grant_id, break_glass, started_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
@@ -389,13 +399,7 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
             text = Some(reason);
         }
         Some(Event::Statement(s)) => {
-            let refused = i64::from(s.decision != "allowed");
-            tx.execute(
-                "UPDATE sessions SET statement_count = statement_count + 1,
-                    refused_count = refused_count + ?2 WHERE id = ?1",
-                params![s.session, refused],
-            )
-            .map_err(idx)?;
+            refused = s.decision != "allowed";
             text = Some(s.display_text());
         }
         Some(Event::StatementDone(d)) => text = d.error,
@@ -446,8 +450,8 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
         _ => {}
     }
     tx.execute(
-        "INSERT OR REPLACE INTO records (seq, ts, kind, user, actor, resource, session, text, line)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT OR REPLACE INTO records (seq, ts, kind, user, actor, resource, session, text, refused, line)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             raw.seq as i64,
             raw.ts,
@@ -457,6 +461,7 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
             resource,
             session,
             text,
+            refused,
             line
         ],
     )

@@ -31,6 +31,12 @@ pub fn audit_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("audit")
 }
 
+/// Where the query index lives under a data directory (outside the audit
+/// directory: it is derived, not evidence).
+pub fn index_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit-index.sqlite")
+}
+
 /// Where the checkpoint signing key lives under a data directory: outside
 /// the audit directory, so copying the log never copies the secret.
 pub fn signing_key_path(data_dir: &Path) -> PathBuf {
