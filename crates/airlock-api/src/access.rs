@@ -105,8 +105,11 @@ pub(crate) async fn live_grants(
 
 impl ApiState {
     /// Sends an event to the webhooks; never waits for delivery.
-    pub fn announce(&self, kind: &str, text: String, data: serde_json::Value) {
+    /// Records an access event in the audit log and sends it to the
+    /// webhooks (never waiting for delivery).
+    pub fn announce(&self, actor: &str, kind: &str, text: String, data: serde_json::Value) {
         tracing::info!(event = kind, "{text}");
+        self.record(actor, kind, &text, &data);
         if let Some(w) = &self.webhooks {
             w.emit(airlock_webhook::Event::new(
                 kind,
@@ -158,6 +161,7 @@ pub async fn create_request(
     caller: Caller,
     body: Result<Json<NewRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    s.require_audit()?;
     let Json(req) = body.map_err(|e| {
         bad_json(
             e,
@@ -235,6 +239,7 @@ pub async fn create_request(
         RequestKind::Statement => format!("to run one reviewed statement on {}", r.resource),
     };
     s.announce(
+        &caller.user,
         "request.created",
         format!(
             "{} requests {what}: \"{}\" (request {}; approvers: {})",
@@ -305,6 +310,7 @@ pub async fn approve(
     Path(id): Path<String>,
     body: Option<Json<Decision>>,
 ) -> Result<Json<RequestView>, ApiError> {
+    s.require_audit()?;
     let comment = body.and_then(|Json(d)| d.comment.or(d.reason));
     if comment
         .as_ref()
@@ -366,6 +372,7 @@ pub async fn approve(
             ))
         }
         ApproveOutcome::Recorded { count, required } => s.announce(
+            &caller.user,
             "request.approved",
             format!(
                 "{} approved request {id} of {} ({count} of {required} approvals)",
@@ -387,6 +394,7 @@ pub async fn approve(
                 None => format!("{} may run the reviewed statement once", r.user),
             };
             s.announce(
+                &caller.user,
                 "request.approved",
                 format!("{} approved request {id}: {what}", caller.user),
                 json!({ "request_id": id, "approver": caller.user, "comment": comment,
@@ -404,6 +412,7 @@ pub async fn deny(
     Path(id): Path<String>,
     body: Result<Json<Decision>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
+    s.require_audit()?;
     let Json(d) = body.map_err(|e| bad_json(e, r#"{"reason": "not during the freeze"}"#))?;
     let reason = d.reason.or(d.comment).unwrap_or_default();
     let r = s.load_request(&caller, &id).await?;
@@ -424,6 +433,7 @@ pub async fn deny(
         ));
     }
     s.announce(
+        &caller.user,
         "request.denied",
         format!(
             "{} denied request {id} of {}: \"{reason}\"",
@@ -503,6 +513,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     body: Result<Json<Decision>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<GrantView>, ApiError> {
+    s.require_audit()?;
     let Json(d) = body.map_err(|e| bad_json(e, r#"{"reason": "incident closed"}"#))?;
     let reason = d.reason.or(d.comment).unwrap_or_default();
     let store = s.store.clone();
@@ -543,6 +554,7 @@ pub async fn revoke(
     }
     s.grant_changed();
     s.announce(
+        &caller.user,
         "grant.revoked",
         format!(
             "{} revoked grant {id} ({} on {} held by {}): \"{reason}\"",
@@ -575,6 +587,7 @@ pub async fn break_glass(
     caller: Caller,
     body: Result<Json<BreakGlass>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<GrantView>), ApiError> {
+    s.require_audit()?;
     let Json(b) = body.map_err(|e| {
         bad_json(
             e,
@@ -615,6 +628,7 @@ pub async fn break_glass(
     .await?;
     tracing::warn!(user = %caller.user, resource = %g.resource, access = %g.access, grant = %g.id, reason = %g.reason, "BREAK-GLASS access taken");
     s.announce(
+        &caller.user,
         "break_glass.used",
         format!(
             "BREAK-GLASS: {} took {} access to {} until {}: \"{}\" (grant {})",

@@ -59,6 +59,7 @@ pub async fn mint(
     caller: Caller,
     body: Result<Json<MintRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<MintedCredential>), ApiError> {
+    s.require_audit()?;
     let Json(req) = body.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()).hint(
             "send JSON like {\"resource\": \"orders\", \"access\": \"read\", \"ttl\": \"1h\"}",
@@ -150,6 +151,23 @@ pub async fn mint(
     tracing::info!(
         user = %caller.user, resource = %req.resource, access = %req.access,
         credential = %credential.id, grant = %grant.id, "session credential minted"
+    );
+    s.record(
+        &caller.user,
+        "credential.issued",
+        &format!(
+            "{} got session credential {} for {} access to {} (grant {}), until {}",
+            caller.user,
+            credential.id,
+            req.access,
+            req.resource,
+            grant.id,
+            airlock_access::format_ms(expires_ms)
+        ),
+        &serde_json::json!({
+            "credential": credential.id, "user": caller.user, "resource": req.resource,
+            "access": req.access.as_str(), "grant": grant.id, "expires_ms": expires_ms,
+        }),
     );
     let (host, port) = s.postgres_endpoint.clone();
     Ok((

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use airlock_proxy::exec::{run_statement, StatementError, StatementResult};
-use airlock_store::{SessionRecord, StatementRecord};
 
 use crate::access::blocking;
 use crate::{ApiError, ApiState, Caller};
@@ -34,6 +33,7 @@ pub async fn execute(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ExecOutcome>, ApiError> {
+    s.require_audit()?;
     let store = s.store.clone();
     let key = id.clone();
     let found = blocking("reading a request", move || store.request(&key)).await?;
@@ -72,34 +72,44 @@ pub async fn execute(
         .hint("a reviewed statement runs once; file a new request to run it again"));
     }
     let session_id = airlock_store::new_id("sess");
-    let record = SessionRecord {
-        id: session_id.clone(),
-        user: caller.user.clone(),
-        resource: r.resource.clone(),
-        access: "write".into(),
-        credential_id: format!("exec:{id}"),
-        client_addr: "airlock exec".into(),
-        tls: true,
-        started_ms: now,
-        ended_ms: None,
-        statement_count: 0,
-        end_reason: None,
-        grant_id: format!("request:{id}"),
-        break_glass: false,
+    let mut recorded = airlock_audit::Statement {
+        session: session_id.clone(),
+        n: 1,
+        protocol: "exec".into(),
+        text: None,
+        text_base64: None,
+        classified: Vec::new(),
+        decision: "allowed".into(),
+        rule: "reviewed".into(),
+        sqlstate: None,
     };
-    let stmt = StatementRecord {
-        session_id: session_id.clone(),
-        seq: 1,
-        at_ms: now,
-        text: statement.clone(),
-    };
+    recorded.set_text(statement.as_bytes());
+    let start = [
+        airlock_audit::Event::SessionStart(airlock_audit::SessionStart {
+            session: session_id.clone(),
+            user: caller.user.clone(),
+            resource: r.resource.clone(),
+            access: "write".into(),
+            grant: format!("request:{id}"),
+            break_glass: false,
+            credential: format!("exec:{id}"),
+            client_addr: "airlock exec".into(),
+            tls: true,
+            roles: Vec::new(),
+            until_ms: None,
+        }),
+        airlock_audit::Event::Statement(recorded),
+    ];
     // Recorded before it is forwarded.
-    let store = s.store.clone();
-    blocking("recording the statement", move || {
-        store.session_started(&record)?;
-        store.statements(&[stmt])
-    })
-    .await?;
+    let started = std::time::Instant::now();
+    if let Err(e) = s.audit.append(&start) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!("the statement of request {id} was not run: its audit record could not be written ({e})"),
+        )
+        .hint("tell the gateway's operator (see /healthz); the request stays approved, retry once the audit log is healthy"));
+    }
     tracing::info!(user = %caller.user, request = %id, resource = %r.resource, session = %session_id, "running a reviewed statement");
     let outcome = run_statement(
         &resource,
@@ -131,13 +141,31 @@ pub async fn execute(
         Ok(r) => format!("reviewed statement committed: {}", r.command_tag),
         Err(e) => format!("reviewed statement failed ({}): {}", e.sqlstate, e.message),
     };
-    let store = s.store.clone();
-    let (sid, ended, why) = (session_id.clone(), s.clock.now_ms(), end_reason.clone());
-    blocking("recording the statement's end", move || {
-        store.session_ended(&sid, ended, &why)
-    })
-    .await?;
+    let done = airlock_audit::StatementDone {
+        session: session_id.clone(),
+        n: 1,
+        duration_us: started.elapsed().as_micros() as u64,
+        tags: outcome.iter().map(|r| r.command_tag.clone()).collect(),
+        sqlstate: outcome.as_ref().err().map(|e| e.sqlstate.clone()),
+        error: outcome.as_ref().err().map(|e| e.message.clone()),
+        ..Default::default()
+    };
+    let end = airlock_audit::Event::SessionEnd {
+        session: session_id.clone(),
+        reason: end_reason.clone(),
+        statements: 1,
+        bytes_in: 0,
+        bytes_out: 0,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    if let Err(e) = s
+        .audit
+        .append(&[airlock_audit::Event::StatementDone(done), end])
+    {
+        tracing::error!(session = %session_id, error = %e, "the reviewed statement's end could not be written to the audit log");
+    }
     s.announce(
+        &caller.user,
         "statement.executed",
         format!(
             "{} ran the reviewed statement of request {id} on {}: {end_reason}",

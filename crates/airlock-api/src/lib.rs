@@ -47,12 +47,42 @@ pub struct ApiState {
     pub sessions: Arc<airlock_proxy::enforcer::SessionRegistry>,
     /// Upstream TLS settings, for running reviewed statements.
     pub upstream_tls: airlock_proxy::backend::UpstreamTlsConfigs,
+    /// The audit log: access events and reviewed statements are written to it.
+    pub audit: airlock_audit::AuditLog,
+    /// The query index derived from the audit log (sessions, replay).
+    pub audit_index: Arc<std::sync::Mutex<airlock_audit::index::Index>>,
 }
 
 impl ApiState {
     /// Tells the enforcer that a grant changed.
     pub(crate) fn grant_changed(&self) {
         self.sessions.poke();
+    }
+
+    /// Refuses an action up front when the audit log cannot record it.
+    pub(crate) fn require_audit(&self) -> Result<(), ApiError> {
+        match self.audit.health() {
+            None => Ok(()),
+            Some(f) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                format!("the audit log cannot be written ({}), so Airlock takes no action it could not record", f.reason),
+            )
+            .hint("tell the gateway's operator (see /healthz); retry once the audit log is healthy")),
+        }
+    }
+
+    /// Writes an access event to the audit log (nothing else).
+    pub fn record(&self, actor: &str, kind: &str, text: &str, data: &serde_json::Value) {
+        let event = airlock_audit::Event::Access {
+            event: kind.to_owned(),
+            actor: actor.to_owned(),
+            text: text.to_owned(),
+            data: data.clone(),
+        };
+        if let Err(e) = self.audit.append(&[event]) {
+            tracing::error!(event = kind, error = %e, "an access event could not be written to the audit log");
+        }
     }
 }
 
@@ -89,8 +119,25 @@ async fn not_found() -> ApiError {
         .hint("the endpoints are listed in /api/openapi.json")
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// 200 when the gateway can do its work; 503 when the audit log cannot be
+/// written (statements are being refused).
+async fn healthz(State(s): State<ApiState>) -> Response {
+    match s.audit.health() {
+        None => Json(serde_json::json!({ "status": "ok", "audit": { "status": "ok" } })).into_response(),
+        Some(f) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "status": "failing",
+                "audit": {
+                    "status": "failing",
+                    "reason": f.reason,
+                    "since_ms": f.since_ms,
+                    "effect": "statements and sessions are refused until the audit log can be written",
+                },
+            })),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
@@ -287,44 +334,85 @@ async fn sessions(
     State(s): State<ApiState>,
     caller: Caller,
     Query(q): Query<SessionsQuery>,
-) -> Result<Json<Vec<airlock_store::SessionRecord>>, ApiError> {
-    let filter = airlock_store::SessionFilter {
+) -> Result<Json<Vec<airlock_audit::index::SessionRow>>, ApiError> {
+    let query = airlock_audit::index::SessionQuery {
         user: Some(caller.user),
         resource: q.resource,
+        since_ms: None,
         active_only: q.active,
         limit: q.limit.unwrap_or(100).min(1000),
     };
-    let store = s.store.clone();
-    let list = tokio::task::spawn_blocking(move || store.sessions(&filter))
-        .await
-        .map_err(|e| ApiError::internal("listing sessions", e))?
-        .map_err(|e| ApiError::internal("listing sessions", e))?;
+    let index = s.audit_index.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sessions(&query)
+    })
+    .await
+    .map_err(|e| ApiError::internal("listing sessions", e))?
+    .map_err(|e| ApiError::internal("listing sessions", e))?;
     Ok(Json(list))
+}
+
+/// One statement of a session, as recorded.
+#[derive(serde::Serialize)]
+struct StatementView {
+    seq: u64,
+    at_ms: i64,
+    text: String,
+    decision: String,
+    rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sqlstate: Option<String>,
 }
 
 async fn session_statements(
     State(s): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Vec<airlock_store::StatementRecord>>, ApiError> {
-    let store = s.store.clone();
+) -> Result<Json<Vec<StatementView>>, ApiError> {
+    let index = s.audit_index.clone();
     let user = caller.user.clone();
     let result = tokio::task::spawn_blocking(move || {
+        let index = index.lock().unwrap_or_else(|e| e.into_inner());
         // Someone else's session is answered exactly like a missing one.
-        match store.session(&id)? {
-            Some(s) if s.user == user => store.session_statements(&id, 10_000).map(Some),
+        match index.session(&id)? {
+            Some(s) if s.user == user => index
+                .records(&airlock_audit::index::RecordQuery {
+                    session: Some(id),
+                    kinds: vec!["statement".into()],
+                    limit: 10_000,
+                    ..Default::default()
+                })
+                .map(Some),
             _ => Ok(None),
         }
     })
     .await
     .map_err(|e| ApiError::internal("reading statements", e))?
     .map_err(|e| ApiError::internal("reading statements", e))?;
-    result.map(Json).ok_or_else(|| {
+    let entries = result.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "no such session of yours",
         )
         .hint("list your sessions with GET /api/v1/sessions")
-    })
+    })?;
+    let list = entries
+        .into_iter()
+        .filter_map(|e| match e.event {
+            airlock_audit::Event::Statement(st) => Some(StatementView {
+                seq: st.n,
+                at_ms: e.ts,
+                text: st.display_text(),
+                decision: st.decision,
+                rule: st.rule,
+                sqlstate: st.sqlstate,
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(Json(list))
 }

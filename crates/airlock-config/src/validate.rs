@@ -13,14 +13,14 @@ use serde_spanned::Spanned;
 
 use crate::error::Diagnostic;
 use crate::model::{
-    quoted_list, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement, Gateway, Guardrail, Masking,
-    RequestableRule, Resource, ResourceKind, Role, UpstreamCredential, UpstreamTls, User, Webhook,
-    WEBHOOK_EVENTS,
+    quoted_list, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement,
+    Gateway, Guardrail, Masking, RequestableRule, Resource, ResourceKind, Role, UpstreamCredential,
+    UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
 };
 use crate::names::{ResourceName, RoleName, UserName};
 use crate::raw::{
-    RawAccess, RawAudit, RawConfig, RawCredential, RawGateway, RawGuardrail, RawMasking, RawResource,
-    RawRole, RawUser, RawWebhook,
+    RawAccess, RawAudit, RawConfig, RawCredential, RawGateway, RawGuardrail, RawMasking,
+    RawResource, RawRole, RawUser, RawWebhook,
 };
 use crate::span::line_of;
 use crate::units::{format_duration, parse_duration, ByteSize};
@@ -616,14 +616,21 @@ impl Checker<'_> {
             toml::Value::String(s) => s.parse::<ByteSize>(),
             other => Err(format!("expected a size such as \"64MiB\", found {other}")),
         };
-        let (min, max) = (AuditSettings::MIN_SEGMENT_SIZE, AuditSettings::MAX_SEGMENT_SIZE);
+        let (min, max) = (
+            AuditSettings::MIN_SEGMENT_SIZE,
+            AuditSettings::MAX_SEGMENT_SIZE,
+        );
         let why = match parsed {
             Ok(s) if s < min => format!("{s} is below the minimum of {min}"),
             Ok(s) if s > max => format!("{s} is above the maximum of {max}"),
             Ok(s) => return Some(s),
             Err(e) => e,
         };
-        self.error(v.span(), "audit.segment_size", format!("`segment_size` in [audit]: {why}"));
+        self.error(
+            v.span(),
+            "audit.segment_size",
+            format!("`segment_size` in [audit]: {why}"),
+        );
         None
     }
 

@@ -57,22 +57,57 @@ segment_size = "1MiB"
             segment_size: ByteSize(1024 * 1024),
         }
     );
-    assert_eq!(load("[audit]\nfsync = \"off\"\n").unwrap().audit.fsync, AuditFsync::Off);
+    assert_eq!(
+        load("[audit]\nfsync = \"off\"\n").unwrap().audit.fsync,
+        AuditFsync::Off
+    );
 }
 
 #[test]
 fn mistakes() {
     let cases = [
-        ("fsync = \"sometimes\"", "`fsync` in [audit]", "\"always\", \"batched\", \"off\""),
-        ("checkpoint_every = 0", "`checkpoint_every` in [audit]", "between 1 and"),
-        ("checkpoint_interval = \"2h\"", "`checkpoint_interval` in [audit]", "above the ceiling"),
-        ("checkpoint_interval = 5", "`checkpoint_interval` in [audit]", "bare integer"),
-        ("retain = \"12h\"", "`retain` in [audit]", "shorter than the minimum of 1d"),
+        (
+            "fsync = \"sometimes\"",
+            "`fsync` in [audit]",
+            "\"always\", \"batched\", \"off\"",
+        ),
+        (
+            "checkpoint_every = 0",
+            "`checkpoint_every` in [audit]",
+            "between 1 and",
+        ),
+        (
+            "checkpoint_interval = \"2h\"",
+            "`checkpoint_interval` in [audit]",
+            "above the ceiling",
+        ),
+        (
+            "checkpoint_interval = 5",
+            "`checkpoint_interval` in [audit]",
+            "bare integer",
+        ),
+        (
+            "retain = \"12h\"",
+            "`retain` in [audit]",
+            "shorter than the minimum of 1d",
+        ),
         ("retain = \"forever\"", "`retain` in [audit]", "retain"),
         ("replay_rows = -1", "`replay_rows` in [audit]", "between 0"),
-        ("replay_rows = 100000", "`replay_rows` in [audit]", "between 0"),
-        ("segment_size = \"1KiB\"", "`segment_size` in [audit]", "below the minimum"),
-        ("segment_size = \"2GiB\"", "`segment_size` in [audit]", "above the maximum"),
+        (
+            "replay_rows = 100000",
+            "`replay_rows` in [audit]",
+            "between 0",
+        ),
+        (
+            "segment_size = \"1KiB\"",
+            "`segment_size` in [audit]",
+            "below the minimum",
+        ),
+        (
+            "segment_size = \"2GiB\"",
+            "`segment_size` in [audit]",
+            "above the maximum",
+        ),
         ("fsink = \"always\"", "fsink", "unknown key"),
     ];
     for (line, key, why) in cases {
@@ -82,5 +117,8 @@ fn mistakes() {
     }
     // Every problem at once.
     let text = errors("[audit]\nfsync = \"x\"\nreplay_rows = -5\n");
-    assert!(text.contains("`fsync` in [audit]") && text.contains("`replay_rows` in [audit]"), "{text}");
+    assert!(
+        text.contains("`fsync` in [audit]") && text.contains("`replay_rows` in [audit]"),
+        "{text}"
+    );
 }

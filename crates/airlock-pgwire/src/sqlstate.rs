@@ -16,3 +16,7 @@ pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub const INTERNAL_ERROR: &str = "XX000";
 pub const QUERY_CANCELED: &str = "57014";
 pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+/// `disk_full`: the gateway's audit log could not be written for lack of space.
+pub const DISK_FULL: &str = "53100";
+/// `io_error`: the gateway's audit log could not be written.
+pub const IO_ERROR: &str = "58030";

@@ -33,9 +33,9 @@ use airlock_pgwire::sqlstate;
 use airlock_pgwire::Frame;
 use airlock_sql::{Class, Classifier, Guardrails, Rule, Verdict, Violation};
 
+use crate::audit::{Protocol, SessionLog};
 use crate::error::UserFacingError;
 use crate::metrics::{ProxyMetrics, RefusalLabels};
-use crate::recorder::SessionLog;
 use crate::results::{Expect, Expectations};
 
 const TOKEN_PREFIX: &[u8] = b"airlock_refused_";
@@ -183,7 +183,9 @@ impl Gate {
     }
 
     /// Handles one whole inspected message (header included): appends to
-    /// `out` what goes upstream in its place, and notes statements in `log`.
+    /// `out` what goes upstream in its place. Each statement's audit record
+    /// is written before anything of it goes to `out`; a statement that
+    /// cannot be recorded is refused.
     pub async fn handle(&mut self, msg: Bytes, out: &mut BytesMut, log: &mut SessionLog) {
         let tag = msg[0];
         let body = &msg[5..];
@@ -202,23 +204,40 @@ impl Gate {
         match tag {
             ftag::QUERY => {
                 let text = body.strip_suffix(&[0]).unwrap_or(body);
-                log.statement(text);
                 let verdict = self.classify(text).await;
-                match self.decide(&verdict) {
-                    Ok(()) => {
+                let decision = self.decide(&verdict);
+                let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
+                match (
+                    log.statement(Protocol::Simple, text, &verdict, refused),
+                    decision,
+                ) {
+                    (Err(e), _) => {
+                        let u = crate::audit::refusal(&e, &self.resource);
+                        self.refuse("audit_failed", u, Provoke::Query, out);
+                    }
+                    (Ok(_), Ok(())) => {
                         self.expect(Expect::Query);
                         out.extend_from_slice(&msg);
                     }
-                    Err((e, label)) => self.refuse(label, e, Provoke::Query, out),
+                    (Ok(_), Err((e, label))) => self.refuse(label, e, Provoke::Query, out),
                 }
             }
             ftag::PARSE => {
                 let text = parse_query_text(body);
-                log.statement(text);
                 let verdict = self.classify(text).await;
-                match self.decide(&verdict) {
-                    Ok(()) => out.extend_from_slice(&msg),
-                    Err((e, label)) => {
+                let decision = self.decide(&verdict);
+                let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
+                match (
+                    log.statement(Protocol::Extended, text, &verdict, refused),
+                    decision,
+                ) {
+                    (Err(e), _) => {
+                        let u = crate::audit::refusal(&e, &self.resource);
+                        self.refuse("audit_failed", u, Provoke::Parse, out);
+                        self.discarding = true;
+                    }
+                    (Ok(_), Ok(())) => out.extend_from_slice(&msg),
+                    (Ok(_), Err((e, label))) => {
                         self.refuse(label, e, Provoke::Parse, out);
                         self.discarding = true;
                     }
@@ -228,10 +247,21 @@ impl Gate {
                 let oid = body
                     .get(..4)
                     .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                log.statement(format!("-- fast-path function call, oid {oid}").as_bytes());
                 let verdict = Verdict::refused(Rule::FastPath, format!("function oid {oid}"));
                 let e = refusal(&verdict, self.access, &self.resource);
-                self.refuse(verdict.rule().as_str(), e, Provoke::Query, out);
+                let text = format!("-- fast-path function call, oid {oid}");
+                let rule = verdict.rule().as_str();
+                // Refused either way; a failed record changes only the message.
+                let e = match log.statement(
+                    Protocol::FastPath,
+                    text.as_bytes(),
+                    &verdict,
+                    Some((rule, e.code)),
+                ) {
+                    Ok(_) => e,
+                    Err(a) => crate::audit::refusal(&a, &self.resource),
+                };
+                self.refuse(rule, e, Provoke::Query, out);
             }
             ftag::EXECUTE => {
                 if self.masking {

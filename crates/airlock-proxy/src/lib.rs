@@ -14,6 +14,7 @@ use airlock_access::Clock;
 use airlock_config::Config;
 use airlock_store::Store;
 
+pub mod audit;
 pub mod backend;
 pub mod cancel;
 pub mod cancel_request;
@@ -24,7 +25,7 @@ pub mod frontend;
 pub mod gate;
 pub mod io;
 pub mod metrics;
-pub mod recorder;
+
 pub mod relay;
 pub mod results;
 pub mod scanner;
@@ -45,7 +46,8 @@ pub struct ProxyContext {
     pub tls: Option<Arc<tls::GatewayTls>>,
     pub cancel: cancel::CancelMap,
     pub upstream_tls: backend::UpstreamTlsConfigs,
-    pub recorder: recorder::Recorder,
+    /// The audit log: every statement is written to it before it is forwarded.
+    pub audit: airlock_audit::AuditLog,
     pub metrics: Arc<metrics::ProxyMetrics>,
     pub clock: Arc<dyn Clock>,
     /// Cancelled when the gateway stops: sessions get a FATAL and end.

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use airlock_pgwire::messages::tag::{backend as btag, frontend as ftag};
 use airlock_pgwire::ProtocolError;
 
+use crate::audit::SessionLog;
 use crate::error::UserFacingError;
 use crate::gate::{Gate, Substitutions};
-use crate::recorder::SessionLog;
 use crate::results::{Out, ResultFilter};
 use crate::scanner::{Scanner, Step};
 
@@ -55,6 +55,9 @@ pub enum EndReason {
     ProtocolViolation(String),
     /// An IO error on one side.
     Io(String),
+    /// The audit log could not make the session's records durable
+    /// (`fsync = "always"`): nothing more is forwarded.
+    AuditFailed(String),
 }
 
 impl EndReason {
@@ -68,6 +71,7 @@ impl EndReason {
             EndReason::AccessEnded(s) => s.clone(),
             EndReason::ProtocolViolation(s) => format!("protocol violation: {s}"),
             EndReason::Io(s) => format!("connection error: {s}"),
+            EndReason::AuditFailed(s) => format!("audit log failed: {s}"),
         }
     }
 }
@@ -226,6 +230,14 @@ where
             format!("terminating connection: {why}"),
         )),
         EndReason::ProtocolViolation(s) => Some(UserFacingError::protocol(s.clone())),
+        EndReason::AuditFailed(s) => Some(
+            UserFacingError::fatal(
+                airlock_pgwire::sqlstate::IO_ERROR,
+                format!("terminating connection: the Airlock audit log failed ({s})"),
+            )
+            .detail("statements already sent were not forwarded")
+            .hint("tell the gateway's operator (see its /healthz); reconnect once the audit log is healthy"),
+        ),
         _ => None,
     };
     let sent_goodbye = goodbye.is_some();
@@ -313,7 +325,9 @@ where
             if out.is_empty() && scanned.held.is_none() {
                 // Nothing held in this batch: forward straight from the read
                 // buffer (records first, bytes second).
-                sink.flush().await;
+                if let Err(e) = sink.durable().await {
+                    return EndReason::AuditFailed(e.to_string());
+                }
                 if scanned.forward > 0 {
                     gate.unpaused().await;
                     if let Err(e) = write_out(upstream, &buf[..scanned.forward]).await {
@@ -335,8 +349,10 @@ where
         }
         if !out.is_empty() {
             // Records first, bytes second: what reaches the upstream has been
-            // handed to the recorder.
-            sink.flush().await;
+            // written to the audit log (and synced, with fsync = "always").
+            if let Err(e) = sink.durable().await {
+                return EndReason::AuditFailed(e.to_string());
+            }
             gate.unpaused().await;
             if let Err(e) = write_out(upstream, &out).await {
                 return EndReason::Io(format!("writing to upstream: {e}"));

@@ -14,15 +14,14 @@ use airlock_pgwire::messages::{
     BackendKeyData, BackendMessage, ErrorResponse, ReadyForQuery, Severity,
 };
 use airlock_pgwire::sqlstate;
-use airlock_store::SessionRecord;
 
+use crate::audit::SessionLog;
 use crate::backend::{self, is_passthrough_param};
 use crate::cancel::UpstreamCancel;
 use crate::error::UserFacingError;
 use crate::frontend::{self, FrontendError, Hello};
 use crate::gate::Gate;
 use crate::metrics::{OutcomeLabels, SessionLabels};
-use crate::recorder::{RecordEvent, SessionLog};
 use crate::relay::{self, RelayLimits};
 use crate::results::{Expectations, MaskContext, ResultFilter};
 use crate::ProxyContext;
@@ -168,6 +167,44 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             }
         },
     };
+    // The session's first record, before the client can send anything.
+    let session_id = airlock_store::new_id("sess");
+    let break_glass = auth.grant.kind == airlock_access::GrantKind::BreakGlass;
+    let end_ms = auth
+        .grant
+        .expires_ms
+        .map_or(auth.credential.expires_ms, |g| {
+            g.min(auth.credential.expires_ms)
+        });
+    let start = airlock_audit::Event::SessionStart(airlock_audit::SessionStart {
+        session: session_id.clone(),
+        user: auth.user.clone(),
+        resource: auth.resource.clone(),
+        access: auth.access.as_str().to_owned(),
+        grant: auth.grant.id.clone(),
+        break_glass,
+        credential: auth.credential.id.clone(),
+        client_addr: peer.to_string(),
+        tls: stream.is_tls(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        until_ms: Some(end_ms),
+    });
+    if let Err(e) = ctx.audit.append(&[start]) {
+        outcome(&ctx, "audit_failed");
+        tracing::error!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "session refused: its audit record could not be written");
+        let mut u = crate::audit::refusal(&e, &auth.resource);
+        u.severity = airlock_pgwire::messages::Severity::Fatal;
+        u.message = format!(
+            "Airlock refused the session on \"{}\": its audit record could not be written",
+            auth.resource
+        );
+        let _ = frontend::send(
+            &mut stream,
+            &[BackendMessage::ErrorResponse(u.to_response())],
+        )
+        .await;
+        return;
+    }
     outcome(&ctx, "session");
 
     let (key, _cancel_guard) = ctx.cancel.register(UpstreamCancel {
@@ -220,7 +257,6 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         return;
     }
 
-    let session_id = airlock_store::new_id("sess");
     let labels = SessionLabels {
         resource: auth.resource.clone(),
         access: auth.access.as_str(),
@@ -228,28 +264,11 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     ctx.metrics.sessions.get_or_create(&labels).inc();
     let active = ctx.metrics.sessions_active.get_or_create(&labels).clone();
     active.inc();
-    let started_ms = ctx.clock.now_ms();
-    ctx.recorder
-        .record(RecordEvent::Started(SessionRecord {
-            id: session_id.clone(),
-            user: auth.user.clone(),
-            resource: auth.resource.clone(),
-            access: auth.access.as_str().to_owned(),
-            credential_id: auth.credential.id.clone(),
-            client_addr: peer.to_string(),
-            tls: stream.is_tls(),
-            started_ms,
-            ended_ms: None,
-            statement_count: 0,
-            end_reason: None,
-            grant_id: auth.grant.id.clone(),
-            break_glass: auth.grant.kind == airlock_access::GrantKind::BreakGlass,
-        }))
-        .await;
+    let started = Instant::now();
     tracing::info!(
         session = %session_id, user = %auth.user, resource = %auth.resource,
         access = %auth.access, grant = %auth.grant.id, grant_kind = %auth.grant.kind,
-        break_glass = auth.grant.kind == airlock_access::GrantKind::BreakGlass, %peer, tls = stream.is_tls(),
+        break_glass, %peer, tls = stream.is_tls(),
         upstream_tls = upstream.tls, "session started"
     );
 
@@ -257,12 +276,6 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     // outlives the grant behind it), or when the enforcer finds its grant
     // ended: expired, revoked, or no longer allowed by a reloaded policy.
     let (_registration, stop) = ctx.sessions.register(&session_id, auth.grant.clone());
-    let end_ms = auth
-        .grant
-        .expires_ms
-        .map_or(auth.credential.expires_ms, |g| {
-            g.min(auth.credential.expires_ms)
-        });
     let remaining_ms = (end_ms - ctx.clock.now_ms()).max(0) as u64;
     // When the grant is what ends the session, the goodbye names the grant.
     let deadline_message = match auth.grant.expires_ms {
@@ -283,7 +296,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         deadline_message,
         stop: Some(stop),
     };
-    let mut log = SessionLog::new(ctx.recorder.clone(), ctx.clock.clone(), session_id.clone());
+    let mut log = SessionLog::new(ctx.audit.clone(), session_id.clone());
     let txn_status = AtomicU8::new(upstream.status.byte());
     let mut gate = Gate::new(
         ctx.classifier.clone(),
@@ -340,7 +353,6 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         &txn_status,
     )
     .await;
-    log.flush().await;
     active.dec();
     ctx.metrics
         .statements
@@ -348,13 +360,17 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         .inc_by(log.count() as u64);
     ctx.metrics.bytes_from_clients.inc_by(stats.from_client);
     ctx.metrics.bytes_to_clients.inc_by(stats.to_client);
-    ctx.recorder
-        .record(RecordEvent::Ended {
-            id: session_id.clone(),
-            ended_ms: ctx.clock.now_ms(),
-            reason: reason.as_text(),
-        })
-        .await;
+    let end = airlock_audit::Event::SessionEnd {
+        session: session_id.clone(),
+        reason: reason.as_text(),
+        statements: log.count(),
+        bytes_in: stats.from_client,
+        bytes_out: stats.to_client,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    if let Err(e) = ctx.audit.append(&[end]) {
+        tracing::error!(session = %session_id, error = %e, "the session's end could not be written to the audit log");
+    }
     tracing::info!(session = %session_id, reason = %reason.as_text(), statements = log.count(), "session ended");
 }
 

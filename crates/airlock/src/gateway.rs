@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use airlock_access::Clock;
 use airlock_config::Config;
+use airlock_proxy::ProxyContext;
 use airlock_proxy::{backend::UpstreamTlsConfigs, cancel::CancelMap, metrics::ProxyMetrics};
-use airlock_proxy::{recorder::Recorder, ProxyContext};
 use airlock_store::{SqliteStore, Store};
 
 pub struct Listeners {
@@ -83,10 +83,8 @@ pub async fn run(
     let data_dir = config.gateway.data_dir.clone();
     create_private_dir(&data_dir)?;
     let store = open_store(&data_dir)?;
-    let orphans = store.close_orphan_sessions(clock.now_ms())?;
-    if orphans > 0 {
-        tracing::warn!(orphans, "closed sessions left open by an earlier run");
-    }
+    let audit = open_audit(&config)?;
+    let audit_index = start_audit(&config, &audit, shutdown.clone()).await?;
     let tls = airlock_proxy::tls::load_or_generate(
         &data_dir,
         config.gateway.tls_cert.as_deref(),
@@ -105,7 +103,6 @@ pub async fn run(
 
     let pg_addr = listeners.postgres.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
-    let (recorder, recorder_thread) = Recorder::start(store.clone());
     let metrics = Arc::new(ProxyMetrics::default());
     let mut registry = prometheus_client::registry::Registry::with_prefix("");
     metrics.register(&mut registry);
@@ -137,7 +134,7 @@ pub async fn run(
         tls: Some(Arc::new(tls)),
         cancel: CancelMap::default(),
         upstream_tls: upstream_tls.clone(),
-        recorder,
+        audit: audit.clone(),
         metrics,
         clock: clock.clone(),
         shutdown: shutdown.clone(),
@@ -157,6 +154,8 @@ pub async fn run(
         webhooks: webhooks.clone(),
         sessions: sessions.clone(),
         upstream_tls,
+        audit: audit.clone(),
+        audit_index,
     });
 
     tokio::spawn(airlock_proxy::enforcer::run(
@@ -170,9 +169,15 @@ pub async fn run(
         store.clone(),
         clock.clone(),
         webhooks.clone(),
+        audit.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(crate::reload::watch(config_tx, webhooks, shutdown.clone()));
+    tokio::spawn(crate::reload::watch(
+        config_tx,
+        webhooks,
+        audit.clone(),
+        shutdown.clone(),
+    ));
 
     tokio::spawn(purge_expired_credentials(
         store.clone(),
@@ -201,12 +206,153 @@ pub async fn run(
     // Whatever ended the HTTP side ends the gateway.
     shutdown.cancel();
     proxy.await.context("the PostgreSQL listener task failed")?;
-    // The recorder thread drains once every session has dropped its sender.
     drop(ctx);
-    tokio::task::spawn_blocking(move || recorder_thread.join()).await?;
+    // Every session has written its end: seal the chain.
+    let closing = audit.clone();
+    tokio::task::spawn_blocking(move || {
+        closing.append(&[airlock_audit::Event::GatewayStopped {}])?;
+        closing.close()
+    })
+    .await?
+    .context("closing the audit log")?;
     http_result.context("the HTTP server failed")?;
     tracing::info!("airlock gateway stopped");
     Ok(())
+}
+
+/// Opens the audit log in `data_dir/audit` with the checkpoint key from
+/// `data_dir/keys` (created on first start).
+pub fn open_audit(config: &Config) -> anyhow::Result<airlock_audit::AuditLog> {
+    let data_dir = &config.gateway.data_dir;
+    let key_path = airlock_audit::signing_key_path(data_dir);
+    if let Some(dir) = key_path.parent() {
+        create_private_dir(dir)?;
+    }
+    let key = airlock_audit::SigningKey::load_or_create(&key_path)?;
+    let a = &config.audit;
+    let options = airlock_audit::Options {
+        fsync: match a.fsync {
+            airlock_config::AuditFsync::Always => airlock_audit::FsyncMode::Always,
+            airlock_config::AuditFsync::Batched => {
+                airlock_audit::FsyncMode::Batched(airlock_config::AuditSettings::FSYNC_WINDOW)
+            }
+            airlock_config::AuditFsync::Off => airlock_audit::FsyncMode::Off,
+        },
+        checkpoint_every: a.checkpoint_every,
+        checkpoint_interval: a.checkpoint_interval,
+        segment_bytes: a.segment_size.0,
+        ..airlock_audit::Options::default()
+    };
+    let dir = airlock_audit::audit_dir(data_dir);
+    let log = airlock_audit::AuditLog::open(&dir, key, options)
+        .with_context(|| format!("opening the audit log in {}", dir.display()))?;
+    Ok(log)
+}
+
+/// Announces the start in the log, brings the index up to date, ends in the
+/// log the sessions an earlier run left open, and starts the indexer and
+/// retention. Returns the index for the API's readers.
+async fn start_audit(
+    config: &Config,
+    audit: &airlock_audit::AuditLog,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<std::sync::Mutex<airlock_audit::index::Index>>> {
+    let data_dir = config.gateway.data_dir.clone();
+    audit
+        .append(&[airlock_audit::Event::GatewayStarted {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            key: audit.key_id().to_owned(),
+        }])
+        .context("writing to the audit log")?;
+    let index_path = airlock_audit::index_path(&data_dir);
+    let dir = audit.dir().to_path_buf();
+    let (mut index, mut tailer) = {
+        let (index_path, dir) = (index_path.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut index = airlock_audit::index::Index::open(&index_path)?;
+            let mut tailer = index.tailer(&dir)?;
+            let n = index.catch_up(&mut tailer)?;
+            if n > 0 {
+                tracing::info!(records = n, "audit index brought up to date");
+            }
+            Ok((index, tailer))
+        })
+        .await??
+    };
+    let orphans = index.open_sessions()?;
+    if !orphans.is_empty() {
+        let ends: Vec<_> = orphans
+            .iter()
+            .map(|id| airlock_audit::Event::SessionEnd {
+                session: id.clone(),
+                reason: "gateway restarted".into(),
+                statements: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 0,
+            })
+            .collect();
+        audit.append(&ends).context("writing to the audit log")?;
+        tracing::warn!(
+            sessions = orphans.len(),
+            "ended sessions left open by an earlier run"
+        );
+    }
+    index.catch_up(&mut tailer)?;
+    // The indexer: its own connection, following the log.
+    let mut written = audit.written();
+    let stop = shutdown.clone();
+    std::thread::Builder::new()
+        .name("airlock-audit-index".into())
+        .spawn(move || loop {
+            if let Err(e) = index.catch_up(&mut tailer) {
+                tracing::warn!(error = %e, "indexing the audit log failed; retrying");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+            // Idle until something is written (or a short while passes).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+            while !written.has_changed().unwrap_or(true)
+                && std::time::Instant::now() < deadline
+                && !stop.is_cancelled()
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            written.mark_unchanged();
+        })
+        .context("starting the audit indexer")?;
+    if let Some(retain) = config.audit.retain {
+        let audit = audit.clone();
+        let text = airlock_config::format_duration(retain);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let (audit, text) = (audit.clone(), text.clone());
+                match tokio::task::spawn_blocking(move || audit.apply_retention(retain, &text))
+                    .await
+                {
+                    Ok(Ok(removed)) if !removed.is_empty() => {
+                        tracing::info!(
+                            segments = removed.len(),
+                            through = removed.last().map_or(0, |r| r.last_seq),
+                            "audit retention removed old segments"
+                        )
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "audit retention failed"),
+                    Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+                }
+            }
+        });
+    }
+    let reader = airlock_audit::index::Index::open(&index_path)?;
+    Ok(Arc::new(std::sync::Mutex::new(reader)))
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -271,6 +417,7 @@ async fn sweep_expiries(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     webhooks: Option<airlock_webhook::Dispatcher>,
+    audit: airlock_audit::AuditLog,
     shutdown: CancellationToken,
 ) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -302,6 +449,15 @@ async fn sweep_expiries(
         };
         let announce = |kind: &str, text: String, data: serde_json::Value| {
             tracing::info!(event = kind, "{text}");
+            let event = airlock_audit::Event::Access {
+                event: kind.to_owned(),
+                actor: "airlock".to_owned(),
+                text: text.clone(),
+                data: data.clone(),
+            };
+            if let Err(e) = audit.append(&[event]) {
+                tracing::error!(event = kind, error = %e, "an expiry could not be written to the audit log");
+            }
             if let Some(w) = &webhooks {
                 w.emit(airlock_webhook::Event::new(kind, text, now, data));
             }

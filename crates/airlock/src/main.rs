@@ -180,6 +180,18 @@ enum Command {
         #[command(subcommand)]
         command: airlock::policy::PolicyCommand,
     },
+    /// Search the audit log; `audit verify | export | reindex | public-key | sessions` (run on
+    /// the gateway host, or on a copy of the log).
+    Audit(Box<airlock::audit_cli::AuditArgs>),
+    /// A recorded session, statement by statement, with timings, results' first rows and errors.
+    Replay {
+        session_id: String,
+        #[arg(long, env = "AIRLOCK_CONFIG", default_value = "airlock.toml")]
+        config: PathBuf,
+        /// The session's records as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// API tokens (run on the gateway host).
     Token {
         #[command(subcommand)]
@@ -460,6 +472,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             (None, None) => anyhow::bail!("give a RESOURCE to file a statement, or --run ID"),
         },
         Command::Policy { command } => airlock::policy::run(command),
+        Command::Audit(args) => airlock::audit_cli::run(*args),
+        Command::Replay {
+            session_id,
+            config,
+            json,
+        } => airlock::audit_cli::replay(&config, &session_id, json),
         Command::Webhooks {
             command: WebhooksCommand::Status { json },
         } => access_cli::webhooks_status(json),

@@ -58,6 +58,7 @@ fn file_hash(path: &std::path::Path) -> Option<String> {
 pub async fn watch(
     tx: watch::Sender<Arc<Config>>,
     webhooks: Option<airlock_webhook::Dispatcher>,
+    audit: airlock_audit::AuditLog,
     shutdown: CancellationToken,
 ) {
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -111,6 +112,15 @@ pub async fn watch(
                     next.users.len()
                 );
                 tracing::info!(trigger, policy_sha256 = %hash, "{text}");
+                let event = airlock_audit::Event::Access {
+                    event: "policy.reloaded".into(),
+                    actor: trigger.to_owned(),
+                    text: text.clone(),
+                    data: serde_json::json!({ "sha256": hash, "file": next.path }),
+                };
+                if let Err(e) = audit.append(&[event]) {
+                    tracing::error!(error = %e, "the policy reload could not be written to the audit log");
+                }
                 if let Some(w) = &webhooks {
                     w.emit(airlock_webhook::Event::new(
                         "policy.reloaded",

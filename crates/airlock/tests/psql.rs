@@ -113,15 +113,19 @@ async fn psql_verify_full_reads_and_copies() {
     );
     assert_eq!(stdout(&o), "after copy\n");
 
-    // Sessions and their statements are recorded.
-    let store = airlock::gateway::open_store(&w.data_dir()).unwrap();
+    // Sessions and their statements are in the audit log and its index.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let sessions = store
-        .sessions(&airlock_store::SessionFilter {
+    let mut index =
+        airlock_audit::index::Index::open(&airlock_audit::index_path(&w.data_dir())).unwrap();
+    let mut tailer = index
+        .tailer(&airlock_audit::audit_dir(&w.data_dir()))
+        .unwrap();
+    index.catch_up(&mut tailer).unwrap();
+    let sessions = index
+        .sessions(&airlock_audit::index::SessionQuery {
             user: Some("oncall1".into()),
-            resource: None,
-            active_only: false,
             limit: 100,
+            ..Default::default()
         })
         .unwrap();
     assert!(sessions.len() >= 5, "{sessions:?}");
@@ -130,8 +134,20 @@ async fn psql_verify_full_reads_and_copies() {
         .all(|s| s.tls && s.access == "read" && s.ended_ms.is_some()));
     let all: Vec<String> = sessions
         .iter()
-        .flat_map(|s| store.session_statements(&s.id, 100).unwrap())
-        .map(|s| s.text)
+        .flat_map(|s| {
+            index
+                .records(&airlock_audit::index::RecordQuery {
+                    session: Some(s.id.clone()),
+                    kinds: vec!["statement".into()],
+                    limit: 100,
+                    ..Default::default()
+                })
+                .unwrap()
+        })
+        .filter_map(|e| match e.event {
+            airlock_audit::Event::Statement(st) => Some(st.display_text()),
+            _ => None,
+        })
         .collect();
     assert!(
         all.iter().any(|t| t == "select count(*) from orders"),

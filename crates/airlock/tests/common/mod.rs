@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Once};
 
@@ -118,6 +118,8 @@ pub struct Options {
     /// Replaces the default roles and users (and may add [access] and
     /// [[webhook]] tables).
     pub policy: Option<String>,
+    /// Put the data directory on a tmpfs of this many bytes (needs root).
+    pub data_dir_tmpfs: Option<u64>,
 }
 
 impl Default for Options {
@@ -132,6 +134,7 @@ impl Default for Options {
             resource_extra: String::new(),
             http_tls: true,
             policy: None,
+            data_dir_tmpfs: None,
         }
     }
 }
@@ -145,6 +148,8 @@ pub struct World {
     pub shutdown: CancellationToken,
     pub gateway: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub child: Option<std::process::Child>,
+    /// A tmpfs mounted at the data directory, unmounted on drop.
+    pub tmpfs: Option<PathBuf>,
 }
 
 impl World {
@@ -211,6 +216,22 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
             policy = opts.policy.unwrap_or_else(|| DEFAULT_POLICY.to_owned()),
         );
         let path = dir.path().join("airlock.toml");
+        let tmpfs = opts.data_dir_tmpfs.map(|size| {
+            let at = dir.path().join("data");
+            std::fs::create_dir_all(&at).unwrap();
+            let status = Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size},mode=0700"))
+                .arg("tmpfs")
+                .arg(&at)
+                .status()
+                .expect("mount runs");
+            assert!(
+                status.success(),
+                "mounting a tmpfs for the data directory (the test needs root)"
+            );
+            at
+        });
         let pg = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (pg_addr, http_addr) = (pg.local_addr().unwrap(), http.local_addr().unwrap());
@@ -248,6 +269,7 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
             shutdown,
             gateway,
             child,
+            tmpfs,
         };
         // Ready when the API answers (over HTTPS, trusting the gateway's
         // generated CA once it exists).
@@ -403,12 +425,33 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
     }
 }
 
+impl World {
+    /// Stops the gateway gracefully and copies its audit directory to
+    /// `to/audit`, for checks after the world (and its tmpfs) is gone.
+    pub async fn stop_keeping_files(mut self, to: &Path) {
+        self.shutdown.cancel();
+        if let Some(g) = self.gateway.take() {
+            g.await.unwrap().unwrap();
+        }
+        let from = airlock_audit::audit_dir(&self.data_dir());
+        let dest = to.join("audit");
+        std::fs::create_dir_all(&dest).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dest.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         self.shutdown.cancel();
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(at) = self.tmpfs.take() {
+            let _ = Command::new("umount").arg("-l").arg(&at).status();
         }
     }
 }

@@ -1,0 +1,410 @@
+//! The audit log through a real gateway and PostgreSQL: every statement,
+//! allowed or refused, is recorded with its classification and decision
+//! before it is forwarded; sessions, access events and the gateway's own
+//! start and stop are in the chain; `airlock audit verify` passes, and fails
+//! on a tampered copy; a full disk refuses statements (none forwarded) and
+//! the gateway recovers when space returns.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use airlock_audit::read::Entry;
+use airlock_audit::Event;
+use common::{stdout, Options, World, DEFAULT_POLICY};
+
+fn airlock(args: &[&str], config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .env("AIRLOCK_CONFIG", config)
+        .env("AIRLOCK_LOG", "warn")
+        .output()
+        .expect("airlock runs")
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_owned())
+        .unwrap_or_else(|| format!("not a db error: {e}"))
+}
+
+/// Every record in the log, in order.
+fn entries(data_dir: &Path) -> Vec<Entry> {
+    let mut out = Vec::new();
+    airlock_audit::read::scan(&airlock_audit::audit_dir(data_dir), 0, |raw| {
+        out.push(Entry::parse(raw.line).expect("every record decodes"));
+        Ok(true)
+    })
+    .unwrap();
+    out
+}
+
+fn statements(entries: &[Entry]) -> Vec<airlock_audit::Statement> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Statement(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_sessions_and_access_events_are_chained_and_verify() {
+    let w = World::start().await;
+    let config = w.dir.path().join("airlock.toml");
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    client
+        .simple_query("SELECT 1 AS one; SELECT 'two'")
+        .await
+        .unwrap();
+    client
+        .query("SELECT id FROM customers WHERE id = $1", &[&1i32])
+        .await
+        .unwrap();
+    let e = client
+        .simple_query("DELETE FROM customers")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "25006", "{e}");
+    drop(client);
+
+    // The session's end is written when the relay notices the client left.
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        all = entries(&w.data_dir());
+        if all
+            .iter()
+            .any(|e| matches!(e.event, Event::SessionEnd { .. }))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kinds: Vec<&str> = all.iter().map(|e| e.event.kind()).collect();
+    assert_eq!(kinds[0], "gateway_started", "{kinds:?}");
+    // The credential was minted through the API: an access event.
+    assert!(
+        all.iter()
+            .any(|e| matches!(&e.event, Event::Access { event, actor, .. }
+            if event == "credential.issued" && actor == "oncall1")),
+        "{kinds:?}"
+    );
+    let start = all
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::SessionStart(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("session start recorded");
+    assert_eq!(
+        (
+            start.user.as_str(),
+            start.resource.as_str(),
+            start.access.as_str()
+        ),
+        ("oncall1", "orders", "read")
+    );
+    assert!(start.tls);
+    assert_eq!(start.credential, conn.credential.id);
+    assert_eq!(start.roles, vec!["oncall".to_owned()]);
+
+    let st = statements(&all);
+    let texts: Vec<String> = st.iter().map(|s| s.display_text()).collect();
+    // Raw text as the client sent it, once per Query or Parse.
+    assert!(
+        texts.contains(&"SELECT 1 AS one; SELECT 'two'".to_owned()),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&"SELECT id FROM customers WHERE id = $1".to_owned()),
+        "{texts:?}"
+    );
+    let multi = st
+        .iter()
+        .find(|s| s.display_text().starts_with("SELECT 1 AS one"))
+        .unwrap();
+    assert_eq!(multi.classified.len(), 2);
+    assert_eq!(multi.protocol, "simple");
+    assert_eq!(multi.decision, "allowed");
+    let ext = st.iter().find(|s| s.display_text().contains("$1")).unwrap();
+    assert_eq!(ext.protocol, "extended");
+    let delete = st
+        .iter()
+        .find(|s| s.display_text() == "DELETE FROM customers")
+        .unwrap();
+    assert_eq!(delete.decision, "refused");
+    assert_eq!(delete.rule, "delete");
+    assert_eq!(delete.sqlstate.as_deref(), Some("25006"));
+    assert_eq!(delete.classified[0].kind, "delete");
+    // Numbered in order within the session.
+    let ns: Vec<u64> = st.iter().map(|s| s.n).collect();
+    assert_eq!(ns, (1..=ns.len() as u64).collect::<Vec<_>>());
+
+    // The index (what `audit`, `audit sessions` and `replay` read) agrees.
+    let sessions = airlock(&["audit", "sessions", "--json"], &config);
+    assert!(sessions.status.success(), "{sessions:?}");
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&sessions.stdout).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["statement_count"], st.len() as i64);
+    assert_eq!(list[0]["refused_count"], 1);
+    let sid = list[0]["id"].as_str().unwrap().to_owned();
+    let replay = airlock(&["replay", &sid], &config);
+    let text = stdout(&replay);
+    assert!(replay.status.success(), "{replay:?}");
+    assert!(text.contains("DELETE FROM customers"), "{text}");
+    assert!(text.contains("refused [delete]"), "{text}");
+    let found = airlock(
+        &["audit", "--grep", "customers", "--kind", "statement"],
+        &config,
+    );
+    let text = stdout(&found);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    let json = airlock(
+        &[
+            "audit",
+            "--user",
+            "oncall1",
+            "--json",
+            "--kind",
+            "statement",
+        ],
+        &config,
+    );
+    for line in stdout(&json).lines() {
+        let e: Entry = serde_json::from_str(line).unwrap();
+        assert!(matches!(e.event, Event::Statement(_)));
+    }
+    let bad = airlock(&["audit", "--kind", "statments"], &config);
+    assert!(!bad.status.success());
+    assert!(common::stderr(&bad).contains("unknown --kind"), "{bad:?}");
+
+    // The API's session listing reads the same index.
+    let api = w.api("oncall1");
+    let via_api: Vec<serde_json::Value> = api.get("/api/v1/sessions").await.unwrap();
+    assert_eq!(via_api[0]["id"], sid.as_str());
+    let stmts: Vec<serde_json::Value> = api
+        .get(&format!("/api/v1/sessions/{sid}/statements"))
+        .await
+        .unwrap();
+    assert_eq!(stmts.len(), st.len());
+    let health: serde_json::Value = w
+        .http_client()
+        .get(format!("{}/healthz", w.http()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["audit"]["status"], "ok");
+
+    // Stop the gateway: the chain is sealed, and verifies.
+    let data_dir = w.data_dir();
+    let dir = w.dir.path().to_path_buf();
+    let keep = tempfile::tempdir().unwrap();
+    w.stop_keeping_files(keep.path()).await;
+    let audit_dir = keep.path().join("audit");
+    let verify = airlock(&["audit", "verify", audit_dir.to_str().unwrap()], &config);
+    let text = stdout(&verify);
+    assert!(
+        verify.status.success(),
+        "{text}\n{}",
+        common::stderr(&verify)
+    );
+    assert!(text.ends_with("OK\n"), "{text}");
+    assert!(!text.contains("unsealed"), "closed cleanly: {text}");
+    let _ = (data_dir, dir);
+
+    // Exported with its chain fields, it verifies elsewhere with the key.
+    let pem = keep.path().join("key.pem");
+    std::fs::copy(audit_dir.join(airlock_audit::PUBLIC_KEY_FILE), &pem).unwrap();
+    let export = keep.path().join("export.jsonl");
+    let mut lines = Vec::new();
+    for seg in airlock_audit::segment::list(&audit_dir).unwrap() {
+        lines.extend(std::fs::read(&seg.path).unwrap());
+    }
+    std::fs::write(&export, &lines).unwrap();
+    let ok = airlock(
+        &[
+            "audit",
+            "verify",
+            "--public-key",
+            pem.to_str().unwrap(),
+            export.to_str().unwrap(),
+        ],
+        &config,
+    );
+    assert!(ok.status.success(), "{}", stdout(&ok));
+
+    // One changed byte in a statement's text: named, and exit code 1.
+    let seg = airlock_audit::segment::list(&audit_dir).unwrap()[0]
+        .path
+        .clone();
+    let bytes = std::fs::read(&seg).unwrap();
+    let at = bytes
+        .windows(b"DELETE FROM customers".len())
+        .position(|w| w == b"DELETE FROM customers")
+        .unwrap();
+    let mut tampered = bytes.clone();
+    tampered[at] = b'd';
+    std::fs::write(&seg, &tampered).unwrap();
+    let failed = airlock(
+        &[
+            "audit",
+            "verify",
+            "--public-key",
+            pem.to_str().unwrap(),
+            audit_dir.to_str().unwrap(),
+        ],
+        &config,
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
+    let text = stdout(&failed);
+    assert!(
+        text.contains("FAILED: record") && text.contains("modified"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_statements_and_the_gateway_recovers() {
+    // The data directory on a small tmpfs of its own.
+    let w = World::start_with(Options {
+        data_dir_tmpfs: Some(8 * 1024 * 1024),
+        policy: Some(format!("{DEFAULT_POLICY}\n[audit]\nfsync = \"batched\"\n")),
+        ..Options::default()
+    })
+    .await;
+    w.cluster
+        .psql(
+            "orders",
+            "CREATE TABLE audit_probe (n int); GRANT ALL ON audit_probe TO orders_rw;",
+        )
+        .unwrap();
+    let conn = w.connect("lead1", "write").await;
+    let client = w.tokio_pg(&conn).await;
+    client
+        .simple_query("INSERT INTO audit_probe VALUES (1)")
+        .await
+        .unwrap();
+
+    // Fill the disk.
+    let filler = w.data_dir().join("filler");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    // The segment's last page may still have room for a record or two.
+    let mut full = false;
+    for _ in 0..200 {
+        match client.simple_query("SELECT 1").await {
+            Ok(_) => continue,
+            Err(e) => {
+                assert_eq!(code(&e), "53100", "{e}");
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(full, "the audit log never ran out of space");
+    // Both protocols are refused with 53100, and nothing reaches PostgreSQL.
+    let e = client
+        .simple_query("INSERT INTO audit_probe VALUES (2)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "53100", "{e}");
+    let msg = e.as_db_error().unwrap();
+    assert!(
+        msg.message().contains("audit record could not be written"),
+        "{}",
+        msg.message()
+    );
+    assert!(
+        msg.detail().unwrap_or("").contains("nothing was sent"),
+        "{msg:?}"
+    );
+    let e = client
+        .execute("INSERT INTO audit_probe VALUES ($1)", &[&3i32])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "53100", "{e}");
+    let count = w
+        .cluster
+        .psql("orders", "SELECT count(*) FROM audit_probe")
+        .unwrap();
+    assert_eq!(
+        count.trim(),
+        "1",
+        "only the statement recorded before the disk filled ran"
+    );
+    // The health endpoint says so.
+    let r = w
+        .http_client()
+        .get(format!("{}/healthz", w.http()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let health: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(health["audit"]["status"], "failing", "{health}");
+    // The session goes on: the refusal was a statement error.
+    assert!(!client.is_closed());
+
+    // Space returns: statements run again and are recorded.
+    std::fs::remove_file(&filler).unwrap();
+    client
+        .simple_query("INSERT INTO audit_probe VALUES (4)")
+        .await
+        .unwrap();
+    client
+        .execute("INSERT INTO audit_probe VALUES ($1)", &[&5i32])
+        .await
+        .unwrap();
+    let count = w
+        .cluster
+        .psql("orders", "SELECT count(*) FROM audit_probe")
+        .unwrap();
+    assert_eq!(count.trim(), "3");
+    let r = w
+        .http_client()
+        .get(format!("{}/healthz", w.http()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(client);
+    let texts: Vec<String> = statements(&entries(&w.data_dir()))
+        .iter()
+        .map(|s| s.display_text())
+        .collect();
+    // Every statement that ran has its record; the refused ones have none.
+    assert!(texts.contains(&"INSERT INTO audit_probe VALUES (1)".to_owned()));
+    assert!(texts.contains(&"INSERT INTO audit_probe VALUES (4)".to_owned()));
+    assert!(!texts.contains(&"INSERT INTO audit_probe VALUES (2)".to_owned()));
+    let keep = tempfile::tempdir().unwrap();
+    w.stop_keeping_files(keep.path()).await;
+    let report = airlock_audit::verify_dir(
+        &keep.path().join("audit"),
+        &airlock_audit::Expect {
+            key: Some(
+                airlock_audit::PublicKey::read(
+                    &keep
+                        .path()
+                        .join("audit")
+                        .join(airlock_audit::PUBLIC_KEY_FILE),
+                )
+                .unwrap(),
+            ),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+}
