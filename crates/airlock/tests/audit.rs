@@ -408,3 +408,117 @@ async fn a_full_disk_refuses_statements_and_the_gateway_recovers() {
     .unwrap();
     assert!(report.ok(), "{:?}", report.problem);
 }
+
+/// SIGKILL while pgbench runs through the gateway (`fsync = "batched"`):
+/// after a restart the chain verifies, and every statement PostgreSQL
+/// executed (its own `log_statement = 'all'` log is the ground truth) has
+/// its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_gateway_loses_no_record_of_what_ran() {
+    let mut w = World::start_with(Options {
+        subprocess: true,
+        policy: Some(format!("{DEFAULT_POLICY}\n[audit]\nfsync = \"batched\"\n")),
+        ..Options::default()
+    })
+    .await;
+    w.cluster
+        .psql(
+            "postgres",
+            "ALTER SYSTEM SET log_statement = 'all'; SELECT pg_reload_conf();",
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let config = w.dir.path().join("airlock.toml");
+    let conn = w.connect("oncall1", "read").await;
+    let script = w.dir.path().join("probe.sql");
+    std::fs::write(
+        &script,
+        "\\set n random(1, 1000000000)\nSELECT :n AS crash_probe;\n",
+    )
+    .unwrap();
+    let mut pgbench = Command::new("pgbench")
+        .args(["-n", "-M", "simple", "-c", "4", "-j", "2", "-T", "30", "-f"])
+        .arg(&script)
+        .envs(conn.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(w.dir.path().join("pgbench.log")).unwrap())
+        .spawn()
+        .expect("pgbench runs");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // SIGKILL: no shutdown path runs.
+    let mut child = w.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = tokio::task::spawn_blocking(move || pgbench.wait()).await;
+
+    // Restart on the same config and data directory.
+    let restarted = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("AIRLOCK_LOG", "info")
+        .stderr(std::fs::File::create(w.dir.path().join("gateway2.log")).unwrap())
+        .spawn()
+        .unwrap();
+    w.child = Some(restarted);
+    let mut up = false;
+    for _ in 0..400 {
+        if let Ok(r) = w
+            .http_client()
+            .get(format!("{}/healthz", w.http()))
+            .send()
+            .await
+        {
+            up = r.status().is_success();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "the gateway restarts on its own log");
+    // Then stop it cleanly, so the whole log is at rest for verify.
+    let mut child = w.child.take().unwrap();
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let verify = airlock(&["audit", "verify"], &config);
+    assert!(
+        verify.status.success(),
+        "{}\n{}",
+        stdout(&verify),
+        common::stderr(&verify)
+    );
+
+    let recorded: std::collections::HashSet<String> = statements(&entries(&w.data_dir()))
+        .iter()
+        .map(|s| s.display_text())
+        .collect();
+    let log = std::fs::read_to_string(w.cluster.log_file()).unwrap();
+    let executed: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("statement: ").map(|(_, s)| s))
+        .filter(|s| s.trim_end_matches(';').ends_with("AS crash_probe"))
+        .collect();
+    assert!(
+        executed.len() > 100,
+        "pgbench ran: {} statements\npgbench: {}\nlog tail: {}",
+        executed.len(),
+        std::fs::read_to_string(w.dir.path().join("pgbench.log")).unwrap_or_default(),
+        log.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+    );
+    let missing: Vec<&&str> = executed
+        .iter()
+        .filter(|s| !recorded.contains(&format!("{s};")) && !recorded.contains(**s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} executed statements have no audit record, e.g. {:?}",
+        missing.len(),
+        executed.len(),
+        missing.first()
+    );
+    // The sessions the kill cut off were ended in the log at restart.
+    assert!(entries(&w.data_dir()).iter().any(|e| matches!(&e.event,
+        Event::SessionEnd { reason, .. } if reason == "gateway restarted")));
+}
