@@ -46,7 +46,8 @@ pub fn document() -> Value {
         "paths": {
             "/healthz": { "get": {
                 "summary": "Liveness and health", "security": [],
-                "responses": { "200": { "description": "healthy" } }
+                "responses": { "200": { "description": "healthy" },
+                    "503": { "description": "the audit log cannot be written: statements are refused (body says why)" } }
             }},
             "/metrics": { "get": {
                 "summary": "Prometheus metrics (OpenMetrics text)", "security": [],
@@ -96,7 +97,7 @@ pub fn document() -> Value {
                     "401": err("no or bad token") }
             }},
             "/api/v1/sessions/{id}/statements": { "get": {
-                "summary": "Statements of one of the caller's sessions",
+                "summary": "Statements of one of the caller's sessions, from the audit log (seq, at_ms, text, decision, rule, sqlstate)",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "200": { "description": "statements" }, "401": err("no or bad token"),
                     "404": err("no such session") }
