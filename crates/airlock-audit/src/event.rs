@@ -104,6 +104,19 @@ impl Event {
         "access",
     ];
 
+    /// The end of a session whose traffic was never counted: one cut off
+    /// during its start, or left open by a crash.
+    pub fn session_end_uncounted(session: &str, reason: impl Into<String>) -> Event {
+        Event::SessionEnd {
+            session: session.to_owned(),
+            reason: reason.into(),
+            statements: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration_ms: 0,
+        }
+    }
+
     /// The session the event belongs to, if any.
     pub fn session(&self) -> Option<&str> {
         match self {

@@ -141,39 +141,31 @@ impl Index {
     /// Indexes every record the tailer has not handed over yet, in
     /// transactions of at most 10,000 records. Returns how many.
     pub fn catch_up(&mut self, tailer: &mut Tailer) -> Result<u64, AuditError> {
+        const BATCH: u64 = 10_000;
         let mut total = 0;
         loop {
             let tx = self.conn.transaction().map_err(idx)?;
-            let mut n = 0u64;
-            let mut last = None;
-            let mut stop = false;
-            // The tailer hands over everything new; batch by transaction.
-            let r = tailer.poll(|raw| {
-                if stop {
-                    return Err(AuditError::Index("batch full".into()));
+            let n = match tailer.poll(BATCH, |raw| insert(&tx, raw)) {
+                Ok(n) => n,
+                Err(e) => {
+                    // The batch rolls back: hand its records over again.
+                    drop(tx);
+                    tailer.reset(self.indexed_seq()?);
+                    return Err(e);
                 }
-                insert(&tx, raw)?;
-                last = Some(raw.seq);
-                n += 1;
-                if n >= 10_000 {
-                    stop = true;
-                }
-                Ok(())
-            });
-            if let Some(seq) = last {
+            };
+            if n > 0 {
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('indexed_seq', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    params![seq.to_string()],
+                    params![tailer.after_seq().to_string()],
                 )
                 .map_err(idx)?;
             }
             tx.commit().map_err(idx)?;
             total += n;
-            match r {
-                Ok(_) => return Ok(total),
-                Err(AuditError::Index(m)) if m == "batch full" => continue,
-                Err(e) => return Err(e),
+            if n < BATCH {
+                return Ok(total);
             }
         }
     }

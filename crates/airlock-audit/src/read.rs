@@ -110,13 +110,23 @@ impl Tailer {
         }
     }
 
+    /// Starts over after record `after_seq` (when what was handed over
+    /// since was not kept).
+    pub fn reset(&mut self, after_seq: u64) {
+        self.segment = None;
+        self.offset = 0;
+        self.after_seq = after_seq;
+    }
+
     pub fn after_seq(&self) -> u64 {
         self.after_seq
     }
 
-    /// Calls `f` with each new complete record; returns how many.
+    /// Calls `f` with each new complete record, at most `limit` of them;
+    /// returns how many. The next poll goes on right after the last one.
     pub fn poll(
         &mut self,
+        limit: u64,
         mut f: impl FnMut(&Raw<'_>) -> Result<(), AuditError>,
     ) -> Result<u64, AuditError> {
         use std::io::{Read as _, Seek as _};
@@ -150,15 +160,20 @@ impl Tailer {
             file.read_to_end(&mut bytes)
                 .map_err(|e| AuditError::io("reading", &seg.path, e))?;
             let mut failed = None;
+            // Bytes handled: up to the end of the last line taken or skipped.
+            let mut consumed = 0u64;
             let after = &mut self.after_seq;
-            let torn = segment::for_each_line(&bytes, |_, line| {
-                if failed.is_some() {
+            let torn = segment::for_each_line(&bytes, |offset, line| {
+                if failed.is_some() || count >= limit {
                     return;
                 }
+                let end = offset + line.len() as u64 + 1;
                 let Some(head) = record::parse_head(line) else {
+                    consumed = end;
                     return;
                 };
                 if head.seq <= *after {
+                    consumed = end;
                     return;
                 }
                 let raw = Raw {
@@ -171,15 +186,18 @@ impl Tailer {
                     Ok(()) => {
                         *after = head.seq;
                         count += 1;
+                        consumed = end;
                     }
                     Err(e) => failed = Some(e),
                 }
             });
             if let Some(e) = failed {
-                // Resume from the segment's start next time; seqs already
-                // handed over are skipped.
-                self.offset = 0;
+                self.offset += consumed;
                 return Err(e);
+            }
+            if count >= limit {
+                self.offset += consumed;
+                return Ok(count);
             }
             self.offset += (bytes.len() - torn.len()) as u64;
             if at + 1 < segments.len() {

@@ -532,22 +532,13 @@ impl Checker<'_> {
         };
         let checkpoint_every = match &raw.checkpoint_every {
             None => Some(AuditSettings::DEFAULT_CHECKPOINT_EVERY),
-            Some(v) => {
-                let n = *v.get_ref();
-                if n < 1 || n as u64 > AuditSettings::MAX_CHECKPOINT_EVERY {
-                    self.error(
-                        v.span(),
-                        "audit.checkpoint_every",
-                        format!(
-                            "`checkpoint_every` in [audit] must be between 1 and {} records, not {n}",
-                            AuditSettings::MAX_CHECKPOINT_EVERY
-                        ),
-                    );
-                    None
-                } else {
-                    Some(n as u64)
-                }
-            }
+            Some(v) => self.in_range(
+                v,
+                "audit.checkpoint_every",
+                "`checkpoint_every` in [audit]",
+                1..=AuditSettings::MAX_CHECKPOINT_EVERY,
+                " records",
+            ),
         };
         let checkpoint_interval = match &raw.checkpoint_interval {
             None => Some(AuditSettings::DEFAULT_CHECKPOINT_INTERVAL),
@@ -579,22 +570,15 @@ impl Checker<'_> {
         };
         let replay_rows = match &raw.replay_rows {
             None => Some(AuditSettings::DEFAULT_REPLAY_ROWS),
-            Some(v) => {
-                let n = *v.get_ref();
-                if n < 0 || n as usize > AuditSettings::MAX_REPLAY_ROWS {
-                    self.error(
-                        v.span(),
-                        "audit.replay_rows",
-                        format!(
-                            "`replay_rows` in [audit] must be between 0 (record no rows) and {}, not {n}",
-                            AuditSettings::MAX_REPLAY_ROWS
-                        ),
-                    );
-                    None
-                } else {
-                    Some(n as usize)
-                }
-            }
+            Some(v) => self
+                .in_range(
+                    v,
+                    "audit.replay_rows",
+                    "`replay_rows` in [audit]",
+                    0..=AuditSettings::MAX_REPLAY_ROWS as u64,
+                    " (0 records no rows)",
+                )
+                .map(|n| n as usize),
         };
         let segment_size = match &raw.segment_size {
             None => Some(AuditSettings::DEFAULT_SEGMENT_SIZE),
@@ -608,6 +592,33 @@ impl Checker<'_> {
             replay_rows: replay_rows?,
             segment_size: segment_size?,
         })
+    }
+
+    /// An integer in `range`; `unit` follows the bounds in the message.
+    fn in_range(
+        &mut self,
+        v: &Spanned<i64>,
+        key: &str,
+        what: &str,
+        range: std::ops::RangeInclusive<u64>,
+        unit: &str,
+    ) -> Option<u64> {
+        let n = *v.get_ref();
+        match u64::try_from(n) {
+            Ok(u) if range.contains(&u) => Some(u),
+            _ => {
+                self.error(
+                    v.span(),
+                    key,
+                    format!(
+                        "{what} must be between {} and {}{unit}, not {n}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn audit_size(&mut self, v: &Spanned<toml::Value>) -> Option<ByteSize> {

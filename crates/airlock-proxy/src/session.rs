@@ -254,14 +254,10 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     .encode(&mut out);
     if let Err(e) = write_all_flush(&mut stream, &out).await {
         tracing::info!(%peer, error = %e, "client left during session start");
-        let end = airlock_audit::Event::SessionEnd {
-            session: session_id.clone(),
-            reason: format!("client left during session start: {e}"),
-            statements: 0,
-            bytes_in: 0,
-            bytes_out: 0,
-            duration_ms: 0,
-        };
+        let end = airlock_audit::Event::session_end_uncounted(
+            &session_id,
+            format!("client left during session start: {e}"),
+        );
         if let Err(e) = ctx.audit.append(&[end]) {
             tracing::error!(session = %session_id, error = %e, "the session's end could not be written to the audit log");
         }

@@ -283,14 +283,7 @@ async fn start_audit(
     if !orphans.is_empty() {
         let ends: Vec<_> = orphans
             .iter()
-            .map(|id| airlock_audit::Event::SessionEnd {
-                session: id.clone(),
-                reason: "gateway restarted".into(),
-                statements: 0,
-                bytes_in: 0,
-                bytes_out: 0,
-                duration_ms: 0,
-            })
+            .map(|id| airlock_audit::Event::session_end_uncounted(id, "gateway restarted"))
             .collect();
         audit.append(&ends).context("writing to the audit log")?;
         tracing::warn!(
