@@ -141,14 +141,25 @@ pub async fn execute(
         Ok(r) => format!("reviewed statement committed: {}", r.command_tag),
         Err(e) => format!("reviewed statement failed ({}): {}", e.sqlstate, e.message),
     };
+    // As the requester saw it (masked), the first rows as configured.
+    let keep = config.audit.replay_rows;
     let done = airlock_audit::StatementDone {
         session: session_id.clone(),
         n: 1,
         duration_us: started.elapsed().as_micros() as u64,
+        rows: outcome.as_ref().map_or(0, |r| r.row_count),
         tags: outcome.iter().map(|r| r.command_tag.clone()).collect(),
         sqlstate: outcome.as_ref().err().map(|e| e.sqlstate.clone()),
         error: outcome.as_ref().err().map(|e| e.message.clone()),
-        ..Default::default()
+        columns: match &outcome {
+            Ok(r) if keep > 0 => r.columns.clone(),
+            _ => Vec::new(),
+        },
+        first_rows: match &outcome {
+            Ok(r) => r.rows.iter().take(keep).cloned().collect(),
+            Err(_) => Vec::new(),
+        },
+        suspended: false,
     };
     let end = airlock_audit::Event::SessionEnd {
         session: session_id.clone(),

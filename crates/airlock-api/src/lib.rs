@@ -365,6 +365,9 @@ struct StatementView {
     rule: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     sqlstate: Option<String>,
+    /// How each run ended: one for a simple Query, one per Execute of a
+    /// prepared statement; none for a refused statement.
+    runs: Vec<airlock_audit::StatementDone>,
 }
 
 async fn session_statements(
@@ -381,8 +384,8 @@ async fn session_statements(
             Some(s) if s.user == user => index
                 .records(&airlock_audit::index::RecordQuery {
                     session: Some(id),
-                    kinds: vec!["statement".into()],
-                    limit: 10_000,
+                    kinds: vec!["statement".into(), "statement_done".into()],
+                    limit: 100_000,
                     ..Default::default()
                 })
                 .map(Some),
@@ -400,19 +403,29 @@ async fn session_statements(
         )
         .hint("list your sessions with GET /api/v1/sessions")
     })?;
-    let list = entries
-        .into_iter()
-        .filter_map(|e| match e.event {
-            airlock_audit::Event::Statement(st) => Some(StatementView {
-                seq: st.n,
-                at_ms: e.ts,
-                text: st.display_text(),
-                decision: st.decision,
-                rule: st.rule,
-                sqlstate: st.sqlstate,
-            }),
-            _ => None,
-        })
-        .collect();
+    let mut list: Vec<StatementView> = Vec::new();
+    let mut at: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    for e in entries {
+        match e.event {
+            airlock_audit::Event::Statement(st) => {
+                at.insert(st.n, list.len());
+                list.push(StatementView {
+                    seq: st.n,
+                    at_ms: e.ts,
+                    text: st.display_text(),
+                    decision: st.decision,
+                    rule: st.rule,
+                    sqlstate: st.sqlstate,
+                    runs: Vec::new(),
+                });
+            }
+            airlock_audit::Event::StatementDone(d) => {
+                if let Some(&i) = at.get(&d.n) {
+                    list[i].runs.push(d);
+                }
+            }
+            _ => {}
+        }
+    }
     Ok(Json(list))
 }

@@ -97,7 +97,7 @@ pub fn document() -> Value {
                     "401": err("no or bad token") }
             }},
             "/api/v1/sessions/{id}/statements": { "get": {
-                "summary": "Statements of one of the caller's sessions, from the audit log (seq, at_ms, text, decision, rule, sqlstate)",
+                "summary": "Statements of one of the caller's sessions, from the audit log (seq, at_ms, text, decision, rule, sqlstate) with each run's end (runs: duration_us, rows, tags, sqlstate, error, columns, first_rows as the client saw them, masked)",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "200": { "description": "statements" }, "401": err("no or bad token"),
                     "404": err("no such session") }

@@ -236,4 +236,8 @@ pub struct StatementDone {
     pub columns: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub first_rows: Vec<Vec<Option<String>>>,
+    /// An Execute that stopped at its row limit (PortalSuspended): the
+    /// portal may be executed again for more rows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
 }

@@ -34,6 +34,7 @@ use airlock_pgwire::Frame;
 use airlock_sql::{Class, Classifier, Guardrails, Rule, Verdict, Violation};
 
 use crate::audit::{Protocol, SessionLog};
+use crate::completion::{Completions, Names, Track};
 use crate::error::UserFacingError;
 use crate::metrics::{ProxyMetrics, RefusalLabels};
 use crate::results::{Expect, Expectations};
@@ -109,6 +110,9 @@ pub struct Gate {
     expect: Option<Arc<Expectations>>,
     /// True while the result filter's cancel is on its way upstream.
     paused: Option<tokio::sync::watch::Receiver<bool>>,
+    /// What the upstream→client side needs to record how statements end.
+    completions: Arc<Completions>,
+    names: Names,
 }
 
 impl Gate {
@@ -131,6 +135,8 @@ impl Gate {
             masking: false,
             expect: None,
             paused: None,
+            completions: Arc::new(Completions::default()),
+            names: Names::default(),
         }
     }
 
@@ -169,11 +175,29 @@ impl Gate {
         self.subs.clone()
     }
 
+    /// The queue the upstream→client side matches answers against.
+    pub fn completions(&self) -> Arc<Completions> {
+        self.completions.clone()
+    }
+
     /// Whether the gate must see messages of this type whole.
     pub fn inspects(&self, tag: u8) -> bool {
         self.discarding
-            || matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL)
-            || (self.expect.is_some() && matches!(tag, ftag::EXECUTE | ftag::DESCRIBE | ftag::SYNC))
+            || matches!(
+                tag,
+                ftag::QUERY
+                    | ftag::PARSE
+                    | ftag::FUNCTION_CALL
+                    | ftag::BIND
+                    | ftag::CLOSE
+                    | ftag::EXECUTE
+                    | ftag::DESCRIBE
+                    | ftag::SYNC
+            )
+    }
+
+    fn track(&self, t: Track) {
+        self.completions.push(t);
     }
 
     fn expect(&self, e: Expect) {
@@ -189,11 +213,13 @@ impl Gate {
     pub async fn handle(&mut self, msg: Bytes, out: &mut BytesMut, log: &mut SessionLog) {
         let tag = msg[0];
         let body = &msg[5..];
+        let at = std::time::Instant::now();
         if self.discarding {
             match tag {
                 ftag::SYNC => {
                     self.discarding = false;
                     self.expect(Expect::Sync);
+                    self.track(Track::Sync);
                     out.extend_from_slice(&msg);
                 }
                 ftag::FLUSH => out.extend_from_slice(&msg),
@@ -215,14 +241,16 @@ impl Gate {
                         let u = crate::audit::refusal(&e, &self.resource);
                         self.refuse("audit_failed", u, Provoke::Query, out);
                     }
-                    (Ok(_), Ok(())) => {
+                    (Ok(n), Ok(())) => {
                         self.expect(Expect::Query);
+                        self.track(Track::Query { n, at });
                         out.extend_from_slice(&msg);
                     }
                     (Ok(_), Err((e, label))) => self.refuse(label, e, Provoke::Query, out),
                 }
             }
             ftag::PARSE => {
+                let name = body.split(|&b| b == 0).next().unwrap_or(b"");
                 let text = parse_query_text(body);
                 let verdict = self.classify(text).await;
                 let decision = self.decide(&verdict);
@@ -232,12 +260,18 @@ impl Gate {
                     decision,
                 ) {
                     (Err(e), _) => {
+                        self.names.parsed(name, 0);
                         let u = crate::audit::refusal(&e, &self.resource);
                         self.refuse("audit_failed", u, Provoke::Parse, out);
                         self.discarding = true;
                     }
-                    (Ok(_), Ok(())) => out.extend_from_slice(&msg),
+                    (Ok(n), Ok(())) => {
+                        self.names.parsed(name, n);
+                        self.track(Track::Parse { n, at });
+                        out.extend_from_slice(&msg);
+                    }
                     (Ok(_), Err((e, label))) => {
+                        self.names.parsed(name, 0);
                         self.refuse(label, e, Provoke::Parse, out);
                         self.discarding = true;
                     }
@@ -263,7 +297,16 @@ impl Gate {
                 };
                 self.refuse(rule, e, Provoke::Query, out);
             }
+            ftag::BIND => {
+                self.names.bound(body);
+                out.extend_from_slice(&msg);
+            }
+            ftag::CLOSE => {
+                self.names.closed(body);
+                out.extend_from_slice(&msg);
+            }
             ftag::EXECUTE => {
+                let (n, formats) = self.names.executed(body);
                 if self.masking {
                     // Describe the portal right before it runs: the result
                     // filter takes the columns from the answer and swallows it.
@@ -277,15 +320,21 @@ impl Gate {
                     };
                     Frame::new(ftag::DESCRIBE, describe.encode_body()).encode(out);
                     self.expect(Expect::OurDescribe);
+                    self.track(Track::Describe { n });
                 }
+                self.track(Track::Execute { n, at, formats });
                 out.extend_from_slice(&msg);
             }
             ftag::DESCRIBE => {
                 self.expect(Expect::Describe);
+                self.track(Track::Describe {
+                    n: self.names.described(body),
+                });
                 out.extend_from_slice(&msg);
             }
             ftag::SYNC => {
                 self.expect(Expect::Sync);
+                self.track(Track::Sync);
                 out.extend_from_slice(&msg);
             }
             _ => out.extend_from_slice(&msg),
@@ -359,12 +408,18 @@ impl Gate {
             }
             .encode_body(),
         };
+        // The provoked message's answer is the refusal, not a completion.
+        let at = std::time::Instant::now();
         let tag = match how {
             Provoke::Query => {
                 self.expect(Expect::Query);
+                self.track(Track::Query { n: 0, at });
                 ftag::QUERY
             }
-            Provoke::Parse => ftag::PARSE,
+            Provoke::Parse => {
+                self.track(Track::Parse { n: 0, at });
+                ftag::PARSE
+            }
         };
         Frame::new(tag, provoked).encode(out);
     }

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod backend;
 pub mod cancel;
 pub mod cancel_request;
+pub mod completion;
 pub mod enforcer;
 pub mod error;
 pub mod exec;

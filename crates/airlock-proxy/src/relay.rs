@@ -21,6 +21,7 @@ use airlock_pgwire::messages::tag::{backend as btag, frontend as ftag};
 use airlock_pgwire::ProtocolError;
 
 use crate::audit::SessionLog;
+use crate::completion::Tracker;
 use crate::error::UserFacingError;
 use crate::gate::{Gate, Substitutions};
 use crate::results::{Out, ResultFilter};
@@ -105,6 +106,7 @@ pub async fn relay<C, U>(
     sink: &mut SessionLog,
     gate: &mut Gate,
     filter: Option<&mut ResultFilter>,
+    tracker: &mut Tracker,
     txn_status: &AtomicU8,
 ) -> (EndReason, RelayStats)
 where
@@ -138,6 +140,7 @@ where
             txn_status,
             &subs,
             filter,
+            tracker,
             &mut u2c_stats,
             &ending,
         );
@@ -380,6 +383,7 @@ async fn upstream_to_client<R, W>(
     txn_status: &AtomicU8,
     subs: &Substitutions,
     mut filter: Option<&mut ResultFilter>,
+    tracker: &mut Tracker,
     bytes_out: &mut u64,
     ending: &CancellationToken,
 ) -> EndReason
@@ -389,6 +393,11 @@ where
 {
     let mut scanner = Scanner::new(max_message);
     let filter_tags = filter.as_ref().map_or(0, |f| f.tags());
+    let tracked_tags = Tracker::tags();
+    // DataRows are seen whole only while the tracker keeps rows for replay;
+    // the others are counted as they go by.
+    let want_rows = std::cell::Cell::new(tracker.wants_rows());
+    let rows_passed = std::cell::Cell::new(0u64);
     // What goes to the client once a message in this batch was replaced.
     let mut out = BytesMut::new();
     let mut need = 0;
@@ -400,9 +409,14 @@ where
             let scanned = scanner.scan::<ProtocolError>(
                 &buf,
                 |t| {
-                    t == btag::READY_FOR_QUERY
+                    let whole = t == btag::READY_FOR_QUERY
                         || (watch_errors && t == btag::ERROR_RESPONSE)
-                        || (t < 128 && filter_tags & (1 << t) != 0)
+                        || (t < 128 && (filter_tags | tracked_tags) & (1 << t) != 0)
+                        || (t == btag::DATA_ROW && want_rows.get());
+                    if t == btag::DATA_ROW && !whole {
+                        rows_passed.set(rows_passed.get() + 1);
+                    }
+                    whole
                 },
                 |tag, body| {
                     if tag == btag::READY_FOR_QUERY {
@@ -410,11 +424,14 @@ where
                             txn_status.store(status, Ordering::Relaxed);
                         }
                     }
-                    if let Some(f) = filter.as_deref_mut() {
-                        match f.on_message(tag, body)? {
-                            Out::Forward => {}
-                            Out::Replace(b) => replacement = Some(b),
-                            Out::Drop => replacement = Some(Bytes::new()),
+                    let mut dropped = false;
+                    if tag < 128 && filter_tags & (1 << tag) != 0 {
+                        if let Some(f) = filter.as_deref_mut() {
+                            match f.on_message(tag, body)? {
+                                Out::Forward => {}
+                                Out::Replace(b) => replacement = Some(b),
+                                Out::Drop => dropped = true,
+                            }
                         }
                     }
                     if watch_errors && tag == btag::ERROR_RESPONSE {
@@ -423,6 +440,12 @@ where
                             replacement = Some(r);
                         }
                     }
+                    if dropped && replacement.is_none() {
+                        replacement = Some(Bytes::new());
+                    }
+                    tracker.count_rows(rows_passed.replace(0));
+                    tracker.observe(tag, body, replacement.as_deref());
+                    want_rows.set(tracker.wants_rows());
                     Ok(if replacement.is_some() {
                         Step::Hold
                     } else {
@@ -464,6 +487,9 @@ where
             *bytes_out += out.len() as u64;
             out.clear();
         }
+        // The results went out: now the records of how their statements ended.
+        tracker.count_rows(rows_passed.replace(0));
+        tracker.flush();
         // The session is to end: stop here if we are between messages, so the
         // caller's FATAL is not spliced into the middle of a row.
         if ending.is_cancelled() && scanner.at_boundary() {

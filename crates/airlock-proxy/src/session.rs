@@ -347,6 +347,12 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     } else {
         None
     };
+    let mut tracker = crate::completion::Tracker::new(
+        gate.completions(),
+        ctx.audit.clone(),
+        session_id.clone(),
+        config.audit.replay_rows,
+    );
     let (reason, stats) = relay::relay(
         stream,
         buf,
@@ -357,9 +363,11 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         &mut log,
         &mut gate,
         filter.as_mut(),
+        &mut tracker,
         &txn_status,
     )
     .await;
+    tracker.abandon(&reason.as_text());
     active.dec();
     ctx.metrics
         .statements

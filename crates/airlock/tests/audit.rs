@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use airlock_audit::read::Entry;
 use airlock_audit::Event;
-use common::{stdout, Options, World, DEFAULT_POLICY};
+use common::{stderr, stdout, Options, World, DEFAULT_POLICY};
 
 fn airlock(args: &[&str], config: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_airlock"))
@@ -268,6 +268,167 @@ async fn statements_sessions_and_access_events_are_chained_and_verify() {
         text.contains("FAILED: record") && text.contains("modified"),
         "{text}"
     );
+}
+
+fn completions(entries: &[Entry]) -> Vec<airlock_audit::StatementDone> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::StatementDone(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until the session's end is in the log, then returns every record.
+async fn entries_after_session_end(data_dir: &Path) -> Vec<Entry> {
+    for _ in 0..100 {
+        let all = entries(data_dir);
+        if all
+            .iter()
+            .any(|e| matches!(e.event, Event::SessionEnd { .. }))
+        {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the session's end was never recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_statement_end_is_recorded_with_rows_errors_and_masked_first_rows() {
+    let policy = format!(
+        r#"
+[[resource.masking]]
+columns = ["email"]
+detectors = ["phone"]
+
+[audit]
+replay_rows = 3
+{DEFAULT_POLICY}"#
+    );
+    let w = World::start_with(Options {
+        policy: Some(policy),
+        ..Options::default()
+    })
+    .await;
+    let config = w.dir.path().join("airlock.toml");
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    // Simple protocol: one record per Query, for all its statements.
+    client
+        .simple_query("SELECT id, name, email, phone FROM customers ORDER BY id LIMIT 5; SELECT 2")
+        .await
+        .unwrap();
+    let e = client
+        .simple_query("SELECT * FROM no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42P01");
+    let e = client
+        .simple_query("DELETE FROM customers WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "25006");
+    // Extended protocol: prepared once, executed twice (binary results).
+    let stmt = client
+        .prepare("SELECT id, email FROM customers WHERE id = $1")
+        .await
+        .unwrap();
+    for id in [7i32, 8] {
+        client.query_one(&stmt, &[&id]).await.unwrap();
+    }
+    // A failing Bind (a value the type rejects) fails its Execute.
+    let e = client
+        .query("SELECT $1::int / 0", &[&1i32])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22012");
+    drop(client);
+    let all = entries_after_session_end(&w.data_dir()).await;
+    let st = statements(&all);
+    let done = completions(&all);
+    let n_of = |text: &str| {
+        st.iter()
+            .find(|s| s.display_text().starts_with(text))
+            .unwrap_or_else(|| panic!("no record of {text}"))
+            .n
+    };
+    let of = |n: u64| -> Vec<&airlock_audit::StatementDone> {
+        done.iter().filter(|d| d.n == n).collect()
+    };
+
+    let first = of(n_of("SELECT id, name, email, phone"));
+    assert_eq!(first.len(), 1, "{done:?}");
+    let d = first[0];
+    assert_eq!(d.tags, vec!["SELECT 5", "SELECT 1"]);
+    assert_eq!(d.rows, 6);
+    assert_eq!(d.sqlstate, None);
+    assert_eq!(d.columns, vec!["id", "name", "email", "phone"]);
+    // replay_rows = 3, of the first result only, masked as the client saw them.
+    assert_eq!(d.first_rows.len(), 3);
+    assert_eq!(
+        d.first_rows[0],
+        vec![
+            Some("1".to_owned()),
+            Some("Customer 001".to_owned()),
+            Some("[masked]".to_owned()),
+            Some("[masked]".to_owned())
+        ]
+    );
+
+    let missing = of(n_of("SELECT * FROM no_such_table"));
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0].sqlstate.as_deref(), Some("42P01"));
+    assert!(missing[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("no_such_table"));
+    // A refused statement never ran: its record holds the refusal, no end.
+    assert!(of(n_of("DELETE FROM customers")).is_empty(), "{done:?}");
+
+    let runs = of(n_of("SELECT id, email FROM customers WHERE id = $1"));
+    assert_eq!(runs.len(), 2, "one record per Execute: {done:?}");
+    for (run, id) in runs.iter().zip([7, 8]) {
+        assert_eq!(run.tags, vec!["SELECT 1"]);
+        assert_eq!(run.rows, 1);
+        assert_eq!(run.columns, vec!["id", "email"]);
+        // Binary values are decoded where the type is known; the masked
+        // email as the client got it.
+        assert_eq!(run.first_rows.len(), 1);
+        assert_eq!(
+            run.first_rows[0][0].as_deref(),
+            Some(id.to_string().as_str())
+        );
+        assert_eq!(run.first_rows[0][1].as_deref(), Some("[masked]"));
+    }
+    let div = of(n_of("SELECT $1::int / 0"));
+    assert_eq!(div.len(), 1, "{done:?}");
+    assert_eq!(div[0].sqlstate.as_deref(), Some("22012"));
+
+    // No unmasked value reached the log.
+    for seg in airlock_audit::segment::list(&airlock_audit::audit_dir(&w.data_dir())).unwrap() {
+        let text = std::fs::read_to_string(&seg.path).unwrap();
+        assert!(!text.contains("@example.com"), "an email in the audit log");
+    }
+
+    // The replay shows it all, through the index.
+    let session = st[0].session.clone();
+    let out = airlock(&["replay", &session], &config);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("done in"), "{text}");
+    assert!(text.contains("SELECT 5, SELECT 1"), "{text}");
+    assert!(
+        text.contains("1 | Customer 001 | [masked] | [masked]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("failed after") && text.contains("42P01"),
+        "{text}"
+    );
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
