@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by bench/pgbench.sh and bench/idle_memory.sh: a throwaway PostgreSQL
+# Shared by bench/pgbench.sh, bench/audit.sh and bench/idle_memory.sh: a throwaway PostgreSQL
 # cluster, an Airlock gateway in front of it, and cleanup of both.
 #
 # Sourced, not run. The caller sets `set -euo pipefail` and calls
@@ -15,6 +15,8 @@ PG_DATA=""
 PG_PORT=""
 PG_SOCK=""
 GW_PID=""
+# Every gateway started, for cleanup (bench/audit.sh runs several).
+ALL_GW_PIDS=()
 GW_PG_PORT=""
 GW_HTTP_PORT=""
 GW_DIR=""
@@ -102,6 +104,11 @@ bench_cleanup() {
     local rc=${1:-$?}
     trap - EXIT INT TERM
     stop_gateway
+    local p
+    for p in "${ALL_GW_PIDS[@]}"; do
+        GW_PID="$p"
+        stop_gateway
+    done
     stop_pgbouncer
     if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
         as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
@@ -216,9 +223,10 @@ RULES
 # start_gateway NAME: writes $BENCH_TMP/NAME/airlock.toml (resource `bench`,
 # upstream TLS off so only the client side adds TLS, plaintext clients
 # allowed so one gateway serves both measurements), starts `airlock serve`,
-# and logs in user bench1 under $AIRLOCK_HOME.
+# and logs in user bench1 under $AIRLOCK_HOME. GW_BIN overrides the binary
+# served; GW_EXTRA is appended to the config (e.g. an [audit] table).
 start_gateway() {
-    local name="$1"
+    local name="$1" bin="${GW_BIN:-$AIRLOCK}"
     GW_DIR="$BENCH_TMP/$name"
     mkdir -p "$GW_DIR"
     GW_PG_PORT="$(free_port)"
@@ -251,15 +259,18 @@ standing = [{ resource = "bench", access = "read" }]
 [[user]]
 name = "bench1"
 roles = ["bencher"]
+
+${GW_EXTRA:-}
 EOF
     local token
     token="$("$AIRLOCK" token issue bench1 --config "$GW_DIR/airlock.toml" 2>/dev/null)" ||
         die "airlock token issue failed"
     # Statement records are logged at info level per session only; warn keeps
     # the log small over thousands of sessions without hiding problems.
-    AIRLOCK_LOG="${AIRLOCK_LOG:-warn}" "$AIRLOCK" serve --config "$GW_DIR/airlock.toml" \
+    AIRLOCK_LOG="${AIRLOCK_LOG:-warn}" "$bin" serve --config "$GW_DIR/airlock.toml" \
         >"$BENCH_TMP/gateway-$name.log" 2>&1 &
     GW_PID=$!
+    ALL_GW_PIDS+=("$GW_PID")
     wait_port "$GW_HTTP_PORT" "the gateway's HTTP API"
     wait_port "$GW_PG_PORT" "the gateway's PostgreSQL listener"
     export AIRLOCK_HOME="$GW_DIR/home"
@@ -354,3 +365,68 @@ raise_nofile() {
     if [ "$hard" = unlimited ]; then hard=65536; fi
     ulimit -n "$hard" 2>/dev/null || true
 }
+
+# --- pgbench runs (bench/pgbench.sh, bench/audit.sh) ---
+CLK_TCK="$(getconf CLK_TCK)"
+
+# cpu_ticks PID [THREAD_NAME]: clock ticks of user+system CPU used so far by
+# the process (exited threads included), or by its live threads so named.
+cpu_ticks() {
+    local pid="$1" name="${2:-}" t total=0 f
+    if [ -z "$name" ]; then
+        f=($(cut -d')' -f2- "/proc/$pid/stat"))
+        echo $((f[11] + f[12]))
+        return
+    fi
+    for t in /proc/"$pid"/task/*; do
+        [ "$(cat "$t/comm" 2>/dev/null)" = "$name" ] || continue
+        f=($(cut -d')' -f2- "$t/stat"))
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# run_pgbench HOST PORT USER PASSWORD DB SSLMODE MODE CLIENTS SECONDS LOG:
+# prints the tps without initial connection time, or "ERR". With PROXY_PID
+# set, also writes the proxy's CPU ticks during the run to LOG.cpu (total,
+# and those of threads named PROXY_THREAD).
+run_pgbench() {
+    local host="$1" port="$2" user="$3" pass="$4" db="$5" sslmode="$6" mode="$7" c="$8" secs="$9" out="${10}"
+    local j=$((c < 2 ? c : 2)) t0=0 r0=0 status=0
+    if [ -n "${PROXY_PID:-}" ]; then
+        t0="$(cpu_ticks "$PROXY_PID")"
+        r0="$(cpu_ticks "$PROXY_PID" "${PROXY_THREAD:-none}")"
+    fi
+    # PGSSLROOTCERT stays unset: sslmode=require encrypts without verifying,
+    # and verification only costs at connection time anyway.
+    env -u PGSSLROOTCERT PGHOST="$host" PGPORT="$port" PGUSER="$user" PGPASSWORD="$pass" \
+        PGDATABASE="$db" PGSSLMODE="$sslmode" PGAPPNAME=airlock-bench \
+        pgbench -S -M "$mode" -c "$c" -j "$j" -T "$secs" -n >"$out" 2>&1 || status=$?
+    if [ -n "${PROXY_PID:-}" ]; then
+        echo "$(($(cpu_ticks "$PROXY_PID") - t0)) $(($(cpu_ticks "$PROXY_PID" "${PROXY_THREAD:-none}") - r0))" >"$out.cpu"
+    fi
+    if [ "$status" != 0 ]; then
+        echo ERR
+        return
+    fi
+    awk '/^tps = / { print $3; found = 1; exit } END { if (!found) print "ERR" }' "$out"
+}
+
+
+# cpu_per_tx LOG: the proxy's CPU microseconds per transaction in that run,
+# as "total recorder" ("-" when unknown).
+cpu_per_tx() {
+    local tx
+    tx="$(awk '/^number of transactions actually processed:/ { print $6 }' "$1" | cut -d/ -f1)"
+    if [ -z "$tx" ] || [ ! -f "$1.cpu" ]; then
+        echo "- -"
+        return
+    fi
+    awk -v tx="$tx" -v hz="$CLK_TCK" '{ printf "%.1f %.1f\n", $1 * 1e6 / hz / tx, $2 * 1e6 / hz / tx }' "$1.cpu"
+}
+
+median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "ERR"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' || true; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "ERR" || b == "ERR" || b == 0) print "ERR"; else print a / b }'; }
+fmt_ratio() { awk -v a="$1" 'BEGIN { if (a == "ERR") print "-"; else printf "%.2f\n", a }'; }
+fmt_cpu() { awk -v a="$1" 'BEGIN { if (a == "ERR") print "-"; else printf "%.1f\n", a }'; }
+fmt_tps() { awk -v a="$1" 'BEGIN { if (a == "ERR") print "ERR"; else printf "%.0f\n", a }'; }

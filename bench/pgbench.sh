@@ -35,51 +35,6 @@ REPEAT="${REPEAT:-1}"
 WARMUP="${WARMUP:-5}"
 
 
-# cpu_ticks PID [THREAD_NAME]: clock ticks of user+system CPU used so far by
-# the process (exited threads included), or by its live threads so named.
-cpu_ticks() {
-    local pid="$1" name="${2:-}" t total=0 f
-    if [ -z "$name" ]; then
-        f=($(cut -d')' -f2- "/proc/$pid/stat"))
-        echo $((f[11] + f[12]))
-        return
-    fi
-    for t in /proc/"$pid"/task/*; do
-        [ "$(cat "$t/comm" 2>/dev/null)" = "$name" ] || continue
-        f=($(cut -d')' -f2- "$t/stat"))
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-
-# run_pgbench HOST PORT USER PASSWORD DB SSLMODE MODE CLIENTS SECONDS LOG:
-# prints the tps without initial connection time, or "ERR". With PROXY_PID
-# set, also writes the proxy's CPU ticks during the run to LOG.cpu (total,
-# and those of threads named PROXY_THREAD).
-run_pgbench() {
-    local host="$1" port="$2" user="$3" pass="$4" db="$5" sslmode="$6" mode="$7" c="$8" secs="$9" out="${10}"
-    local j=$((c < 2 ? c : 2)) t0=0 r0=0 status=0
-    if [ -n "${PROXY_PID:-}" ]; then
-        t0="$(cpu_ticks "$PROXY_PID")"
-        r0="$(cpu_ticks "$PROXY_PID" "${PROXY_THREAD:-none}")"
-    fi
-    # PGSSLROOTCERT stays unset: sslmode=require encrypts without verifying,
-    # and verification only costs at connection time anyway.
-    env -u PGSSLROOTCERT PGHOST="$host" PGPORT="$port" PGUSER="$user" PGPASSWORD="$pass" \
-        PGDATABASE="$db" PGSSLMODE="$sslmode" PGAPPNAME=airlock-bench \
-        pgbench -S -M "$mode" -c "$c" -j "$j" -T "$secs" -n >"$out" 2>&1 || status=$?
-    if [ -n "${PROXY_PID:-}" ]; then
-        echo "$(($(cpu_ticks "$PROXY_PID") - t0)) $(($(cpu_ticks "$PROXY_PID" "${PROXY_THREAD:-none}") - r0))" >"$out.cpu"
-    fi
-    if [ "$status" != 0 ]; then
-        echo ERR
-        return
-    fi
-    awk '/^tps = / { print $3; found = 1; exit } END { if (!found) print "ERR" }' "$out"
-}
-
-CLK_TCK="$(getconf CLK_TCK)"
-
 # The whole machine's CPU time from /proc/stat, in clock ticks:
 # "busy total steal" (busy = user + nice + system).
 machine_ticks() {
@@ -119,18 +74,6 @@ own_ticks() {
 }
 
 
-# cpu_per_tx LOG: the proxy's CPU microseconds per transaction in that run,
-# as "total recorder" ("-" when unknown).
-cpu_per_tx() {
-    local tx
-    tx="$(awk '/^number of transactions actually processed:/ { print $6 }' "$1" | cut -d/ -f1)"
-    if [ -z "$tx" ] || [ ! -f "$1.cpu" ]; then
-        echo "- -"
-        return
-    fi
-    awk -v tx="$tx" -v hz="$CLK_TCK" '{ printf "%.1f %.1f\n", $1 * 1e6 / hz / tx, $2 * 1e6 / hz / tx }' "$1.cpu"
-}
-
 # run_variant VARIANT MODE CLIENTS SECONDS LOG
 run_variant() {
     local v="$1"
@@ -149,11 +92,6 @@ run_variant() {
     esac
 }
 
-median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "ERR"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' || true; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "ERR" || b == "ERR" || b == 0) print "ERR"; else print a / b }'; }
-fmt_ratio() { awk -v a="$1" 'BEGIN { if (a == "ERR") print "-"; else printf "%.2f\n", a }'; }
-fmt_cpu() { awk -v a="$1" 'BEGIN { if (a == "ERR") print "-"; else printf "%.1f\n", a }'; }
-fmt_tps() { awk -v a="$1" 'BEGIN { if (a == "ERR") print "ERR"; else printf "%.0f\n", a }'; }
 
 # Everything runs from one function so that bash has parsed the whole
 # script before it starts: editing this file during a run cannot derail it.

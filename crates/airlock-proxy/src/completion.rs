@@ -23,6 +23,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use airlock_audit::{AuditLog, Event, StatementDone};
+
+use crate::audit::RECORDS;
 use airlock_pgwire::messages::tag::backend as btag;
 use airlock_pgwire::messages::{data_row_values, ErrorResponse, RowDescription};
 use bytes::Bytes;
@@ -270,6 +272,9 @@ impl Tracker {
 
     /// Upstream message types this side must see whole.
     pub fn tags() -> u128 {
+        if !RECORDS {
+            return 0;
+        }
         [
             btag::PARSE_COMPLETE,
             btag::ROW_DESCRIPTION,
@@ -286,7 +291,8 @@ impl Tracker {
 
     /// Whether the next DataRow is wanted whole (to keep it for replay).
     pub fn wants_rows(&self) -> bool {
-        self.replay_rows > 0
+        RECORDS
+            && self.replay_rows > 0
             && self
                 .current
                 .as_ref()
@@ -295,7 +301,7 @@ impl Tracker {
 
     /// DataRows that went by without being looked at.
     pub fn count_rows(&mut self, rows: u64) {
-        if rows == 0 {
+        if !RECORDS || rows == 0 {
             return;
         }
         if let Some(c) = self.begin() {
@@ -307,6 +313,9 @@ impl Tracker {
     /// its place when something else was sent (whole messages; empty when it
     /// was dropped), `None` when it was forwarded as it is.
     pub fn observe(&mut self, tag: u8, body: &[u8], client_view: Option<&[u8]>) {
+        if !RECORDS {
+            return;
+        }
         match tag {
             btag::PARSE_COMPLETE => {
                 let mut q = self.shared.lock();

@@ -183,21 +183,16 @@ impl Gate {
     /// Whether the gate must see messages of this type whole.
     pub fn inspects(&self, tag: u8) -> bool {
         self.discarding
-            || matches!(
-                tag,
-                ftag::QUERY
-                    | ftag::PARSE
-                    | ftag::FUNCTION_CALL
-                    | ftag::BIND
-                    | ftag::CLOSE
-                    | ftag::EXECUTE
-                    | ftag::DESCRIBE
-                    | ftag::SYNC
-            )
+            || matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL)
+            || ((crate::audit::RECORDS || self.expect.is_some())
+                && matches!(tag, ftag::EXECUTE | ftag::DESCRIBE | ftag::SYNC))
+            || (crate::audit::RECORDS && matches!(tag, ftag::BIND | ftag::CLOSE))
     }
 
     fn track(&self, t: Track) {
-        self.completions.push(t);
+        if crate::audit::RECORDS {
+            self.completions.push(t);
+        }
     }
 
     fn expect(&self, e: Expect) {

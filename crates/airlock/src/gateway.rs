@@ -258,9 +258,15 @@ async fn start_audit(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Arc<std::sync::Mutex<airlock_audit::index::Index>>> {
     let data_dir = config.gateway.data_dir.clone();
+    let mut version = env!("CARGO_PKG_VERSION").to_owned();
+    if !airlock_proxy::audit::RECORDS {
+        // A benchmark baseline build (bench/audit.sh): say so everywhere.
+        version.push_str("+bench-no-audit");
+        tracing::error!("THIS BUILD DOES NOT RECORD STATEMENTS IN THE AUDIT LOG (feature bench-no-audit): for benchmarks only, never deploy it");
+    }
     audit
         .append(&[airlock_audit::Event::GatewayStarted {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version,
             key: audit.key_id().to_owned(),
         }])
         .context("writing to the audit log")?;
