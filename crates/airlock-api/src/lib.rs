@@ -51,6 +51,8 @@ pub struct ApiState {
     pub audit: airlock_audit::AuditLog,
     /// The query index derived from the audit log (sessions, replay).
     pub audit_index: Arc<std::sync::Mutex<airlock_audit::index::Index>>,
+    /// Which API tokens' issuance the audit log holds.
+    pub tokens: Arc<tokens::TokenLedger>,
 }
 
 impl ApiState {
@@ -220,6 +222,19 @@ where
         }
         if t.expires_ms.is_some_and(|e| e <= now) {
             return Err(ApiError::unauthorized("this token has expired"));
+        }
+        // Issued offline: recorded before its first use, or not accepted.
+        if let Err(e) = state.tokens.ensure(&t, &state.audit) {
+            tracing::error!(token = %t.id, error = %e, "a token's issuance could not be written to the audit log");
+            state.require_audit()?;
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit log cannot be written, so Airlock accepts no token it has not recorded",
+            )
+            .hint(
+                "tell the gateway's operator (see /healthz); retry once the audit log is healthy",
+            ));
         }
         if state.config.borrow().user(&t.user).is_none() {
             return Err(ApiError::new(

@@ -6,9 +6,19 @@
 //! `airlock audit reindex` or by the gateway at start. Records removed by
 //! retention are removed from it when the `retention` record is indexed.
 //!
-//! Indexing a record twice changes nothing (rows are keyed by seq, counts
-//! are computed when asked), so the gateway's indexer and a CLI catching up
-//! or rebuilding the same file never corrupt each other.
+//! **Statements are not rows.** `statement` and `statement_done` records
+//! are most of the log (two per statement) and indexing each as a row would
+//! cost the gateway more CPU than proxying the statement. For them the index
+//! keeps *spans*: per session and segment, the first and last seq and time
+//! and the statement counts, updated once per batch. Replay and search read
+//! those records from the segments the spans name, skipping lines of other
+//! sessions before decoding them. Everything else (sessions, access events,
+//! refused logins) is a row.
+//!
+//! Indexing a record twice changes nothing: each batch starts after the
+//! last seq committed (read inside its write transaction), rows are keyed by
+//! seq, so the gateway's indexer and a CLI catching up or rebuilding the
+//! same file never corrupt each other.
 
 use std::path::Path;
 
@@ -51,7 +61,49 @@ CREATE TABLE IF NOT EXISTS sessions (
     end_reason    TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_ms);
+CREATE TABLE IF NOT EXISTS spans (
+    session    TEXT NOT NULL,
+    segment    INTEGER NOT NULL,
+    first_seq  INTEGER NOT NULL,
+    last_seq   INTEGER NOT NULL,
+    first_ts   INTEGER NOT NULL,
+    last_ts    INTEGER NOT NULL,
+    statements INTEGER NOT NULL,
+    refused    INTEGER NOT NULL,
+    PRIMARY KEY (session, segment)
+);
+CREATE INDEX IF NOT EXISTS spans_segment ON spans (segment);
 ";
+
+/// Bumped when the layout changes: an index of another version is dropped
+/// and rebuilt from the log.
+const SCHEMA_VERSION: &str = "2";
+
+/// The record kinds kept as spans, not rows.
+fn is_bulk(kind: &str) -> bool {
+    kind == "statement" || kind == "statement_done"
+}
+
+/// A session's statement records in one segment.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    first_seq: u64,
+    last_seq: u64,
+    first_ts: i64,
+    last_ts: i64,
+    statements: u64,
+    refused: u64,
+}
+
+/// The session id of a statement record, read without decoding the line:
+/// the encoding is the log's own (`"session":"<id>"`, ids without escapes).
+fn session_of(line: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"session\":\"";
+    let at = memchr::memmem::find(line, KEY)? + KEY.len();
+    let len = memchr::memchr(b'"', &line[at..])?;
+    let id = std::str::from_utf8(&line[at..at + len]).ok()?;
+    (!id.contains('\\')).then_some(id)
+}
 
 /// One session as the index knows it (the shape `/api/v1/sessions` returns).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,17 +151,50 @@ pub struct RecordQuery {
 
 pub struct Index {
     conn: Connection,
+    /// The log's segments, where statement records are read from.
+    log_dir: std::path::PathBuf,
+    /// Session → (user, resource), for the records of live sessions: looked
+    /// up once per session rather than once per record.
+    owners: std::collections::HashMap<String, (String, String)>,
 }
 
+/// A bound on the sessions remembered; past it the cache starts over.
+const MAX_OWNERS: usize = 100_000;
+
 impl Index {
-    pub fn open(path: &Path) -> Result<Index, AuditError> {
+    /// Opens (or creates) the index of the log in `log_dir`.
+    pub fn open(path: &Path, log_dir: &Path) -> Result<Index, AuditError> {
         let conn = Connection::open(path).map_err(idx)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
         )
         .map_err(idx)?;
         conn.execute_batch(SCHEMA).map_err(idx)?;
-        Ok(Index { conn })
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(idx)?;
+        if version.as_deref() != Some(SCHEMA_VERSION) {
+            // Derived data of another layout: start over from the log.
+            conn.execute_batch(
+                "DROP TABLE IF EXISTS records; DROP TABLE IF EXISTS sessions;
+                 DROP TABLE IF EXISTS spans; DROP TABLE IF EXISTS meta;",
+            )
+            .map_err(idx)?;
+            conn.execute_batch(SCHEMA).map_err(idx)?;
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                params![SCHEMA_VERSION],
+            )
+            .map_err(idx)?;
+        }
+        Ok(Index {
+            conn,
+            log_dir: log_dir.to_path_buf(),
+            owners: std::collections::HashMap::new(),
+        })
     }
 
     /// The last record indexed.
@@ -128,14 +213,18 @@ impl Index {
 
     /// Empties the index; the next `catch_up` rebuilds it from the log.
     pub fn clear(&mut self) -> Result<(), AuditError> {
+        self.owners.clear();
         self.conn
-            .execute_batch("DELETE FROM records; DELETE FROM sessions; DELETE FROM meta;")
+            .execute_batch(
+                "DELETE FROM records; DELETE FROM sessions; DELETE FROM spans;
+                 DELETE FROM meta WHERE key <> 'schema';",
+            )
             .map_err(idx)
     }
 
     /// A tailer positioned after what is indexed.
-    pub fn tailer(&self, dir: &Path) -> Result<Tailer, AuditError> {
-        Ok(Tailer::new(dir, self.indexed_seq()?))
+    pub fn tailer(&self) -> Result<Tailer, AuditError> {
+        Ok(Tailer::new(&self.log_dir, self.indexed_seq()?))
     }
 
     /// Indexes every record the tailer has not handed over yet, in
@@ -144,12 +233,70 @@ impl Index {
         const BATCH: u64 = 10_000;
         let mut total = 0;
         loop {
-            let tx = self.conn.transaction().map_err(idx)?;
-            let n = match tailer.poll(BATCH, |raw| insert(&tx, raw)) {
+            let owners = &mut self.owners;
+            // A write transaction from the start: what another indexer
+            // committed meanwhile is read here and not counted again.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(idx)?;
+            let committed: u64 = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'indexed_seq'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(idx)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            // Segment → session → span.
+            let mut spans: Spans = std::collections::HashMap::new();
+            let polled = tailer.poll(BATCH, |raw| {
+                if raw.seq <= committed {
+                    return Ok(());
+                }
+                match session_of(raw.line).filter(|_| is_bulk(raw.kind)) {
+                    Some(session) => {
+                        let statement = u64::from(raw.kind == "statement");
+                        let refused = statement
+                            * u64::from(
+                                memchr::memmem::find(raw.line, b"\"decision\":\"refused\"")
+                                    .is_some(),
+                            );
+                        let of_segment = spans.entry(raw.segment).or_default();
+                        match of_segment.get_mut(session) {
+                            Some(s) => {
+                                s.last_seq = raw.seq;
+                                s.last_ts = s.last_ts.max(raw.ts);
+                                s.statements += statement;
+                                s.refused += refused;
+                            }
+                            None => {
+                                of_segment.insert(
+                                    session.to_owned(),
+                                    Span {
+                                        first_seq: raw.seq,
+                                        last_seq: raw.seq,
+                                        first_ts: raw.ts,
+                                        last_ts: raw.ts,
+                                        statements: statement,
+                                        refused,
+                                    },
+                                );
+                            }
+                        }
+                        Ok(())
+                    }
+                    None => insert(&tx, raw, owners),
+                }
+            });
+            let n = match polled.and_then(|n| save_spans(&tx, &spans).map(|()| n)) {
                 Ok(n) => n,
                 Err(e) => {
                     // The batch rolls back: hand its records over again.
                     drop(tx);
+                    self.owners.clear();
                     tailer.reset(self.indexed_seq()?);
                     return Err(e);
                 }
@@ -158,7 +305,7 @@ impl Index {
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('indexed_seq', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    params![tailer.after_seq().to_string()],
+                    params![tailer.after_seq().max(committed).to_string()],
                 )
                 .map_err(idx)?;
             }
@@ -173,9 +320,8 @@ impl Index {
     pub fn sessions(&self, q: &SessionQuery) -> Result<Vec<SessionRow>, AuditError> {
         let mut sql = String::from(
             "SELECT id, user, resource, access, credential_id, client_addr, tls, started_ms, ended_ms,
-                    (SELECT COUNT(*) FROM records r WHERE r.session = s.id AND r.kind = 'statement'),
-                    (SELECT COUNT(*) FROM records r WHERE r.session = s.id AND r.kind = 'statement'
-                        AND r.refused = 1),
+                    (SELECT COALESCE(SUM(statements), 0) FROM spans p WHERE p.session = s.id),
+                    (SELECT COALESCE(SUM(refused), 0) FROM spans p WHERE p.session = s.id),
                     end_reason, grant_id, break_glass
              FROM sessions s WHERE 1 = 1",
         );
@@ -216,9 +362,8 @@ impl Index {
         self.conn
             .query_row(
                 "SELECT id, user, resource, access, credential_id, client_addr, tls, started_ms, ended_ms,
-                        (SELECT COUNT(*) FROM records r WHERE r.session = s.id AND r.kind = 'statement'),
-                    (SELECT COUNT(*) FROM records r WHERE r.session = s.id AND r.kind = 'statement'
-                        AND r.refused = 1),
+                        (SELECT COALESCE(SUM(statements), 0) FROM spans p WHERE p.session = s.id),
+                    (SELECT COALESCE(SUM(refused), 0) FROM spans p WHERE p.session = s.id),
                     end_reason, grant_id, break_glass
                  FROM sessions s WHERE id = ?1",
                 params![id],
@@ -230,6 +375,127 @@ impl Index {
 
     /// Records matching `q`: the newest `limit`, oldest first.
     pub fn records(&self, q: &RecordQuery) -> Result<Vec<Entry>, AuditError> {
+        let limit = q.limit.max(1);
+        let mut out = self.rows(q)?;
+        if q.kinds.is_empty() || q.kinds.iter().any(|k| is_bulk(k)) {
+            out.extend(self.scan_spans(q)?);
+            out.sort_by_key(|e| e.seq);
+            out.dedup_by_key(|e| e.seq);
+            if out.len() > limit {
+                out.drain(..out.len() - limit);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Statement records matching `q`, read from the segments their spans
+    /// name, newest segments first until `limit` are found.
+    fn scan_spans(&self, q: &RecordQuery) -> Result<Vec<Entry>, AuditError> {
+        let limit = q.limit.max(1);
+        let mut sql =
+            String::from("SELECT session, segment, first_seq, last_seq FROM spans WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut arg = |v: rusqlite::types::Value| {
+            args.push(v);
+            args.len()
+        };
+        if let Some(s) = &q.session {
+            sql.push_str(&format!(" AND session = ?{}", arg(s.clone().into())));
+        }
+        if let Some(u) = &q.user {
+            sql.push_str(&format!(
+                " AND session IN (SELECT id FROM sessions WHERE user = ?{})",
+                arg(u.clone().into())
+            ));
+        }
+        if let Some(r) = &q.resource {
+            sql.push_str(&format!(
+                " AND session IN (SELECT id FROM sessions WHERE resource = ?{})",
+                arg(r.clone().into())
+            ));
+        }
+        if let Some(t) = q.since_ms {
+            sql.push_str(&format!(" AND last_ts >= ?{}", arg(t.into())));
+        }
+        if let Some(t) = q.until_ms {
+            sql.push_str(&format!(" AND first_ts < ?{}", arg(t.into())));
+        }
+        let filtered = q.session.is_some() || q.user.is_some() || q.resource.is_some();
+        // Segment → (its sessions, the seq range to read).
+        type Wanted = (std::collections::HashSet<String>, u64, u64);
+        let mut segments: std::collections::BTreeMap<u64, Wanted> =
+            std::collections::BTreeMap::new();
+        {
+            let mut stmt = self.conn.prepare(&sql).map_err(idx)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(idx)?;
+            while let Some(r) = rows.next().map_err(idx)? {
+                let session: String = r.get(0).map_err(idx)?;
+                let segment = r.get::<_, i64>(1).map_err(idx)? as u64;
+                let first = r.get::<_, i64>(2).map_err(idx)? as u64;
+                let last = r.get::<_, i64>(3).map_err(idx)? as u64;
+                let e = segments
+                    .entry(segment)
+                    .or_insert_with(|| (std::collections::HashSet::new(), first, last));
+                e.0.insert(session);
+                e.1 = e.1.min(first);
+                e.2 = e.2.max(last);
+            }
+        }
+        let grep = q.grep.as_ref().map(|g| g.to_lowercase());
+        let mut found: Vec<Entry> = Vec::new();
+        for (segment, (sessions, first, last)) in segments.iter().rev() {
+            let path = self.log_dir.join(crate::segment::name_for(*segment));
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                // Removed by retention since it was indexed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(AuditError::io("reading", &path, e)),
+            };
+            let mut here: std::collections::VecDeque<Entry> = std::collections::VecDeque::new();
+            crate::segment::for_each_line(&bytes, |_, line| {
+                let Some(head) = crate::record::parse_head(line) else {
+                    return;
+                };
+                if head.seq < *first
+                    || head.seq > *last
+                    || !is_bulk(head.kind)
+                    || (!q.kinds.is_empty() && !q.kinds.iter().any(|k| k == head.kind))
+                    || q.since_ms.is_some_and(|t| head.ts < t)
+                    || q.until_ms.is_some_and(|t| head.ts >= t)
+                {
+                    return;
+                }
+                if filtered && !session_of(line).is_some_and(|s| sessions.contains(s)) {
+                    return;
+                }
+                let Some(entry) = Entry::parse(line) else {
+                    return;
+                };
+                if let Some(g) = &grep {
+                    let text = match &entry.event {
+                        Event::Statement(s) => s.display_text(),
+                        Event::StatementDone(d) => d.error.clone().unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    if !text.to_lowercase().contains(g.as_str()) {
+                        return;
+                    }
+                }
+                here.push_back(entry);
+                if here.len() > limit {
+                    here.pop_front();
+                }
+            });
+            found.extend(here);
+            if found.len() >= limit {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Records kept as rows matching `q`: the newest `limit`, oldest first.
+    fn rows(&self, q: &RecordQuery) -> Result<Vec<Entry>, AuditError> {
         let mut sql = String::from("SELECT line FROM records WHERE 1 = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         let arg = |v: rusqlite::types::Value, args: &mut Vec<_>| {
@@ -324,12 +590,51 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     })
 }
 
+type Spans = std::collections::HashMap<u64, std::collections::HashMap<String, Span>>;
+
+fn save_spans(tx: &rusqlite::Transaction<'_>, spans: &Spans) -> Result<(), AuditError> {
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO spans (session, segment, first_seq, last_seq, first_ts, last_ts, statements, refused)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (session, segment) DO UPDATE SET
+                first_seq = min(first_seq, excluded.first_seq),
+                last_seq = max(last_seq, excluded.last_seq),
+                first_ts = min(first_ts, excluded.first_ts),
+                last_ts = max(last_ts, excluded.last_ts),
+                statements = statements + excluded.statements,
+                refused = refused + excluded.refused",
+        )
+        .map_err(idx)?;
+    for (segment, session, s) in spans
+        .iter()
+        .flat_map(|(seg, m)| m.iter().map(move |(session, s)| (seg, session, s)))
+    {
+        st.execute(params![
+            session,
+            *segment as i64,
+            s.first_seq as i64,
+            s.last_seq as i64,
+            s.first_ts,
+            s.last_ts,
+            s.statements as i64,
+            s.refused as i64
+        ])
+        .map_err(idx)?;
+    }
+    Ok(())
+}
+
 fn idx(e: rusqlite::Error) -> AuditError {
     AuditError::Index(e.to_string())
 }
 
 /// Indexes one record.
-fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditError> {
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    raw: &Raw<'_>,
+    owners: &mut std::collections::HashMap<String, (String, String)>,
+) -> Result<(), AuditError> {
     let line = std::str::from_utf8(raw.line)
         .map_err(|_| AuditError::Index(format!("record {} is not UTF-8", raw.seq)))?;
     // A kind this version does not know is kept by its head alone.
@@ -343,14 +648,25 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
         .as_ref()
         .and_then(|e| e.event.session().map(str::to_owned));
     if let Some(sid) = &session {
-        let found: Option<(String, String)> = tx
-            .query_row(
-                "SELECT user, resource FROM sessions s WHERE id = ?1",
-                params![sid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(idx)?;
+        let found = match owners.get(sid) {
+            Some(o) => Some(o.clone()),
+            None => {
+                let found: Option<(String, String)> = tx
+                    .prepare_cached("SELECT user, resource FROM sessions s WHERE id = ?1")
+                    .and_then(|mut st| {
+                        st.query_row(params![sid], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(idx)?;
+                if let Some(o) = &found {
+                    if owners.len() >= MAX_OWNERS {
+                        owners.clear();
+                    }
+                    owners.insert(sid.clone(), o.clone());
+                }
+                found
+            }
+        };
         if let Some((u, r)) = found {
             user = Some(u);
             resource = Some(r);
@@ -358,11 +674,13 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
     }
     match entry.map(|e| e.event) {
         Some(Event::SessionStart(s)) => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT OR IGNORE INTO sessions (id, start_seq, user, resource, access, credential_id,
                     client_addr, tls, grant_id, break_glass, started_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
+            )
+            .and_then(|mut st| {
+                st.execute(params![
                     s.session,
                     raw.seq as i64,
                     s.user,
@@ -374,8 +692,8 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
                     s.grant,
                     s.break_glass,
                     raw.ts
-                ],
-            )
+                ])
+            })
             .map_err(idx)?;
             user = Some(s.user);
             resource = Some(s.resource);
@@ -383,11 +701,12 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
         Some(Event::SessionEnd {
             session, reason, ..
         }) => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE sessions SET ended_ms = ?2, end_reason = ?3 WHERE id = ?1 AND ended_ms IS NULL",
-                params![session, raw.ts, reason],
             )
+            .and_then(|mut st| st.execute(params![session, raw.ts, reason]))
             .map_err(idx)?;
+            owners.remove(&session);
             text = Some(reason);
         }
         Some(Event::Statement(s)) => {
@@ -438,13 +757,20 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
                 params![through_seq as i64],
             )
             .map_err(idx)?;
+            tx.execute(
+                "DELETE FROM spans WHERE last_seq <= ?1",
+                params![through_seq as i64],
+            )
+            .map_err(idx)?;
         }
         _ => {}
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR REPLACE INTO records (seq, ts, kind, user, actor, resource, session, text, refused, line)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+    )
+    .and_then(|mut st| {
+        st.execute(params![
             raw.seq as i64,
             raw.ts,
             raw.kind,
@@ -455,8 +781,8 @@ fn insert(tx: &rusqlite::Transaction<'_>, raw: &Raw<'_>) -> Result<(), AuditErro
             text,
             refused,
             line
-        ],
-    )
+        ])
+    })
     .map_err(idx)?;
     Ok(())
 }

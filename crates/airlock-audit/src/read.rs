@@ -34,6 +34,8 @@ pub struct Raw<'a> {
     pub kind: &'a str,
     /// The line without its newline: the bytes that are hashed.
     pub line: &'a [u8],
+    /// The segment it is in (the segment's first seq).
+    pub segment: u64,
 }
 
 /// Calls `f` with every complete record after `after_seq`, in order, until
@@ -72,6 +74,7 @@ pub fn scan(
                 ts: head.ts,
                 kind: head.kind,
                 line,
+                segment: seg.first_seq,
             }) {
                 Ok(more) => go_on = more,
                 Err(e) => {
@@ -146,6 +149,7 @@ impl Tailer {
             None => self.start_index(&segments),
         };
         let mut count = 0;
+        let mut chunk: u64 = 4 << 20;
         loop {
             let seg = &segments[at];
             if self.segment.as_ref().is_none_or(|s| s.name != seg.name) {
@@ -156,9 +160,14 @@ impl Tailer {
                 .map_err(|e| AuditError::io("opening", &seg.path, e))?;
             file.seek(std::io::SeekFrom::Start(self.offset))
                 .map_err(|e| AuditError::io("reading", &seg.path, e))?;
+            // A bounded read: catching up on a large backlog must not read
+            // the rest of the segment again for every batch.
             let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)
+            (&mut file)
+                .take(chunk)
+                .read_to_end(&mut bytes)
                 .map_err(|e| AuditError::io("reading", &seg.path, e))?;
+            let full = bytes.len() as u64 == chunk;
             let mut failed = None;
             // Bytes handled: up to the end of the last line taken or skipped.
             let mut consumed = 0u64;
@@ -181,6 +190,7 @@ impl Tailer {
                     ts: head.ts,
                     kind: head.kind,
                     line,
+                    segment: seg.first_seq,
                 };
                 match f(&raw) {
                     Ok(()) => {
@@ -200,6 +210,14 @@ impl Tailer {
                 return Ok(count);
             }
             self.offset += (bytes.len() - torn.len()) as u64;
+            if full {
+                // More of this segment to read; a line longer than the
+                // chunk needs a larger one.
+                if torn.len() == bytes.len() {
+                    chunk *= 2;
+                }
+                continue;
+            }
             if at + 1 < segments.len() {
                 at += 1;
             } else {

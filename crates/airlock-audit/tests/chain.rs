@@ -523,8 +523,8 @@ fn the_index_is_built_in_batches_follows_the_log_and_rebuilds() {
     log.append(&batch).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("index.sqlite");
-    let mut index = Index::open(&path).unwrap();
-    let mut tailer = index.tailer(&f.dir).unwrap();
+    let mut index = Index::open(&path, &f.dir).unwrap();
+    let mut tailer = index.tailer().unwrap();
     // 25,001 records and checkpoints: three batches of at most 10,000.
     let first = index.catch_up(&mut tailer).unwrap();
     assert!(first > 25_000, "{first}");
@@ -552,8 +552,44 @@ fn the_index_is_built_in_batches_follows_the_log_and_rebuilds() {
         })
         .unwrap();
     assert_eq!(found.len(), 1);
+    // Statements are read from the segments their spans name: by session,
+    // by the session's user, by kind, the newest `limit`, oldest first.
+    let q = |user: Option<&str>, session: Option<&str>, kinds: &[&str], limit| RecordQuery {
+        user: user.map(str::to_owned),
+        session: session.map(str::to_owned),
+        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        limit,
+        ..Default::default()
+    };
+    let newest = index
+        .records(&q(None, Some("s1"), &["statement"], 3))
+        .unwrap();
+    let ns: Vec<u64> = newest
+        .iter()
+        .map(|e| match &e.event {
+            Event::Statement(s) => s.n,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ns, vec![24_999, 25_000, 25_001]);
+    assert_eq!(
+        index
+            .records(&q(Some("oncall1"), None, &[], 100_000))
+            .unwrap()
+            .len(),
+        25_002,
+        "the session start and every statement"
+    );
+    assert!(index
+        .records(&q(Some("someone-else"), None, &["statement"], 10))
+        .unwrap()
+        .is_empty());
+    assert!(index
+        .records(&q(None, Some("s2"), &[], 10))
+        .unwrap()
+        .is_empty());
     // Indexing again changes nothing; a rebuild gives the same answers.
-    let mut again = index.tailer(&f.dir).unwrap();
+    let mut again = index.tailer().unwrap();
     again.reset(0);
     index.catch_up(&mut again).unwrap();
     assert_eq!(
@@ -567,7 +603,7 @@ fn the_index_is_built_in_batches_follows_the_log_and_rebuilds() {
         25_001
     );
     index.clear().unwrap();
-    let mut fresh = index.tailer(&f.dir).unwrap();
+    let mut fresh = index.tailer().unwrap();
     index.catch_up(&mut fresh).unwrap();
     assert_eq!(
         index

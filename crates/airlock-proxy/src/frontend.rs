@@ -145,19 +145,52 @@ pub struct Authenticated {
 }
 
 /// Checks the startup parameters and runs SCRAM. On refusal the FATAL has
-/// already been sent to the client.
+/// already been sent to the client and the refusal is in the audit log.
 pub async fn authenticate(
     stream: &mut ClientStream,
     buf: &mut BytesMut,
     startup: &StartupMessage,
     config: &Config,
     ctx: &ProxyContext,
+    peer: std::net::SocketAddr,
 ) -> Result<Authenticated, FrontendError> {
     let result = authenticate_inner(stream, buf, startup, config, ctx).await;
     if let Err(FrontendError::Refused(e)) = &result {
+        record_refusal(ctx, startup, peer, e);
         let _ = send(stream, &[BackendMessage::ErrorResponse(e.to_response())]).await;
     }
     result
+}
+
+/// Writes a refused login to the audit log: who it claimed to be, for which
+/// resource, from where, and why (the client's own message, which never
+/// holds a secret). A failed write is logged; the login is refused anyway.
+pub fn record_refusal(
+    ctx: &ProxyContext,
+    startup: &StartupMessage,
+    peer: std::net::SocketAddr,
+    e: &UserFacingError,
+) {
+    // Client-chosen strings: bounded, so a login flood cannot write huge records.
+    fn bounded(s: &str) -> String {
+        s.chars().take(128).collect()
+    }
+    let user = startup.param("user").unwrap_or("");
+    let resource = startup
+        .param("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(user);
+    let event = airlock_audit::Event::LoginRefused {
+        user: bounded(user),
+        resource: bounded(resource),
+        access: String::new(),
+        client_addr: peer.to_string(),
+        reason: e.message.clone(),
+        sqlstate: e.code.to_owned(),
+    };
+    if let Err(a) = ctx.audit.append(&[event]) {
+        tracing::error!(%peer, error = %a, "a refused login could not be written to the audit log");
+    }
 }
 
 async fn authenticate_inner(

@@ -54,7 +54,8 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             } => {
                 let config = ctx.config.borrow().clone();
                 let auth =
-                    frontend::authenticate(&mut stream, &mut buf, &startup, &config, &ctx).await?;
+                    frontend::authenticate(&mut stream, &mut buf, &startup, &config, &ctx, peer)
+                        .await?;
                 Ok::<_, FrontendError>(Some((stream, buf, startup, config, auth)))
             }
         }
@@ -99,6 +100,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         )
         .detail("in this encoding a multi-byte character can contain a quote or backslash byte, so Airlock could read a statement differently from PostgreSQL")
         .hint("connect with client_encoding UTF8 (PGCLIENTENCODING=UTF8)");
+        frontend::record_refusal(&ctx, &startup, peer, &u);
         let _ = frontend::send(
             &mut stream,
             &[BackendMessage::ErrorResponse(u.to_response())],

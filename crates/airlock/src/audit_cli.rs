@@ -137,9 +137,12 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         }) => export(&config, since.as_deref(), until.as_deref(), output),
         Some(AuditCommand::Reindex { config }) => {
             let data_dir = data_dir(&config)?;
-            let mut index = Index::open(&airlock_audit::index_path(&data_dir))?;
+            let mut index = Index::open(
+                &airlock_audit::index_path(&data_dir),
+                &airlock_audit::audit_dir(&data_dir),
+            )?;
             index.clear()?;
-            let mut tailer = index.tailer(&airlock_audit::audit_dir(&data_dir))?;
+            let mut tailer = index.tailer()?;
             let n = index.catch_up(&mut tailer)?;
             println!("reindexed {n} records");
             Ok(ExitCode::SUCCESS)
@@ -214,8 +217,8 @@ fn open_index(config: &Path) -> anyhow::Result<Index> {
             audit.display()
         );
     }
-    let mut index = Index::open(&airlock_audit::index_path(&data_dir))?;
-    let mut tailer = index.tailer(&audit)?;
+    let mut index = Index::open(&airlock_audit::index_path(&data_dir), &audit)?;
+    let mut tailer = index.tailer()?;
     index.catch_up(&mut tailer)?;
     Ok(index)
 }

@@ -84,7 +84,21 @@ pub async fn run(
     create_private_dir(&data_dir)?;
     let store = open_store(&data_dir)?;
     let audit = open_audit(&config)?;
-    let audit_index = start_audit(&config, &audit, shutdown.clone()).await?;
+    let (audit_index, recorded_tokens) = start_audit(&config, &audit, shutdown.clone()).await?;
+    let token_ledger = Arc::new(airlock_api::tokens::TokenLedger::new(recorded_tokens));
+    {
+        // Tokens issued while the gateway was down.
+        let (ledger, store, audit) = (token_ledger.clone(), store.clone(), audit.clone());
+        let n = tokio::task::spawn_blocking(move || ledger.record_new(store.as_ref(), &audit))
+            .await?
+            .context("recording API token issuance in the audit log")?;
+        if n > 0 {
+            tracing::info!(
+                tokens = n,
+                "recorded API tokens issued while the gateway was down"
+            );
+        }
+    }
     let tls = airlock_proxy::tls::load_or_generate(
         &data_dir,
         config.gateway.tls_cert.as_deref(),
@@ -156,6 +170,7 @@ pub async fn run(
         upstream_tls,
         audit: audit.clone(),
         audit_index,
+        tokens: token_ledger.clone(),
     });
 
     tokio::spawn(airlock_proxy::enforcer::run(
@@ -170,6 +185,7 @@ pub async fn run(
         clock.clone(),
         webhooks.clone(),
         audit.clone(),
+        token_ledger,
         shutdown.clone(),
     ));
     tokio::spawn(crate::reload::watch(
@@ -251,12 +267,16 @@ pub fn open_audit(config: &Config) -> anyhow::Result<airlock_audit::AuditLog> {
 
 /// Announces the start in the log, brings the index up to date, ends in the
 /// log the sessions an earlier run left open, and starts the indexer and
-/// retention. Returns the index for the API's readers.
+/// retention. Returns the index for the API's readers and the ids of the
+/// API tokens whose issuance the log holds.
 async fn start_audit(
     config: &Config,
     audit: &airlock_audit::AuditLog,
     shutdown: CancellationToken,
-) -> anyhow::Result<Arc<std::sync::Mutex<airlock_audit::index::Index>>> {
+) -> anyhow::Result<(
+    Arc<std::sync::Mutex<airlock_audit::index::Index>>,
+    std::collections::HashSet<String>,
+)> {
     let data_dir = config.gateway.data_dir.clone();
     let mut version = env!("CARGO_PKG_VERSION").to_owned();
     if !airlock_proxy::audit::RECORDS {
@@ -275,8 +295,8 @@ async fn start_audit(
     let (mut index, mut tailer) = {
         let (index_path, dir) = (index_path.clone(), dir.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut index = airlock_audit::index::Index::open(&index_path)?;
-            let mut tailer = index.tailer(&dir)?;
+            let mut index = airlock_audit::index::Index::open(&index_path, &dir)?;
+            let mut tailer = index.tailer()?;
             let n = index.catch_up(&mut tailer)?;
             if n > 0 {
                 tracing::info!(records = n, "audit index brought up to date");
@@ -298,6 +318,14 @@ async fn start_audit(
         );
     }
     index.catch_up(&mut tailer)?;
+    let recorded_tokens = airlock_api::tokens::TokenLedger::recorded_in(&index.records(
+        &airlock_audit::index::RecordQuery {
+            kinds: vec!["access".into()],
+            grep: Some("was issued for".into()),
+            limit: 1_000_000,
+            ..Default::default()
+        },
+    )?);
     // The indexer: its own connection, following the log.
     let mut written = audit.written();
     let stop = shutdown.clone();
@@ -350,8 +378,8 @@ async fn start_audit(
             }
         });
     }
-    let reader = airlock_audit::index::Index::open(&index_path)?;
-    Ok(Arc::new(std::sync::Mutex::new(reader)))
+    let reader = airlock_audit::index::Index::open(&index_path, &dir)?;
+    Ok((Arc::new(std::sync::Mutex::new(reader)), recorded_tokens))
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -417,6 +445,7 @@ async fn sweep_expiries(
     clock: Arc<dyn Clock>,
     webhooks: Option<airlock_webhook::Dispatcher>,
     audit: airlock_audit::AuditLog,
+    tokens: Arc<airlock_api::tokens::TokenLedger>,
     shutdown: CancellationToken,
 ) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -425,6 +454,15 @@ async fn sweep_expiries(
         tokio::select! {
             _ = every.tick() => {}
             _ = shutdown.cancelled() => return,
+        }
+        {
+            // Tokens issued (offline) since the last tick.
+            let (tokens, s, a) = (tokens.clone(), store.clone(), audit.clone());
+            match tokio::task::spawn_blocking(move || tokens.record_new(s.as_ref(), &a)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "recording API token issuance failed"),
+                Err(e) => tracing::warn!(error = %e, "recording API token issuance failed"),
+            }
         }
         let now = clock.now_ms();
         let s = store.clone();

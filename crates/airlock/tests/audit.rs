@@ -71,6 +71,11 @@ async fn statements_sessions_and_access_events_are_chained_and_verify() {
         .unwrap_err();
     assert_eq!(code(&e), "25006", "{e}");
     drop(client);
+    // A login with a wrong password is refused, and recorded.
+    let mut bad = w.tokio_pg_config(&conn);
+    bad.password("not-the-password");
+    let e = bad.connect(w.tls(&conn)).await.err().expect("refused");
+    assert_eq!(code(&e), "28P01", "{e}");
 
     // The session's end is written when the relay notices the client left.
     let mut all = Vec::new();
@@ -93,6 +98,22 @@ async fn statements_sessions_and_access_events_are_chained_and_verify() {
             if event == "credential.issued" && actor == "oncall1")),
         "{kinds:?}"
     );
+    // The token behind that API call was issued offline; the gateway
+    // recorded its issuance before accepting it (never its secret or hash).
+    let position = |name: &str| {
+        all.iter()
+            .position(|e| matches!(&e.event, Event::Access { event, .. } if event == name))
+    };
+    let issued = position("token.issued").expect("token issuance recorded");
+    assert!(issued < position("credential.issued").unwrap(), "{kinds:?}");
+    let Event::Access { data, text, .. } = &all[issued].event else {
+        unreachable!()
+    };
+    assert_eq!(data["token"]["user"], "oncall1", "{data}");
+    assert!(
+        data["token"].get("hash").is_none() && !text.contains("alk_"),
+        "{data} {text}"
+    );
     let start = all
         .iter()
         .find_map(|e| match &e.event {
@@ -111,6 +132,26 @@ async fn statements_sessions_and_access_events_are_chained_and_verify() {
     assert!(start.tls);
     assert_eq!(start.credential, conn.credential.id);
     assert_eq!(start.roles, vec!["oncall".to_owned()]);
+
+    let refused = all
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::LoginRefused {
+                user,
+                resource,
+                sqlstate,
+                client_addr,
+                reason,
+                ..
+            } => Some((user, resource, sqlstate, client_addr, reason)),
+            _ => None,
+        })
+        .expect("the refused login is recorded");
+    assert_eq!(refused.0, &conn.credential.user);
+    assert_eq!(refused.1, "orders");
+    assert_eq!(refused.2, "28P01");
+    assert!(refused.3.starts_with("127.0.0.1:"), "{refused:?}");
+    assert!(!refused.4.contains("not-the-password"), "{refused:?}");
 
     let st = statements(&all);
     let texts: Vec<String> = st.iter().map(|s| s.display_text()).collect();

@@ -115,11 +115,12 @@ async fn psql_verify_full_reads_and_copies() {
 
     // Sessions and their statements are in the audit log and its index.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let mut index =
-        airlock_audit::index::Index::open(&airlock_audit::index_path(&w.data_dir())).unwrap();
-    let mut tailer = index
-        .tailer(&airlock_audit::audit_dir(&w.data_dir()))
-        .unwrap();
+    let mut index = airlock_audit::index::Index::open(
+        &airlock_audit::index_path(&w.data_dir()),
+        &airlock_audit::audit_dir(&w.data_dir()),
+    )
+    .unwrap();
+    let mut tailer = index.tailer().unwrap();
     index.catch_up(&mut tailer).unwrap();
     let sessions = index
         .sessions(&airlock_audit::index::SessionQuery {
