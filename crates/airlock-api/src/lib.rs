@@ -5,6 +5,9 @@
 //! The API holds no state of its own: everything comes from the config, the
 //! store and the clock it is handed, so several gateways can serve it.
 
+// The OpenAPI document is one `json!` literal, deeper than the default limit.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
@@ -21,6 +24,7 @@ use airlock_config::{Access, Config};
 use airlock_store::Store;
 
 pub mod access;
+pub mod audit;
 pub mod credentials;
 pub mod error;
 pub mod exec;
@@ -97,6 +101,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/resources", get(resources))
         .route("/api/v1/credentials", post(credentials::mint))
+        .route("/api/v1/audit", get(audit::search))
+        .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/sessions", get(sessions))
         .route("/api/v1/sessions/{id}/statements", get(session_statements))
         .route(

@@ -85,6 +85,26 @@ pub fn document() -> Value {
                     "403": err("access denied"), "404": err("unknown resource")
                 }
             }},
+            "/api/v1/audit": { "get": {
+                "summary": "Audit log records, the newest `limit`, oldest first, as stored (with seq, prev, ts, kind). Auditors ([audit] auditor_roles) search everything; others only their own records",
+                "parameters": [
+                    { "name": "user", "in": "query", "schema": { "type": "string" } },
+                    { "name": "resource", "in": "query", "schema": { "type": "string" } },
+                    { "name": "session", "in": "query", "schema": { "type": "string" } },
+                    { "name": "since_ms", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "until_ms", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "kind", "in": "query", "schema": { "type": "string" }, "description": "comma-separated record kinds" },
+                    { "name": "grep", "in": "query", "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000 } }
+                ],
+                "responses": { "200": { "description": "{ records: [...] }" }, "400": err("bad query"),
+                    "401": err("no or bad token"), "403": err("another user's records, and not an auditor") }
+            }},
+            "/api/v1/audit/verify": { "get": {
+                "summary": "Verify the whole audit log against the gateway's key: records, time span, last checkpoint, first problem (auditors only)",
+                "responses": { "200": { "description": "the report; ok is false when a problem was found" },
+                    "401": err("no or bad token"), "403": err("not an auditor") }
+            }},
             "/api/v1/sessions": { "get": {
                 "summary": "The caller's proxied sessions, newest first",
                 "parameters": [
@@ -206,6 +226,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/whoami"),
     ("get", "/api/v1/resources"),
     ("post", "/api/v1/credentials"),
+    ("get", "/api/v1/audit"),
+    ("get", "/api/v1/audit/verify"),
     ("get", "/api/v1/sessions"),
     ("get", "/api/v1/sessions/{id}/statements"),
     ("post", "/api/v1/requests"),

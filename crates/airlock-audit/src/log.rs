@@ -202,6 +202,11 @@ impl AuditLog {
         &self.inner.dir
     }
 
+    /// The public half of the signing key: what verifies this log.
+    pub fn public_key(&self) -> crate::key::PublicKey {
+        self.inner.key.public()
+    }
+
     pub fn key_id(&self) -> &str {
         &self.inner.key_id
     }

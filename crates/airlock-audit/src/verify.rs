@@ -88,6 +88,30 @@ impl Report {
     pub fn ok(&self) -> bool {
         self.problem.is_none()
     }
+
+    /// The report as `airlock audit verify --json` and the API give it.
+    pub fn to_json(&self, key: &PublicKey) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.ok(),
+            "records": self.records,
+            "segments": self.segments,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "checkpoints": self.checkpoints,
+            "last_checkpoint": self.last_checkpoint.as_ref().map(|c| serde_json::json!({
+                "seq": c.seq, "ts": c.ts, "hash": crate::record::hex(&c.hash),
+            })),
+            "unsealed": self.unsealed,
+            "retained_from": self.retained_from,
+            "key": key.id(),
+            "problem": self.problem.as_ref().map(|p| serde_json::json!({
+                "kind": p.kind.to_string(), "seq": p.seq, "segment": p.segment,
+                "offset": p.offset, "detail": p.detail, "text": p.to_string(),
+            })),
+        })
+    }
 }
 
 /// What the verifier trusts and expects.

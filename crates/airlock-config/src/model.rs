@@ -502,6 +502,9 @@ pub struct AuditSettings {
     pub replay_rows: usize,
     /// A new segment starts once the current one is this large. Default 64 MiB.
     pub segment_size: ByteSize,
+    /// Users with one of these roles may search the whole log and run
+    /// verify through the API; everyone else sees only their own records.
+    pub auditor_roles: Vec<RoleName>,
 }
 
 impl AuditSettings {
@@ -529,6 +532,7 @@ impl Default for AuditSettings {
             retain: None,
             replay_rows: Self::DEFAULT_REPLAY_ROWS,
             segment_size: Self::DEFAULT_SEGMENT_SIZE,
+            auditor_roles: Vec::new(),
         }
     }
 }

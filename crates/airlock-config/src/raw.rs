@@ -41,6 +41,8 @@ pub(crate) struct RawAudit {
     pub replay_rows: Option<Spanned<i64>>,
     #[serde(default)]
     pub segment_size: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub auditor_roles: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -94,6 +94,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
         .collect();
     let roles = checker.approvers(&raw.role, roles, &role_lines, &users);
     checker.resource_roles(&raw.resource, &role_lines);
+    checker.auditor_roles(raw.audit.as_ref(), &role_lines);
     let webhooks: Vec<Option<Webhook>> = raw
         .webhook
         .iter()
@@ -584,6 +585,11 @@ impl Checker<'_> {
             None => Some(AuditSettings::DEFAULT_SEGMENT_SIZE),
             Some(v) => self.audit_size(v),
         };
+        let auditor_roles = self.role_names(
+            &raw.auditor_roles,
+            "audit.auditor_roles",
+            "`auditor_roles` in [audit]",
+        );
         Some(AuditSettings {
             fsync: fsync?,
             checkpoint_every: checkpoint_every?,
@@ -591,6 +597,7 @@ impl Checker<'_> {
             retain: retain?,
             replay_rows: replay_rows?,
             segment_size: segment_size?,
+            auditor_roles: auditor_roles?,
         })
     }
 
@@ -1079,6 +1086,21 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// Every role `[audit] auditor_roles` names is defined.
+    fn auditor_roles(&mut self, raw: Option<&RawAudit>, roles: &HashMap<String, usize>) {
+        for (i, role) in raw.iter().flat_map(|a| a.auditor_roles.iter()).enumerate() {
+            let name = role.get_ref();
+            if RoleName::new(name.as_str()).is_ok() && !roles.contains_key(name.as_str()) {
+                let known = defined_list(roles.keys(), "roles");
+                self.error(
+                    role.span(),
+                    format!("audit.auditor_roles[{i}]"),
+                    format!("`auditor_roles` in [audit] names unknown role {name:?} ({known})"),
+                );
+            }
+        }
     }
 
     /// Every role named by a resource's guardrails and masking is defined.

@@ -55,6 +55,7 @@ segment_size = "1MiB"
             retain: Some(Duration::from_secs(400 * 86_400)),
             replay_rows: 0,
             segment_size: ByteSize(1024 * 1024),
+            auditor_roles: Vec::new(),
         }
     );
     assert_eq!(
@@ -121,4 +122,22 @@ fn mistakes() {
         text.contains("`fsync` in [audit]") && text.contains("`replay_rows` in [audit]"),
         "{text}"
     );
+}
+
+#[test]
+fn auditor_roles_name_defined_roles() {
+    let roles = "\n[[role]]\nname = \"auditor\"\n";
+    let c = load(&format!("[audit]\nauditor_roles = [\"auditor\"]\n{roles}")).unwrap();
+    assert_eq!(c.audit.auditor_roles.len(), 1);
+    assert_eq!(c.audit.auditor_roles[0].as_str(), "auditor");
+    let text = errors(&format!("[audit]\nauditor_roles = [\"auditors\"]\n{roles}"));
+    assert!(
+        text.contains("`auditor_roles` in [audit] names unknown role \"auditors\"")
+            && text.contains("defined roles: \"auditor\""),
+        "{text}"
+    );
+    let text = errors(&format!(
+        "[audit]\nauditor_roles = [\"auditor\", \"auditor\"]\n{roles}"
+    ));
+    assert!(text.contains("twice"), "{text}");
 }

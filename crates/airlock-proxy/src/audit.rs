@@ -29,12 +29,55 @@ impl Protocol {
     }
 }
 
+/// Completion records (`statement_done`) waiting to be written with the
+/// session's next statement record: one `write(2)` for both instead of two.
+/// A session that sends nothing more has them written within
+/// [`Deferred::WITHIN`] by the upstream→client side, and at its end.
+#[derive(Default)]
+pub struct Deferred {
+    inner: std::sync::Mutex<(Vec<Event>, Option<std::time::Instant>)>,
+}
+
+impl Deferred {
+    /// How long a completion record may wait for a statement to ride with.
+    pub const WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
+    /// More than this many waiting are written at once.
+    const MAX_WAITING: usize = 256;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<Event>, Option<std::time::Instant>)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn push(&self, e: Event) {
+        let mut g = self.lock();
+        g.0.push(e);
+        g.1.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Everything waiting, oldest first.
+    pub fn take(&self) -> Vec<Event> {
+        let mut g = self.lock();
+        g.1 = None;
+        std::mem::take(&mut g.0)
+    }
+
+    /// When what is waiting must be written.
+    pub fn due(&self) -> Option<std::time::Instant> {
+        let g = self.lock();
+        if g.0.len() >= Self::MAX_WAITING {
+            return Some(std::time::Instant::now());
+        }
+        g.1.map(|t| t + Self::WITHIN)
+    }
+}
+
 pub struct SessionLog {
     audit: AuditLog,
     session: String,
     n: u64,
     /// The last record this session wrote: what `durable` waits for.
     last_seq: u64,
+    deferred: std::sync::Arc<Deferred>,
 }
 
 impl SessionLog {
@@ -44,7 +87,13 @@ impl SessionLog {
             session,
             n: 0,
             last_seq: 0,
+            deferred: std::sync::Arc::default(),
         }
+    }
+
+    /// Where completion records wait for the next statement record.
+    pub fn deferred(&self) -> std::sync::Arc<Deferred> {
+        self.deferred.clone()
     }
 
     /// Writes the record of a statement as the client sent it, with how it
@@ -88,7 +137,12 @@ impl SessionLog {
             sqlstate: refusal.map(|(_, code)| code.to_owned()),
         };
         s.set_text(text);
-        self.last_seq = self.audit.append(&[Event::Statement(s)])?;
+        // Completions waiting ride along: one write for all. If it fails
+        // they are lost with it (the statements they describe have their
+        // records); the statement is refused.
+        let mut batch = self.deferred.take();
+        batch.push(Event::Statement(s));
+        self.last_seq = self.audit.append(&batch)?;
         Ok(self.n)
     }
 

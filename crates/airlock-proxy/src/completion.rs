@@ -248,12 +248,14 @@ pub struct Tracker {
     /// When the previous statement finished: a pipelined statement's time
     /// starts then, not when it was sent.
     last_done: Instant,
-    done: Vec<Event>,
+    /// Finished records wait here for the session's next statement record.
+    done: std::sync::Arc<crate::audit::Deferred>,
 }
 
 impl Tracker {
     pub fn new(
         shared: std::sync::Arc<Completions>,
+        done: std::sync::Arc<crate::audit::Deferred>,
         audit: AuditLog,
         session: String,
         replay_rows: usize,
@@ -266,7 +268,7 @@ impl Tracker {
             columns: HashMap::new(),
             current: None,
             last_done: Instant::now(),
-            done: Vec::new(),
+            done,
         }
     }
 
@@ -541,17 +543,30 @@ impl Tracker {
         self.last_done = now;
     }
 
-    /// Writes the completions gathered so far (after their results went to
-    /// the client). A failure is logged: the statements' own records were
-    /// written before they ran, and the log's health reports the failure.
+    /// When the completions waiting for a statement record must be written
+    /// on their own.
+    pub fn due(&self) -> Option<Instant> {
+        self.done.due()
+    }
+
+    /// Writes the completions waiting, if they have waited long enough. A
+    /// failure is logged: the statements' own records were written before
+    /// they ran, and the log's health reports the failure.
+    pub fn flush_if_due(&mut self) {
+        if self.due().is_some_and(|d| d <= Instant::now()) {
+            self.flush();
+        }
+    }
+
+    /// Writes the completions waiting now.
     pub fn flush(&mut self) {
-        if self.done.is_empty() {
+        let done = self.done.take();
+        if done.is_empty() {
             return;
         }
-        if let Err(e) = self.audit.append(&self.done) {
-            tracing::error!(session = %self.session, error = %e, records = self.done.len(), "statement completions could not be written to the audit log");
+        if let Err(e) = self.audit.append(&done) {
+            tracing::error!(session = %self.session, error = %e, records = done.len(), "statement completions could not be written to the audit log");
         }
-        self.done.clear();
     }
 
     /// The session ended: statements forwarded but not answered are
@@ -710,7 +725,13 @@ mod tests {
         let key = airlock_audit::SigningKey::load_or_create(&dir.join("key.pem")).unwrap();
         let log = AuditLog::open(&dir.join("log"), key, airlock_audit::Options::default()).unwrap();
         let shared = Arc::new(Completions::default());
-        let t = Tracker::new(shared.clone(), log.clone(), "s1".into(), rows);
+        let t = Tracker::new(
+            shared.clone(),
+            Arc::default(),
+            log.clone(),
+            "s1".into(),
+            rows,
+        );
         (shared, t, log)
     }
 

@@ -487,15 +487,17 @@ where
             *bytes_out += out.len() as u64;
             out.clear();
         }
-        // The results went out: now the records of how their statements ended.
+        // The results went out: the records of how their statements ended
+        // wait for the next statement record, or are written when due.
         tracker.count_rows(rows_passed.replace(0));
-        tracker.flush();
+        tracker.flush_if_due();
         // The session is to end: stop here if we are between messages, so the
         // caller's FATAL is not spliced into the middle of a row.
         if ending.is_cancelled() && scanner.at_boundary() {
             return EndReason::Shutdown;
         }
         reserve_for_read(&mut buf, need);
+        let due = tracker.due();
         tokio::select! {
             r = upstream.read_buf(&mut buf) => match r {
                 Ok(0) => return EndReason::UpstreamClosed,
@@ -503,6 +505,10 @@ where
                 Err(e) => return EndReason::Io(format!("reading from upstream: {e}")),
             },
             _ = ending.cancelled(), if !ending.is_cancelled() && scanner.at_boundary() => {}
+            // An idle session's completions are written when due.
+            _ = tokio::time::sleep_until(due.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)), if due.is_some() => {
+                tracker.flush_if_due();
+            }
         }
     }
 }

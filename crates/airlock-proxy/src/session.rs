@@ -351,6 +351,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     };
     let mut tracker = crate::completion::Tracker::new(
         gate.completions(),
+        log.deferred(),
         ctx.audit.clone(),
         session_id.clone(),
         config.audit.replay_rows,

@@ -1,6 +1,7 @@
 //! Persistence for Airlock's control plane: API token hashes, per-user SCRAM
-//! salts, session credentials (as SCRAM verifiers), proxied sessions and their
-//! statements.
+//! salts, session credentials (as SCRAM verifiers), access requests,
+//! approvals and grants. Sessions and statements are in the audit log
+//! (`airlock-audit`), not here.
 //!
 //! Callers program against the [`Store`] trait and hold an `Arc<dyn Store>`, so
 //! a PostgreSQL backend for several gateways can be added later without touching
@@ -30,8 +31,7 @@ mod store;
 pub use error::StoreError;
 pub use id::new_id;
 pub use records::{
-    ApiToken, ApproveOutcome, GrantFilter, RequestFilter, SessionCredential, SessionFilter,
-    SessionRecord, StatementRecord, DEFAULT_SESSION_LIMIT, ORPHAN_END_REASON,
+    ApiToken, ApproveOutcome, GrantFilter, RequestFilter, SessionCredential, DEFAULT_LIMIT,
 };
 pub use sqlite::{SqliteStore, SCHEMA_VERSION};
 pub use store::Store;

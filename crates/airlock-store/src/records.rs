@@ -11,13 +11,8 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
-/// `end_reason` written by [`Store::close_orphan_sessions`](crate::Store::close_orphan_sessions).
-pub const ORPHAN_END_REASON: &str = "gateway restarted";
-
-/// `limit` of [`SessionFilter::default`].
-pub const DEFAULT_SESSION_LIMIT: usize = 100;
+/// The `limit` of a filter whose `limit` is 0.
+pub const DEFAULT_LIMIT: usize = 100;
 
 /// An API token. Only the SHA-256 hash of the token is ever stored; the token
 /// itself is shown to its owner once.
@@ -78,50 +73,6 @@ impl fmt::Debug for SessionCredential {
     }
 }
 
-/// One proxied session, from authentication to disconnect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRecord {
-    pub id: String,
-    pub user: String,
-    pub resource: String,
-    pub access: String,
-    pub credential_id: String,
-    pub client_addr: String,
-    pub tls: bool,
-    pub started_ms: i64,
-    pub ended_ms: Option<i64>,
-    pub statement_count: i64,
-    pub end_reason: Option<String>,
-    /// The grant the session ran under (`standing:…` or a grant id).
-    #[serde(default)]
-    pub grant_id: String,
-    /// The session used a break-glass grant: every record of it says so.
-    #[serde(default)]
-    pub break_glass: bool,
-}
-
-/// One statement of a session; `seq` orders statements within the session and
-/// is unique per session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatementRecord {
-    pub session_id: String,
-    pub seq: i64,
-    pub at_ms: i64,
-    pub text: String,
-}
-
-/// Which sessions [`Store::sessions`](crate::Store::sessions) returns.
-///
-/// `None` fields do not filter. Results are newest first and at most `limit`
-/// (a `limit` of 0 returns nothing; [`Default`] uses [`DEFAULT_SESSION_LIMIT`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionFilter {
-    pub user: Option<String>,
-    pub resource: Option<String>,
-    pub active_only: bool,
-    pub limit: usize,
-}
-
 /// Which requests [`Store::requests`](crate::Store::requests) returns; newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RequestFilter {
@@ -129,7 +80,7 @@ pub struct RequestFilter {
     pub user: Option<String>,
     /// Only requests still pending at this time (state pending, not yet expired).
     pub pending_at: Option<i64>,
-    /// At most this many; 0 means [`DEFAULT_SESSION_LIMIT`].
+    /// At most this many; 0 means [`DEFAULT_LIMIT`].
     pub limit: usize,
 }
 
@@ -140,7 +91,7 @@ pub struct GrantFilter {
     pub resource: Option<String>,
     /// Only grants unrevoked and unexpired at this time.
     pub live_at: Option<i64>,
-    /// At most this many; 0 means [`DEFAULT_SESSION_LIMIT`].
+    /// At most this many; 0 means [`DEFAULT_LIMIT`].
     pub limit: usize,
 }
 
@@ -158,18 +109,6 @@ pub enum ApproveOutcome {
     NotPending(airlock_access::RequestState),
     /// This approver already approved it.
     AlreadyApproved,
-}
-
-impl Default for SessionFilter {
-    fn default() -> Self {
-        // A derived default would have limit 0 and silently return nothing.
-        Self {
-            user: None,
-            resource: None,
-            active_only: false,
-            limit: DEFAULT_SESSION_LIMIT,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,7 @@
 use crate::error::StoreError;
 use airlock_access::{AccessRequest, Approval, GrantRecord};
 
-use crate::records::{
-    ApiToken, ApproveOutcome, GrantFilter, RequestFilter, SessionCredential, SessionFilter,
-    SessionRecord, StatementRecord,
-};
+use crate::records::{ApiToken, ApproveOutcome, GrantFilter, RequestFilter, SessionCredential};
 
 /// Control-plane persistence. Implementations must be safe to share as
 /// `Arc<dyn Store>` across threads; every method is synchronous and may block
@@ -64,47 +61,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes credentials that expired before `before_ms`; returns how many.
     fn purge_expired_credentials(&self, before_ms: i64) -> Result<usize, StoreError>;
-
-    // --- Sessions and statements ------------------------------------------------
-    // The audit issue later replaces these with the hash-chained log.
-
-    /// Records a new session. `statement_count`, `ended_ms` and `end_reason`
-    /// are stored as given (normally 0, `None`, `None`). Fails with
-    /// [`StoreError::AlreadyExists`] if the id is taken.
-    fn session_started(&self, s: &SessionRecord) -> Result<(), StoreError>;
-
-    /// Appends statements in one transaction and bumps each session's
-    /// statement_count. All or nothing: an unknown session
-    /// ([`StoreError::NotFound`]) or a repeated (session_id, seq)
-    /// ([`StoreError::AlreadyExists`]) rejects the whole batch.
-    fn statements(&self, batch: &[StatementRecord]) -> Result<(), StoreError>;
-
-    /// Marks the session ended. Ending an already ended session keeps the
-    /// first end time and reason (so a late disconnect does not overwrite
-    /// "gateway restarted" or a revocation); an unknown id is
-    /// [`StoreError::NotFound`].
-    fn session_ended(&self, id: &str, ended_ms: i64, reason: &str) -> Result<(), StoreError>;
-
-    /// Sessions matching `filter`, newest first.
-    fn sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError>;
-    /// One session by id.
-    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
-
-    /// The first `limit` statements of a session in `seq` order.
-    fn session_statements(
-        &self,
-        session_id: &str,
-        limit: usize,
-    ) -> Result<Vec<StatementRecord>, StoreError>;
-
-    /// On gateway start: sessions left open by a crash are closed at `now_ms`
-    /// with reason [`ORPHAN_END_REASON`](crate::ORPHAN_END_REASON). Returns how
-    /// many.
-    ///
-    /// This assumes one gateway per store, which holds for SQLite; a store
-    /// shared by several gateways will need to record which gateway owns a
-    /// session and close only that gateway's.
-    fn close_orphan_sessions(&self, now_ms: i64) -> Result<usize, StoreError>;
 
     // --- Requests, approvals, grants ---------------------------------------------
     // The store keeps them; whether an action is allowed is decided by

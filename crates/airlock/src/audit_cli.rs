@@ -447,27 +447,7 @@ fn verify(
     };
     let elapsed = started.elapsed();
     if json {
-        let v = serde_json::json!({
-            "ok": report.ok(),
-            "records": report.records,
-            "segments": report.segments,
-            "first_seq": report.first_seq,
-            "last_seq": report.last_seq,
-            "first_ts": report.first_ts,
-            "last_ts": report.last_ts,
-            "checkpoints": report.checkpoints,
-            "last_checkpoint": report.last_checkpoint.as_ref().map(|c| serde_json::json!({
-                "seq": c.seq, "ts": c.ts, "hash": airlock_audit::record::hex(&c.hash),
-            })),
-            "unsealed": report.unsealed,
-            "retained_from": report.retained_from,
-            "key": key.id(),
-            "problem": report.problem.as_ref().map(|p| serde_json::json!({
-                "kind": p.kind.to_string(), "seq": p.seq, "segment": p.segment,
-                "offset": p.offset, "detail": p.detail, "text": p.to_string(),
-            })),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&report.to_json(&key))?);
     } else {
         println!("log          {}", path.display());
         println!("key          {}", key.id());

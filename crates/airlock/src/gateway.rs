@@ -339,8 +339,10 @@ async fn start_audit(
             if stop.is_cancelled() {
                 return;
             }
-            // Idle until something is written (or a short while passes).
-            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+            // At most ten catch-ups a second (each is one SQLite commit),
+            // and none while nothing is written (but a check twice a second).
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(400);
             while !written.has_changed().unwrap_or(true)
                 && std::time::Instant::now() < deadline
                 && !stop.is_cancelled()

@@ -393,7 +393,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let path = format!("/api/v1/sessions?active={active}&limit={limit}");
-            let list: Vec<airlock_store::SessionRecord> =
+            let list: Vec<airlock_audit::index::SessionRow> =
                 runtime()?.block_on(async { client::Api::from_login()?.get(&path).await })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);

@@ -346,6 +346,7 @@ detectors = ["phone"]
 
 [audit]
 replay_rows = 3
+auditor_roles = ["sre-lead"]
 {DEFAULT_POLICY}"#
     );
     let w = World::start_with(Options {
@@ -469,6 +470,84 @@ replay_rows = 3
         text.contains("failed after") && text.contains("42P01"),
         "{text}"
     );
+
+    // The API gives the same to the console: each statement with its runs.
+    let api = w.api("oncall1");
+    let path = format!("/api/v1/sessions/{session}/statements");
+    let mut stmts: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..100 {
+        stmts = api.get(&path).await.unwrap();
+        if stmts.len() == st.len()
+            && stmts
+                .iter()
+                .any(|s| s["runs"].as_array().is_some_and(|r| r.len() == 2))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let prepared = stmts
+        .iter()
+        .find(|s| s["text"] == "SELECT id, email FROM customers WHERE id = $1")
+        .unwrap();
+    assert_eq!(prepared["runs"].as_array().unwrap().len(), 2, "{prepared}");
+    assert_eq!(prepared["runs"][1]["first_rows"][0][1], "[masked]");
+    assert!(prepared["runs"][0]["duration_us"].as_u64().unwrap() > 0);
+
+    // Search through the API: anyone, their own records; an auditor,
+    // everyone's; verify for auditors only.
+    let found: serde_json::Value = api
+        .get("/api/v1/audit?kind=statement&grep=no_such_table")
+        .await
+        .unwrap();
+    let records = found["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{found}");
+    assert_eq!(records[0]["kind"], "statement");
+    assert_eq!(
+        records[0]["prev"].as_str().unwrap().len(),
+        64,
+        "chain fields"
+    );
+    let refused = api
+        .get::<serde_json::Value>("/api/v1/audit?user=lead1")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("auditor_roles") && refused.contains("403"),
+        "{refused}"
+    );
+    let refused = api
+        .get::<serde_json::Value>("/api/v1/audit/verify")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("auditor_roles") && refused.contains("403"),
+        "{refused}"
+    );
+    let bad = api
+        .get::<serde_json::Value>("/api/v1/audit?kind=statments")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("unknown record kind") && bad.contains("400"),
+        "{bad}"
+    );
+    let lead = w.api("lead1");
+    let theirs: serde_json::Value = lead
+        .get(&format!(
+            "/api/v1/audit?user=oncall1&session={session}&kind=statement_done&limit=2"
+        ))
+        .await
+        .unwrap();
+    let records = theirs["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "the newest two: {theirs}");
+    assert_eq!(records[1]["sqlstate"], "22012", "{theirs}");
+    let report: serde_json::Value = lead.get("/api/v1/audit/verify").await.unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["records"].as_u64().unwrap() > 10, "{report}");
     w.stop().await;
 }
 

@@ -372,7 +372,8 @@ async fn break_glass_is_immediate_marked_and_announced() {
         .unwrap();
     drop(client);
     let api = w.api("oncall1");
-    let sessions: Vec<airlock_store::SessionRecord> = api.get("/api/v1/sessions").await.unwrap();
+    let sessions: Vec<airlock_audit::index::SessionRow> =
+        api.get("/api/v1/sessions").await.unwrap();
     let s = sessions
         .iter()
         .find(|s| s.access == "write")

@@ -7,7 +7,7 @@ use airlock_access::{AccessRequest, Approval, GrantRecord, RequestState};
 
 use super::{conflict, sql_limit};
 use crate::error::StoreError;
-use crate::records::{ApproveOutcome, GrantFilter, RequestFilter, DEFAULT_SESSION_LIMIT};
+use crate::records::{ApproveOutcome, GrantFilter, RequestFilter, DEFAULT_LIMIT};
 
 const REQUEST_COLUMNS: &str = "id, kind, user_name, resource, access, duration_ms, reason, \
     statement, role, approvals_required, approver_roles, created_ms, expires_ms, state, \
@@ -180,7 +180,7 @@ pub(super) fn requests(
     filter: &RequestFilter,
 ) -> Result<Vec<AccessRequest>, StoreError> {
     let limit = if filter.limit == 0 {
-        DEFAULT_SESSION_LIMIT
+        DEFAULT_LIMIT
     } else {
         filter.limit
     };
@@ -389,7 +389,7 @@ pub(super) fn grants(
     filter: &GrantFilter,
 ) -> Result<Vec<GrantRecord>, StoreError> {
     let limit = if filter.limit == 0 {
-        DEFAULT_SESSION_LIMIT
+        DEFAULT_LIMIT
     } else {
         filter.limit
     };

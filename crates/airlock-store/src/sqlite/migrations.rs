@@ -11,7 +11,11 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::StoreError;
 
 /// Ordered `(version, SQL)` pairs. Versions start at 1 and increase by one.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1_INITIAL), (2, V2_ACCESS)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1_INITIAL),
+    (2, V2_ACCESS),
+    (3, V3_SESSIONS_IN_AUDIT_LOG),
+];
 
 /// Tables are `STRICT` so a caller bug that binds the wrong type fails loudly
 /// instead of being stored with SQLite's type affinity. Columns are named
@@ -139,6 +143,13 @@ ALTER TABLE sessions ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0 CHECK (br
 ";
 
 /// The newest schema version this binary knows.
+/// Sessions and statements moved to the audit log (and its index): the old
+/// tables are dropped; what they held was written to the log as well.
+const V3_SESSIONS_IN_AUDIT_LOG: &str = "
+DROP TABLE IF EXISTS statements;
+DROP TABLE IF EXISTS sessions;
+";
+
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Brings the database up to [`SCHEMA_VERSION`], or refuses a database that a

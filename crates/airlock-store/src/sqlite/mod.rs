@@ -15,13 +15,10 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::types::ToSql;
 use rusqlite::{ffi, params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::error::StoreError;
-use crate::records::{
-    ApiToken, SessionCredential, SessionFilter, SessionRecord, StatementRecord, ORPHAN_END_REASON,
-};
+use crate::records::{ApiToken, SessionCredential};
 use crate::store::Store;
 
 pub use migrations::SCHEMA_VERSION;
@@ -223,27 +220,6 @@ fn credential(row: &Row<'_>) -> rusqlite::Result<SessionCredential> {
     })
 }
 
-const SESSION_COLUMNS: &str = "id, user_name, resource, access, credential_id, client_addr, tls, \
-     started_ms, ended_ms, statement_count, end_reason, grant_id, break_glass";
-
-fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
-    Ok(SessionRecord {
-        id: row.get(0)?,
-        user: row.get(1)?,
-        resource: row.get(2)?,
-        access: row.get(3)?,
-        credential_id: row.get(4)?,
-        client_addr: row.get(5)?,
-        tls: row.get(6)?,
-        started_ms: row.get(7)?,
-        ended_ms: row.get(8)?,
-        statement_count: row.get(9)?,
-        end_reason: row.get(10)?,
-        grant_id: row.get(11)?,
-        break_glass: row.get(12)?,
-    })
-}
-
 impl Store for SqliteStore {
     fn insert_token(&self, t: &ApiToken) -> Result<(), StoreError> {
         self.lock()
@@ -380,171 +356,6 @@ impl Store for SqliteStore {
         Ok(self.lock().execute(
             "DELETE FROM session_credentials WHERE expires_ms < ?1",
             [before_ms],
-        )?)
-    }
-
-    fn session_started(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
-                &format!(
-                    "INSERT INTO sessions ({SESSION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ),
-                params![
-                    s.id,
-                    s.user,
-                    s.resource,
-                    s.access,
-                    s.credential_id,
-                    s.client_addr,
-                    s.tls,
-                    s.started_ms,
-                    s.ended_ms,
-                    s.statement_count,
-                    s.end_reason,
-                    s.grant_id,
-                    s.break_glass
-                ],
-            )
-            .map_err(|e| conflict(e, "session", &s.id))?;
-        Ok(())
-    }
-
-    fn statements(&self, batch: &[StatementRecord]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            // One UPDATE per session in the batch, not per statement: under
-            // load a batch holds hundreds of statements of a few sessions.
-            let mut counts: Vec<(&str, i64)> = Vec::new();
-            for s in batch {
-                match counts.iter_mut().find(|(id, _)| *id == s.session_id) {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((&s.session_id, 1)),
-                }
-            }
-            let mut bump = tx.prepare_cached(
-                "UPDATE sessions SET statement_count = statement_count + ?2 WHERE id = ?1",
-            )?;
-            for (id, n) in &counts {
-                // Returning early drops `tx`, which rolls the batch back.
-                if bump.execute(params![id, n])? == 0 {
-                    return Err(StoreError::NotFound {
-                        what: "session",
-                        id: (*id).to_owned(),
-                    });
-                }
-            }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO statements (session_id, seq, at_ms, text) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for s in batch {
-                insert
-                    .execute(params![s.session_id, s.seq, s.at_ms, s.text])
-                    .map_err(|e| {
-                        conflict(e, "statement", &format!("{}#{}", s.session_id, s.seq))
-                    })?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn session_ended(&self, id: &str, ended_ms: i64, reason: &str) -> Result<(), StoreError> {
-        let conn = self.lock();
-        let changed = conn.execute(
-            "UPDATE sessions SET ended_ms = ?2, end_reason = ?3 WHERE id = ?1 AND ended_ms IS NULL",
-            params![id, ended_ms, reason],
-        )?;
-        if changed == 0 {
-            let exists: bool = conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)",
-                [id],
-                |row| row.get(0),
-            )?;
-            if !exists {
-                return Err(StoreError::NotFound {
-                    what: "session",
-                    id: id.to_owned(),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
-        // Build the WHERE clause from the filters present, rather than
-        // `?1 IS NULL OR ...`, so SQLite can use the partial index of open
-        // sessions for active_only listings.
-        let limit = sql_limit(filter.limit);
-        let mut clauses: Vec<&str> = Vec::new();
-        let mut values: Vec<&dyn ToSql> = Vec::new();
-        if let Some(user) = &filter.user {
-            values.push(user);
-            clauses.push("user_name = ?");
-        }
-        if let Some(resource) = &filter.resource {
-            values.push(resource);
-            clauses.push("resource = ?");
-        }
-        if filter.active_only {
-            clauses.push("ended_ms IS NULL");
-        }
-        values.push(&limit);
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions {where_sql}
-             ORDER BY started_ms DESC, rowid DESC LIMIT ?"
-        ))?;
-        let sessions = stmt
-            .query_map(values.as_slice(), session)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(sessions)
-    }
-
-    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
-        ))?;
-        Ok(stmt.query_row([id], session).optional()?)
-    }
-
-    fn session_statements(
-        &self,
-        session_id: &str,
-        limit: usize,
-    ) -> Result<Vec<StatementRecord>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT session_id, seq, at_ms, text FROM statements
-             WHERE session_id = ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let statements = stmt
-            .query_map(params![session_id, sql_limit(limit)], |row| {
-                Ok(StatementRecord {
-                    session_id: row.get(0)?,
-                    seq: row.get(1)?,
-                    at_ms: row.get(2)?,
-                    text: row.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(statements)
-    }
-
-    fn close_orphan_sessions(&self, now_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.lock().execute(
-            "UPDATE sessions SET ended_ms = ?1, end_reason = ?2 WHERE ended_ms IS NULL",
-            params![now_ms, ORPHAN_END_REASON],
         )?)
     }
 
