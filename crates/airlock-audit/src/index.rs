@@ -99,7 +99,9 @@ struct Span {
 /// the encoding is the log's own (`"session":"<id>"`, ids without escapes).
 fn session_of(line: &[u8]) -> Option<&str> {
     const KEY: &[u8] = b"\"session\":\"";
-    let at = memchr::memmem::find(line, KEY)? + KEY.len();
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(KEY));
+    let at = FINDER.find(line)? + KEY.len();
     let len = memchr::memchr(b'"', &line[at..])?;
     let id = std::str::from_utf8(&line[at..at + len]).ok()?;
     (!id.contains('\\')).then_some(id)
@@ -259,11 +261,11 @@ impl Index {
                 match session_of(raw.line).filter(|_| is_bulk(raw.kind)) {
                     Some(session) => {
                         let statement = u64::from(raw.kind == "statement");
-                        let refused = statement
-                            * u64::from(
-                                memchr::memmem::find(raw.line, b"\"decision\":\"refused\"")
-                                    .is_some(),
-                            );
+                        static REFUSED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+                            std::sync::LazyLock::new(|| {
+                                memchr::memmem::Finder::new(b"\"decision\":\"refused\"")
+                            });
+                        let refused = statement * u64::from(REFUSED.find(raw.line).is_some());
                         let of_segment = spans.entry(raw.segment).or_default();
                         match of_segment.get_mut(session) {
                             Some(s) => {
