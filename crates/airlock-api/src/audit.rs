@@ -30,7 +30,7 @@ pub(crate) struct SearchQuery {
     limit: Option<usize>,
 }
 
-fn is_auditor(s: &ApiState, user: &str) -> bool {
+pub(crate) fn is_auditor(s: &ApiState, user: &str) -> bool {
     let config = s.config.borrow();
     let auditors = &config.audit.auditor_roles;
     config
@@ -38,7 +38,7 @@ fn is_auditor(s: &ApiState, user: &str) -> bool {
         .is_some_and(|u| u.roles.iter().any(|r| auditors.contains(r)))
 }
 
-fn not_an_auditor(what: &str) -> ApiError {
+pub(crate) fn not_an_auditor(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "not_an_auditor",

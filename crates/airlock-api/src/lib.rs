@@ -347,7 +347,11 @@ async fn resources(
 struct SessionsQuery {
     #[serde(default)]
     active: bool,
+    /// Someone else's sessions: auditors only.
+    user: Option<String>,
     resource: Option<String>,
+    /// Sessions open at or after this time.
+    since_ms: Option<i64>,
     limit: Option<usize>,
 }
 
@@ -356,10 +360,19 @@ async fn sessions(
     caller: Caller,
     Query(q): Query<SessionsQuery>,
 ) -> Result<Json<Vec<airlock_audit::index::SessionRow>>, ApiError> {
+    let user = match q.user {
+        Some(u) if u != caller.user && !audit::is_auditor(&s, &caller.user) => {
+            return Err(audit::not_an_auditor(&format!(
+                "listing the sessions of {u:?}"
+            )))
+        }
+        Some(u) => u,
+        None => caller.user,
+    };
     let query = airlock_audit::index::SessionQuery {
-        user: Some(caller.user),
+        user: Some(user),
         resource: q.resource,
-        since_ms: None,
+        since_ms: q.since_ms,
         active_only: q.active,
         limit: q.limit.unwrap_or(100).min(1000),
     };

@@ -106,9 +106,11 @@ pub fn document() -> Value {
                     "401": err("no or bad token"), "403": err("not an auditor") }
             }},
             "/api/v1/sessions": { "get": {
-                "summary": "The caller's proxied sessions, newest first",
+                "summary": "The caller's proxied sessions, newest first (an auditor's: anyone's, with `user`)",
                 "parameters": [
                     { "name": "active", "in": "query", "schema": { "type": "boolean" } },
+                    { "name": "user", "in": "query", "schema": { "type": "string" }, "description": "another user's sessions: auditors only" },
+                    { "name": "since_ms", "in": "query", "schema": { "type": "integer" }, "description": "sessions open at or after this time" },
                     { "name": "resource", "in": "query", "schema": { "type": "string" } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": 1000 } }
                 ],

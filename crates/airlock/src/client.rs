@@ -321,3 +321,17 @@ fn reach_error(server: &str, e: reqwest::Error) -> anyhow::Error {
     };
     anyhow::anyhow!("reaching the gateway at {server}: {chain}{hint}")
 }
+
+/// `text` percent-encoded for a URL query value (everything but unreserved
+/// characters).
+pub fn query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

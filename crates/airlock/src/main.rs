@@ -76,11 +76,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Your proxied sessions, newest first.
+    /// Your proxied sessions, newest first (an auditor's: anyone's, with --user).
     Sessions {
         /// Only sessions still open.
         #[arg(long)]
         active: bool,
+        /// Someone else's sessions (needs a role in [audit] auditor_roles).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        resource: Option<String>,
+        /// Sessions open at or after this time: a duration ago (1h, 2d) or RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[arg(long)]
@@ -389,10 +397,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sessions {
             active,
+            user,
+            resource,
+            since,
             limit,
             json,
         } => {
-            let path = format!("/api/v1/sessions?active={active}&limit={limit}");
+            let mut path = format!("/api/v1/sessions?active={active}&limit={limit}");
+            if let Some(u) = &user {
+                path.push_str(&format!("&user={}", airlock::client::query_value(u)));
+            }
+            if let Some(r) = &resource {
+                path.push_str(&format!("&resource={}", airlock::client::query_value(r)));
+            }
+            if let Some(t) = &since {
+                let now = airlock_access::Clock::now_ms(&airlock_access::SystemClock);
+                let ms = airlock::audit_cli::parse_time(t, now)
+                    .map_err(|e| anyhow::anyhow!("--since {t}: {e}"))?;
+                path.push_str(&format!("&since_ms={ms}"));
+            }
             let list: Vec<airlock_audit::index::SessionRow> =
                 runtime()?.block_on(async { client::Api::from_login()?.get(&path).await })?;
             if json {
@@ -401,8 +424,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("no sessions");
             } else {
                 println!(
-                    "{:<26} {:<12} {:<6} {:<20} {:>10} {:<4} END",
-                    "SESSION", "RESOURCE", "ACCESS", "STARTED", "STATEMENTS", "TLS"
+                    "{:<26} {:<12} {:<12} {:<6} {:<20} {:>10} {:<4} END",
+                    "SESSION", "USER", "RESOURCE", "ACCESS", "STARTED", "STATEMENTS", "TLS"
                 );
                 for s in list {
                     let end = match (s.ended_ms, &s.end_reason) {
@@ -411,8 +434,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         _ => "open".to_owned(),
                     };
                     println!(
-                        "{:<26} {:<12} {:<6} {:<20} {:>10} {:<4} {end}",
+                        "{:<26} {:<12} {:<12} {:<6} {:<20} {:>10} {:<4} {end}",
                         s.id,
+                        s.user,
                         s.resource,
                         s.access,
                         airlock::format_time(s.started_ms),

@@ -545,6 +545,24 @@ auditor_roles = ["sre-lead"]
     let records = theirs["records"].as_array().unwrap();
     assert_eq!(records.len(), 2, "the newest two: {theirs}");
     assert_eq!(records[1]["sqlstate"], "22012", "{theirs}");
+    // Sessions: an auditor lists anyone's, others only their own.
+    let listed: Vec<serde_json::Value> = lead
+        .get("/api/v1/sessions?user=oncall1&since_ms=0")
+        .await
+        .unwrap();
+    assert!(
+        listed.iter().any(|s| s["id"] == session.as_str()),
+        "{listed:?}"
+    );
+    let refused = api
+        .get::<serde_json::Value>("/api/v1/sessions?user=lead1")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("auditor_roles") && refused.contains("403"),
+        "{refused}"
+    );
     let report: serde_json::Value = lead.get("/api/v1/audit/verify").await.unwrap();
     assert_eq!(report["ok"], true, "{report}");
     assert!(report["records"].as_u64().unwrap() > 10, "{report}");
