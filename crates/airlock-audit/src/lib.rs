@@ -21,7 +21,7 @@ pub mod verify;
 pub use event::{Classified, Event, SessionStart, Statement, StatementDone};
 pub use key::{PublicKey, SigningKey};
 pub use log::{AuditLog, Failing, FsyncMode, Options};
-pub use verify::{verify_dir, verify_file, Expect, Problem, ProblemKind, Report};
+pub use verify::{verify_dir, verify_file, verify_live_dir, Expect, Problem, ProblemKind, Report};
 
 /// The public key's file name in the audit directory.
 pub const PUBLIC_KEY_FILE: &str = "signing-key.pub.pem";

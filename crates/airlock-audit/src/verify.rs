@@ -81,6 +81,9 @@ pub struct Report {
     /// Records before the first one present were removed by retention
     /// (through this seq), as the log itself records.
     pub retained_from: Option<u64>,
+    /// Verifying a log being written ([`verify_live_dir`]): bytes of a
+    /// record being written at its very end, not checked.
+    pub in_progress: u64,
     pub problem: Option<Problem>,
 }
 
@@ -105,6 +108,7 @@ impl Report {
             })),
             "unsealed": self.unsealed,
             "retained_from": self.retained_from,
+            "in_progress_bytes": self.in_progress,
             "key": key.id(),
             "problem": self.problem.as_ref().map(|p| serde_json::json!({
                 "kind": p.kind.to_string(), "seq": p.seq, "segment": p.segment,
@@ -127,8 +131,20 @@ pub struct Expect {
 
 /// Verifies the segments in `dir`.
 pub fn verify_dir(dir: &Path, expect: &Expect) -> Result<Report, AuditError> {
+    verify_segments(dir, expect, false)
+}
+
+/// Verifies the segments of a log that the gateway is writing right now: an
+/// unfinished line at the very end of the last segment is a write in
+/// progress (reported in [`Report::in_progress`]), not a truncation.
+pub fn verify_live_dir(dir: &Path, expect: &Expect) -> Result<Report, AuditError> {
+    verify_segments(dir, expect, true)
+}
+
+fn verify_segments(dir: &Path, expect: &Expect, live: bool) -> Result<Report, AuditError> {
     let segments = segment::list(dir)?;
     let mut v = Verifier::new(expect);
+    v.live = live;
     v.report.segments = segments.len();
     for (i, seg) in segments.iter().enumerate() {
         let bytes =
@@ -170,6 +186,8 @@ struct Verifier<'a> {
     /// The first record present, when it does not start the chain.
     start_gap: Option<(u64, Hash, String, u64)>,
     anchor_seen: bool,
+    /// The log is being written: see [`verify_live_dir`].
+    live: bool,
 }
 
 impl<'a> Verifier<'a> {
@@ -180,6 +198,7 @@ impl<'a> Verifier<'a> {
             last: None,
             start_gap: None,
             anchor_seen: false,
+            live: false,
         }
     }
 
@@ -213,6 +232,10 @@ impl<'a> Verifier<'a> {
             if !self.record(name, &lines, i, offset, line) {
                 return false;
             }
+        }
+        if !torn.is_empty() && is_last && self.live {
+            self.report.in_progress = torn.len() as u64;
+            return true;
         }
         if !torn.is_empty() {
             let offset = (bytes.len() - torn.len()) as u64;

@@ -253,6 +253,11 @@ fn a_log_cut_mid_record_is_truncated() {
     std::fs::write(&path, &bytes[..bytes.len() - 40]).unwrap();
     let (kind, _, text) = problem(&f);
     assert_eq!(kind, ProblemKind::Truncated, "{text}");
+    // Verifying a log being written: the unfinished end is a write in
+    // progress, and everything before it checks.
+    let live = airlock_audit::verify_live_dir(&f.dir, &f.expect()).unwrap();
+    assert!(live.ok(), "{:?}", live.problem);
+    assert!(live.in_progress > 0 && live.in_progress < 500, "{live:?}");
 }
 
 #[test]
