@@ -82,16 +82,7 @@ main() {
     start_variant batched "$AIRLOCK" batched
     start_variant always "$AIRLOCK" always
     variants=(direct noaudit batched always)
-    for v in "${variants[@]}"; do
-        t="$(run_variant "$v" simple 1 1 "$BENCH_TMP/check-$v.log")"
-        [ "$t" != ERR ] || die "$v does not work: $(tail -n 5 "$BENCH_TMP/check-$v.log")"
-    done
-    if [ "$WARMUP" -gt 0 ]; then
-        log "warm-up: ${WARMUP}s per variant"
-        for v in "${variants[@]}"; do
-            run_variant "$v" simple 2 "$WARMUP" "$BENCH_TMP/warmup-$v.log" >/dev/null
-        done
-    fi
+    check_and_warm_up "${variants[@]}"
     cells=$(($(wc -w <<<"$MODES") * $(wc -w <<<"$CLIENTS")))
     log "$cells cells x ${#variants[@]} variants x $REPEAT x ${DURATION}s: about $((cells * ${#variants[@]} * REPEAT * (DURATION + 1) / 60 + 1)) min"
 
@@ -118,8 +109,7 @@ main() {
                     ratios+=("$(ratio "${v_runs[$r]}" "${direct_runs[$r]}")")
                     costs+=("$(awk -v a="${v_runs[$r]}" -v b="${noaudit_runs[$r]}" \
                         'BEGIN { if (a == "ERR" || b == "ERR" || b == 0) print "ERR"; else print 100 * (1 - a / b) }')")
-                    read -r tot _ <<<"$(cpu_per_tx "$BENCH_TMP/$mode-$c-$((r + 1))-$v.log")"
-                    cpus+=("$tot")
+                    cpus+=("$(cpu_per_tx "$BENCH_TMP/$mode-$c-$((r + 1))-$v.log")")
                 done
                 # shellcheck disable=SC2086
                 row+="$(printf ' %7s | %5s |' "$(fmt_tps "$(median ${runs_of[$v]})")" "$(fmt_ratio "$(median "${ratios[@]}")")")"

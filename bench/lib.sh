@@ -367,35 +367,41 @@ raise_nofile() {
 }
 
 # --- pgbench runs (bench/pgbench.sh, bench/audit.sh) ---
+
+# check_and_warm_up VARIANT...: every variant must answer before minutes are
+# spent measuring; then WARMUP seconds of each, unreported. The caller
+# defines run_variant VARIANT MODE CLIENTS SECONDS LOG.
+check_and_warm_up() {
+    local v t
+    for v in "$@"; do
+        t="$(run_variant "$v" simple 1 1 "$BENCH_TMP/check-$v.log")"
+        [ "$t" != ERR ] || die "$v does not work: $(tail -n 5 "$BENCH_TMP/check-$v.log")"
+    done
+    if [ "${WARMUP:-0}" -gt 0 ]; then
+        log "warm-up: ${WARMUP}s per variant"
+        for v in "$@"; do
+            run_variant "$v" simple 2 "$WARMUP" "$BENCH_TMP/warmup-$v.log" >/dev/null
+        done
+    fi
+}
 CLK_TCK="$(getconf CLK_TCK)"
 
-# cpu_ticks PID [THREAD_NAME]: clock ticks of user+system CPU used so far by
-# the process (exited threads included), or by its live threads so named.
+# cpu_ticks PID: clock ticks of user+system CPU used so far by the process
+# (exited threads included).
 cpu_ticks() {
-    local pid="$1" name="${2:-}" t total=0 f
-    if [ -z "$name" ]; then
-        f=($(cut -d')' -f2- "/proc/$pid/stat"))
-        echo $((f[11] + f[12]))
-        return
-    fi
-    for t in /proc/"$pid"/task/*; do
-        [ "$(cat "$t/comm" 2>/dev/null)" = "$name" ] || continue
-        f=($(cut -d')' -f2- "$t/stat"))
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
+    local f
+    f=($(cut -d')' -f2- "/proc/$1/stat"))
+    echo $((f[11] + f[12]))
 }
 
 # run_pgbench HOST PORT USER PASSWORD DB SSLMODE MODE CLIENTS SECONDS LOG:
 # prints the tps without initial connection time, or "ERR". With PROXY_PID
-# set, also writes the proxy's CPU ticks during the run to LOG.cpu (total,
-# and those of threads named PROXY_THREAD).
+# set, also writes the proxy's CPU ticks during the run to LOG.cpu.
 run_pgbench() {
     local host="$1" port="$2" user="$3" pass="$4" db="$5" sslmode="$6" mode="$7" c="$8" secs="$9" out="${10}"
-    local j=$((c < 2 ? c : 2)) t0=0 r0=0 status=0
+    local j=$((c < 2 ? c : 2)) t0=0 status=0
     if [ -n "${PROXY_PID:-}" ]; then
         t0="$(cpu_ticks "$PROXY_PID")"
-        r0="$(cpu_ticks "$PROXY_PID" "${PROXY_THREAD:-none}")"
     fi
     # PGSSLROOTCERT stays unset: sslmode=require encrypts without verifying,
     # and verification only costs at connection time anyway.
@@ -403,7 +409,7 @@ run_pgbench() {
         PGDATABASE="$db" PGSSLMODE="$sslmode" PGAPPNAME=airlock-bench \
         pgbench -S -M "$mode" -c "$c" -j "$j" -T "$secs" -n >"$out" 2>&1 || status=$?
     if [ -n "${PROXY_PID:-}" ]; then
-        echo "$(($(cpu_ticks "$PROXY_PID") - t0)) $(($(cpu_ticks "$PROXY_PID" "${PROXY_THREAD:-none}") - r0))" >"$out.cpu"
+        echo "$(($(cpu_ticks "$PROXY_PID") - t0))" >"$out.cpu"
     fi
     if [ "$status" != 0 ]; then
         echo ERR
@@ -413,16 +419,16 @@ run_pgbench() {
 }
 
 
-# cpu_per_tx LOG: the proxy's CPU microseconds per transaction in that run,
-# as "total recorder" ("-" when unknown).
+# cpu_per_tx LOG: the proxy's CPU microseconds per transaction in that run
+# ("-" when unknown).
 cpu_per_tx() {
     local tx
     tx="$(awk '/^number of transactions actually processed:/ { print $6 }' "$1" | cut -d/ -f1)"
     if [ -z "$tx" ] || [ ! -f "$1.cpu" ]; then
-        echo "- -"
+        echo "-"
         return
     fi
-    awk -v tx="$tx" -v hz="$CLK_TCK" '{ printf "%.1f %.1f\n", $1 * 1e6 / hz / tx, $2 * 1e6 / hz / tx }' "$1.cpu"
+    awk -v tx="$tx" -v hz="$CLK_TCK" '{ printf "%.1f\n", $1 * 1e6 / hz / tx }' "$1.cpu"
 }
 
 median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "ERR"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' || true; }

@@ -80,9 +80,9 @@ run_variant() {
     shift
     case "$v" in
     direct) run_pgbench 127.0.0.1 "$PG_PORT" bench_rw "$BENCH_RW_PASSWORD" bench disable "$@" ;;
-    airlock-tls) PROXY_PID="$GW_PID" PROXY_THREAD=airlock-recorde \
+    airlock-tls) PROXY_PID="$GW_PID" \
         run_pgbench 127.0.0.1 "$GW_PG_PORT" "$GW_USER" "$GW_PASSWORD" "$GW_DATABASE" require "$@" ;;
-    airlock-plain) PROXY_PID="$GW_PID" PROXY_THREAD=airlock-recorde \
+    airlock-plain) PROXY_PID="$GW_PID" \
         run_pgbench 127.0.0.1 "$GW_PG_PORT" "$GW_USER" "$GW_PASSWORD" "$GW_DATABASE" disable "$@" ;;
     pgbouncer-tls) PROXY_PID="$(cat "$BENCH_TMP/pgbouncer/pgbouncer.pid")" \
         run_pgbench 127.0.0.1 "$PGB_PORT" bench_rw "$BENCH_RW_PASSWORD" bench require "$@" ;;
@@ -111,18 +111,7 @@ main() {
         fi
     fi
 
-    # Every connection must work before minutes are spent measuring.
-    for v in "${variants[@]}"; do
-        t="$(run_variant "$v" simple 1 1 "$BENCH_TMP/check-$v.log")"
-        [ "$t" != ERR ] || die "$v does not work: $(tail -n 5 "$BENCH_TMP/check-$v.log")"
-    done
-
-    if [ "$WARMUP" -gt 0 ]; then
-        log "warm-up: ${WARMUP}s per variant"
-        for v in "${variants[@]}"; do
-            run_variant "$v" simple 2 "$WARMUP" "$BENCH_TMP/warmup-$v.log" >/dev/null
-        done
-    fi
+    check_and_warm_up "${variants[@]}"
 
     cells=$(($(wc -w <<<"$MODES") * $(wc -w <<<"$CLIENTS")))
     runs=$((cells * ${#variants[@]} * REPEAT))
@@ -175,17 +164,11 @@ main() {
                 h="$(printf '%s tps' "${v/-/ }")"
                 row+="$(printf ' %*s | %5s |' "${#h}" "$(fmt_tps "$m")" "$(fmt_ratio "$(median "${ratios[@]}")")")"
                 detail+="; $v${runs_of[$v]}"
-                totals=() recs=()
+                totals=()
                 for r in $(seq 1 "$REPEAT"); do
-                    read -r tot rec <<<"$(cpu_per_tx "$BENCH_TMP/$mode-$c-$r-$v.log")"
-                    totals+=("$tot") recs+=("$rec")
+                    totals+=("$(cpu_per_tx "$BENCH_TMP/$mode-$c-$r-$v.log")")
                 done
-                tot="$(fmt_cpu "$(median "${totals[@]}")")" rec="$(fmt_cpu "$(median "${recs[@]}")")"
-                case "$v" in
-                airlock-*) cell="$tot ($rec)" ;;
-                *) cell="$tot" ;;
-                esac
-                cpu_row+="$(printf ' %17s |' "$cell")"
+                cpu_row+="$(printf ' %17s |' "$(fmt_cpu "$(median "${totals[@]}")")")"
             done
             cpu_rows+=("$cpu_row")
             read -r busy1 total1 steal1 <<<"$(machine_ticks)"
@@ -225,8 +208,7 @@ main() {
         echo "$rule"
         printf '%s\n' "${rows[@]}"
         echo
-        echo "Proxy CPU per transaction, microseconds (user+system, all threads; for"
-        echo "Airlock, the session recorder thread's share in parentheses):"
+        echo "Proxy CPU per transaction, microseconds (user+system, all threads):"
         echo
         echo "$cpu_header"
         echo "$cpu_rule"

@@ -326,11 +326,13 @@ impl Tracker {
                 }
             }
             btag::ROW_DESCRIPTION | btag::NO_DATA => {
-                let (names, types, formats) = if tag == btag::ROW_DESCRIPTION {
-                    describe(body)
-                } else {
-                    (Vec::new(), Vec::new(), Formats::Text)
-                };
+                // Columns matter only when rows are kept for replay.
+                let (names, types, formats) =
+                    if tag == btag::ROW_DESCRIPTION && self.replay_rows > 0 {
+                        describe(body)
+                    } else {
+                        (Vec::new(), Vec::new(), Formats::Text)
+                    };
                 let front = self.shared.lock().front().copied();
                 match front {
                     Some(Track::Describe { n }) => {
@@ -531,11 +533,7 @@ impl Tracker {
                 tags: c.tags,
                 sqlstate: c.sqlstate,
                 error: c.error,
-                columns: if c.first_rows.is_empty() && c.columns.is_empty() {
-                    Vec::new()
-                } else {
-                    c.columns
-                },
+                columns: c.columns,
                 first_rows: c.first_rows,
                 suspended,
             }));

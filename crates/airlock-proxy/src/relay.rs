@@ -424,14 +424,11 @@ where
                             txn_status.store(status, Ordering::Relaxed);
                         }
                     }
-                    let mut dropped = false;
-                    if tag < 128 && filter_tags & (1 << tag) != 0 {
-                        if let Some(f) = filter.as_deref_mut() {
-                            match f.on_message(tag, body)? {
-                                Out::Forward => {}
-                                Out::Replace(b) => replacement = Some(b),
-                                Out::Drop => dropped = true,
-                            }
+                    if let Some(f) = filter.as_deref_mut() {
+                        match f.on_message(tag, body)? {
+                            Out::Forward => {}
+                            Out::Replace(b) => replacement = Some(b),
+                            Out::Drop => replacement = Some(Bytes::new()),
                         }
                     }
                     if watch_errors && tag == btag::ERROR_RESPONSE {
@@ -439,9 +436,6 @@ where
                             // The error a refusal provoked: the client gets the refusal.
                             replacement = Some(r);
                         }
-                    }
-                    if dropped && replacement.is_none() {
-                        replacement = Some(Bytes::new());
                     }
                     tracker.count_rows(rows_passed.replace(0));
                     tracker.observe(tag, body, replacement.as_deref());

@@ -336,6 +336,14 @@ async fn entries_after_session_end(data_dir: &Path) -> Vec<Entry> {
     panic!("the session's end was never recorded");
 }
 
+/// The error text a refused API call gives (status and message).
+async fn refused(api: &airlock::client::Api, path: &str) -> String {
+    api.get::<serde_json::Value>(path)
+        .await
+        .expect_err("refused")
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_statement_end_is_recorded_with_rows_errors_and_masked_first_rows() {
     let policy = format!(
@@ -508,32 +516,20 @@ auditor_roles = ["sre-lead"]
         64,
         "chain fields"
     );
-    let refused = api
-        .get::<serde_json::Value>("/api/v1/audit?user=lead1")
-        .await
-        .unwrap_err()
-        .to_string();
+    let text = refused(&api, "/api/v1/audit?user=lead1").await;
     assert!(
-        refused.contains("auditor_roles") && refused.contains("403"),
-        "{refused}"
+        text.contains("auditor_roles") && text.contains("403"),
+        "{text}"
     );
-    let refused = api
-        .get::<serde_json::Value>("/api/v1/audit/verify")
-        .await
-        .unwrap_err()
-        .to_string();
+    let text = refused(&api, "/api/v1/audit/verify").await;
     assert!(
-        refused.contains("auditor_roles") && refused.contains("403"),
-        "{refused}"
+        text.contains("auditor_roles") && text.contains("403"),
+        "{text}"
     );
-    let bad = api
-        .get::<serde_json::Value>("/api/v1/audit?kind=statments")
-        .await
-        .unwrap_err()
-        .to_string();
+    let text = refused(&api, "/api/v1/audit?kind=statments").await;
     assert!(
-        bad.contains("unknown record kind") && bad.contains("400"),
-        "{bad}"
+        text.contains("unknown record kind") && text.contains("400"),
+        "{text}"
     );
     let lead = w.api("lead1");
     let theirs: serde_json::Value = lead
@@ -554,14 +550,10 @@ auditor_roles = ["sre-lead"]
         listed.iter().any(|s| s["id"] == session.as_str()),
         "{listed:?}"
     );
-    let refused = api
-        .get::<serde_json::Value>("/api/v1/sessions?user=lead1")
-        .await
-        .unwrap_err()
-        .to_string();
+    let text = refused(&api, "/api/v1/sessions?user=lead1").await;
     assert!(
-        refused.contains("auditor_roles") && refused.contains("403"),
-        "{refused}"
+        text.contains("auditor_roles") && text.contains("403"),
+        "{text}"
     );
     let report: serde_json::Value = lead.get("/api/v1/audit/verify").await.unwrap();
     assert_eq!(report["ok"], true, "{report}");
