@@ -27,6 +27,7 @@ mod id;
 mod records;
 mod sqlite;
 mod store;
+pub mod telemetry;
 
 pub use error::StoreError;
 pub use id::new_id;
