@@ -30,7 +30,8 @@ pub use error::{ConfigError, Diagnostic};
 pub use model::{
     redact_url, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement,
     Gateway, Guardrail, MaskRules, Masking, RequestableRule, Resource, ResourceKind, Role,
-    UpstreamCredential, UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
+    TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential, UpstreamTls, User, Webhook,
+    WEBHOOK_EVENTS,
 };
 pub use names::{NameError, ResourceName, RoleName, UserName};
 pub use secret::{MissingSecret, Secret, SecretProblem};
@@ -56,6 +57,8 @@ pub struct Config {
     pub webhooks: Vec<Webhook>,
     /// `[audit]`.
     pub audit: AuditSettings,
+    /// `[telemetry]`.
+    pub telemetry: TelemetrySettings,
     /// The text the configuration was parsed from, kept for diagnostics about it later (reload
     /// diffs, `policy test`). Shared because `Config` is cloned into every task.
     source: Arc<str>,
@@ -86,6 +89,7 @@ impl Config {
             users: checked.users,
             access: checked.access,
             audit: checked.audit,
+            telemetry: checked.telemetry,
             webhooks: checked.webhooks,
             source: Arc::from(text),
         })

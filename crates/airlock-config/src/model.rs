@@ -56,6 +56,9 @@ pub struct Gateway {
     /// Client connections the PostgreSQL listener holds at once, logged in
     /// or not; more are refused with SQLSTATE 53300. Default 1000.
     pub max_client_connections: usize,
+    /// Where OTLP/gRPC listens, `host:port`; `None` when set to "off".
+    /// Default `127.0.0.1:4317`, the OTLP port.
+    pub listen_otlp_grpc: Option<String>,
 }
 
 impl Gateway {
@@ -76,6 +79,8 @@ impl Gateway {
     pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(8 * 3600);
     /// Default for `max_client_connections`.
     pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1000;
+    /// Default for `listen_otlp_grpc`: OTLP's gRPC port, on loopback.
+    pub const DEFAULT_LISTEN_OTLP_GRPC: &'static str = "127.0.0.1:4317";
     /// Default for `connect_timeout`.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -533,6 +538,93 @@ impl Default for AuditSettings {
             replay_rows: Self::DEFAULT_REPLAY_ROWS,
             segment_size: Self::DEFAULT_SEGMENT_SIZE,
             auditor_roles: Vec::new(),
+        }
+    }
+}
+
+/// Which statistic of a histogram point a threshold compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThresholdStat {
+    /// Gauges and sums: the point's value; histograms and summaries: sum ÷ count.
+    Value,
+    /// Histograms and summaries: the mean, sum ÷ count (the same as `Value`).
+    Mean,
+    /// Histograms: the largest value (`max`, or the upper bound of the last
+    /// non-empty bucket when the point has no `max`).
+    Max,
+    /// Histograms: a quantile estimated from the buckets (the upper bound of
+    /// the bucket that holds it).
+    P50,
+    P95,
+    P99,
+}
+
+impl ThresholdStat {
+    pub const ALL: &'static [&'static str] = &["value", "mean", "max", "p50", "p95", "p99"];
+
+    pub fn parse(s: &str) -> Option<ThresholdStat> {
+        Some(match s {
+            "value" => ThresholdStat::Value,
+            "mean" => ThresholdStat::Mean,
+            "max" => ThresholdStat::Max,
+            "p50" => ThresholdStat::P50,
+            "p95" => ThresholdStat::P95,
+            "p99" => ThresholdStat::P99,
+            _ => return None,
+        })
+    }
+}
+
+/// A `[[telemetry.threshold]]`: a metric crossing a limit becomes a timeline
+/// event, going over and coming back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub name: String,
+    /// The metric's name, exactly.
+    pub metric: String,
+    /// Only this service's points; every service's when `None`.
+    pub service: Option<String>,
+    pub above: f64,
+    pub stat: ThresholdStat,
+}
+
+/// The `[telemetry]` table, with defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// Telemetry older than this is removed. Default 14d.
+    pub retain: Duration,
+    /// The environment variable holding the ingest tokens (comma or
+    /// whitespace separated). `None`: ingest needs no token.
+    pub ingest_tokens_env: Option<String>,
+    /// The largest OTLP request accepted, compressed or after
+    /// decompression. Default 16 MiB.
+    pub max_request_size: ByteSize,
+    /// Decoded telemetry waiting for the store at most; above it, receivers
+    /// answer with OTLP's retryable "unavailable". Default 256 MiB.
+    pub max_pending: ByteSize,
+    pub thresholds: Vec<Threshold>,
+}
+
+impl TelemetrySettings {
+    pub const DEFAULT_RETAIN: Duration = Duration::from_secs(14 * 86_400);
+    pub const DEFAULT_MAX_REQUEST_SIZE: ByteSize = ByteSize(16 * 1024 * 1024);
+    pub const MIN_MAX_REQUEST_SIZE: ByteSize = ByteSize(64 * 1024);
+    pub const MAX_MAX_REQUEST_SIZE: ByteSize = ByteSize(256 * 1024 * 1024);
+    pub const DEFAULT_MAX_PENDING: ByteSize = ByteSize(256 * 1024 * 1024);
+    pub const MIN_MAX_PENDING: ByteSize = ByteSize(1024 * 1024);
+    pub const MAX_MAX_PENDING: ByteSize = ByteSize(16 * 1024 * 1024 * 1024);
+    /// The shortest `retain`.
+    pub const MIN_RETAIN: Duration = Duration::from_secs(3600);
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            retain: Self::DEFAULT_RETAIN,
+            ingest_tokens_env: None,
+            max_request_size: Self::DEFAULT_MAX_REQUEST_SIZE,
+            max_pending: Self::DEFAULT_MAX_PENDING,
+            thresholds: Vec::new(),
         }
     }
 }

@@ -24,6 +24,36 @@ pub(crate) struct RawConfig {
     pub webhook: Vec<RawWebhook>,
     #[serde(default)]
     pub audit: Option<RawAudit>,
+    #[serde(default)]
+    pub telemetry: Option<RawTelemetry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTelemetry {
+    #[serde(default)]
+    pub retain: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub ingest_tokens_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_request_size: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub max_pending: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub threshold: Vec<Spanned<RawThreshold>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawThreshold {
+    pub name: Spanned<String>,
+    pub metric: Spanned<String>,
+    #[serde(default)]
+    pub service: Option<Spanned<String>>,
+    #[serde(default)]
+    pub above: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub stat: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +119,9 @@ pub(crate) struct RawGateway {
     pub connect_timeout: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub max_client_connections: Option<Spanned<i64>>,
+    /// `host:port`, or "off".
+    #[serde(default)]
+    pub listen_otlp_grpc: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,13 +14,13 @@ use serde_spanned::Spanned;
 use crate::error::Diagnostic;
 use crate::model::{
     quoted_list, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement,
-    Gateway, Guardrail, Masking, RequestableRule, Resource, ResourceKind, Role, UpstreamCredential,
-    UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
+    Gateway, Guardrail, Masking, RequestableRule, Resource, ResourceKind, Role, TelemetrySettings,
+    Threshold, ThresholdStat, UpstreamCredential, UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
 };
 use crate::names::{ResourceName, RoleName, UserName};
 use crate::raw::{
     RawAccess, RawAudit, RawConfig, RawCredential, RawGateway, RawGuardrail, RawMasking,
-    RawResource, RawRole, RawUser, RawWebhook,
+    RawResource, RawRole, RawTelemetry, RawUser, RawWebhook,
 };
 use crate::span::line_of;
 use crate::units::{format_duration, parse_duration, ByteSize};
@@ -36,6 +36,7 @@ pub(crate) struct Checked {
     pub access: AccessSettings,
     pub webhooks: Vec<Webhook>,
     pub audit: AuditSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 /// What cross-references need to know about a resource, taken from the raw file so that they can be
@@ -64,6 +65,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
     let gateway = checker.gateway(&raw.gateway);
     let access = checker.access(raw.access.as_ref());
     let audit = checker.audit(raw.audit.as_ref());
+    let telemetry = checker.telemetry(raw.telemetry.as_ref());
     // Rules are checked against the ceiling even when `[access]` itself is wrong.
     let max_grant = access
         .as_ref()
@@ -117,6 +119,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
         access: access.expect(all),
         webhooks: webhooks.into_iter().collect::<Option<_>>().expect(all),
         audit: audit.expect(all),
+        telemetry: telemetry.expect(all),
     })
 }
 
@@ -311,7 +314,16 @@ impl Checker<'_> {
             }
         };
 
+        let listen_otlp_grpc = match &raw.listen_otlp_grpc {
+            None => Some(Some(Gateway::DEFAULT_LISTEN_OTLP_GRPC.to_owned())),
+            Some(v) if v.get_ref() == "off" => Some(None),
+            Some(v) => self
+                .listen(v, "gateway.listen_otlp_grpc")
+                .map(|_| Some(v.get_ref().clone())),
+        };
+
         Some(Gateway {
+            listen_otlp_grpc: listen_otlp_grpc?,
             listen_postgres: listen_postgres.map(|_| raw.listen_postgres.get_ref().clone())?,
             listen_http: listen_http.map(|_| raw.listen_http.get_ref().clone())?,
             data_dir: data_dir?,
@@ -599,6 +611,186 @@ impl Checker<'_> {
             segment_size: segment_size?,
             auditor_roles: auditor_roles?,
         })
+    }
+
+    fn telemetry(&mut self, raw: Option<&RawTelemetry>) -> Option<TelemetrySettings> {
+        let Some(raw) = raw else {
+            return Some(TelemetrySettings::default());
+        };
+        let retain = match &raw.retain {
+            None => Some(TelemetrySettings::DEFAULT_RETAIN),
+            Some(v) => match self.duration_in(v, "telemetry.retain", "`retain` in [telemetry]") {
+                Some(d) if d < TelemetrySettings::MIN_RETAIN => {
+                    self.error(
+                        v.span(),
+                        "telemetry.retain",
+                        format!(
+                            "`retain` in [telemetry]: {} is shorter than the minimum of 1h",
+                            format_duration(d)
+                        ),
+                    );
+                    None
+                }
+                other => other,
+            },
+        };
+        let ingest_tokens_env = match &raw.ingest_tokens_env {
+            None => Some(None),
+            Some(v) if is_env_name(v.get_ref()) => Some(Some(v.get_ref().clone())),
+            Some(v) => {
+                self.error(
+                    v.span(),
+                    "telemetry.ingest_tokens_env",
+                    format!(
+                        "`ingest_tokens_env` in [telemetry]: {:?} is not an environment variable name (letters, digits and '_', not starting with a digit); it names the variable that holds the tokens, not a token",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let max_request_size = match &raw.max_request_size {
+            None => Some(TelemetrySettings::DEFAULT_MAX_REQUEST_SIZE),
+            Some(v) => self.sized(
+                v,
+                "telemetry.max_request_size",
+                "`max_request_size` in [telemetry]",
+                (
+                    TelemetrySettings::MIN_MAX_REQUEST_SIZE,
+                    TelemetrySettings::MAX_MAX_REQUEST_SIZE,
+                ),
+            ),
+        };
+        let max_pending = match &raw.max_pending {
+            None => Some(TelemetrySettings::DEFAULT_MAX_PENDING),
+            Some(v) => self.sized(
+                v,
+                "telemetry.max_pending",
+                "`max_pending` in [telemetry]",
+                (
+                    TelemetrySettings::MIN_MAX_PENDING,
+                    TelemetrySettings::MAX_MAX_PENDING,
+                ),
+            ),
+        };
+        let mut names = HashMap::new();
+        let thresholds: Vec<Option<Threshold>> = raw
+            .threshold
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.threshold(i, t, &mut names))
+            .collect();
+        Some(TelemetrySettings {
+            retain: retain?,
+            ingest_tokens_env: ingest_tokens_env?,
+            max_request_size: max_request_size?,
+            max_pending: max_pending?,
+            thresholds: thresholds.into_iter().collect::<Option<_>>()?,
+        })
+    }
+
+    fn threshold(
+        &mut self,
+        index: usize,
+        raw: &Spanned<crate::raw::RawThreshold>,
+        names: &mut HashMap<String, usize>,
+    ) -> Option<Threshold> {
+        let key = |field: &str| format!("telemetry.threshold[{index}].{field}");
+        let t = raw.get_ref();
+        let mut ok = true;
+        let name = t.name.get_ref();
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            self.error(
+                t.name.span(),
+                key("name"),
+                "`name` in [[telemetry.threshold]] must be 1 to 128 printable characters",
+            );
+            ok = false;
+        } else if let Some(first) = names.insert(name.clone(), index) {
+            self.error(
+                t.name.span(),
+                key("name"),
+                format!(
+                    "`name` in [[telemetry.threshold]]: {name:?} is already the name of threshold {first}; give each its own"
+                ),
+            );
+            ok = false;
+        }
+        if t.metric.get_ref().is_empty() {
+            self.error(
+                t.metric.span(),
+                key("metric"),
+                "`metric` in [[telemetry.threshold]] must name a metric",
+            );
+            ok = false;
+        }
+        let above = match &t.above {
+            Some(v) if v.get_ref().is_finite() => Some(*v.get_ref()),
+            Some(v) => {
+                self.error(
+                    v.span(),
+                    key("above"),
+                    "`above` in [[telemetry.threshold]] must be a finite number",
+                );
+                None
+            }
+            None => {
+                self.error(
+                    raw.span(),
+                    key("above"),
+                    "a [[telemetry.threshold]] needs `above`, the limit a value crosses (for example above = 0.5)",
+                );
+                None
+            }
+        };
+        let stat = match &t.stat {
+            None => Some(ThresholdStat::Value),
+            Some(v) => ThresholdStat::parse(v.get_ref()).or_else(|| {
+                self.error(
+                    v.span(),
+                    key("stat"),
+                    format!(
+                        "`stat` in [[telemetry.threshold]] must be one of {}, not {:?}",
+                        quoted_list(ThresholdStat::ALL.iter().copied()),
+                        v.get_ref()
+                    ),
+                );
+                None
+            }),
+        };
+        if !ok {
+            return None;
+        }
+        Some(Threshold {
+            name: name.clone(),
+            metric: t.metric.get_ref().clone(),
+            service: t.service.as_ref().map(|s| s.get_ref().clone()),
+            above: above?,
+            stat: stat?,
+        })
+    }
+
+    /// A size between `min` and `max`, reported under `key` as `what: why`.
+    fn sized(
+        &mut self,
+        v: &Spanned<toml::Value>,
+        key: &str,
+        what: &str,
+        (min, max): (ByteSize, ByteSize),
+    ) -> Option<ByteSize> {
+        let parsed = match v.get_ref() {
+            toml::Value::Integer(n) if *n > 0 => Ok(ByteSize(*n as u64)),
+            toml::Value::String(s) => s.parse::<ByteSize>(),
+            other => Err(format!("expected a size such as \"16MiB\", found {other}")),
+        };
+        let why = match parsed {
+            Ok(s) if s < min => format!("{s} is below the minimum of {min}"),
+            Ok(s) if s > max => format!("{s} is above the maximum of {max}"),
+            Ok(s) => return Some(s),
+            Err(e) => e,
+        };
+        self.error(v.span(), key, format!("{what}: {why}"));
+        None
     }
 
     /// An integer in `range`; `unit` follows the bounds in the message.

@@ -1,5 +1,17 @@
 //! OTLP receivers, telemetry storage, the merged incident timeline, traces and
 //! version comparison.
 //!
-//! Reserved by the gateway-core issue; filled by the telemetry issue. It must
-//! never block the proxy's hot path.
+//! Data flow: a receiver ([`otlp_http`] on `listen_http`, [`otlp_grpc`] on
+//! `listen_otlp_grpc`) authenticates the request, decodes its body
+//! ([`body`]), converts OTLP into Airlock's flat records ([`convert`]) and
+//! hands the batch to [`ingest`], whose one writer thread stores batches in
+//! groups through [`airlock_store::telemetry::TelemetryStore`]. Readers (the
+//! API's timeline, trace and compare endpoints) query the store directly.
+//!
+//! Nothing here runs on the proxy's hot path: decoding runs on blocking
+//! threads, storing on the writer thread, and a full queue is answered with
+//! OTLP's retryable status rather than waited on.
+
+pub mod compare;
+pub mod ingest;
+pub mod trace;

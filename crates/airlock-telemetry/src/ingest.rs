@@ -1,0 +1,485 @@
+//! The ingest pipeline: receivers hand converted batches to one writer
+//! thread, which stores them in groups and answers each receiver.
+//!
+//! Why one thread: the embedded store has one writer anyway, and grouping
+//! many export requests into one transaction is what makes 100k spans a
+//! second possible. Why a thread and not a task: a store commit blocks for
+//! milliseconds, and the tokio workers also run the PostgreSQL proxy, whose
+//! latency must not depend on telemetry.
+//!
+//! Backpressure: every queued batch is charged an estimate of its memory
+//! (`cost`). When the queue holds more than `max_pending`, [`Ingest::submit`]
+//! refuses at once with [`IngestError::Busy`], which receivers turn into
+//! OTLP's retryable answers (HTTP 503 with `Retry-After`, gRPC
+//! `UNAVAILABLE`). Memory therefore stays bounded however fast clients send,
+//! and a client never waits on a queue that only grows.
+//!
+//! Each receiver waits for its own batch's commit before answering, so a
+//! success means stored, and a failure means nothing of that request was
+//! stored (each batch is one all-or-nothing unit; see
+//! [`TelemetryStore::insert`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use airlock_config::{Threshold, ThresholdStat};
+use airlock_store::telemetry::{Batch, Crossing, Deploy, MetricKind, MetricPoint, TelemetryStore};
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+/// At most this many records go into one store transaction.
+const GROUP_RECORDS: usize = 32 * 1024;
+/// How often the writer removes telemetry older than `retain`.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// Threshold series remembered at most; beyond, the memory is cleared (a
+/// series then counts as "below" again, so at worst a crossing repeats).
+const MAX_SERIES: usize = 100_000;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum IngestError {
+    /// The queue is full: the client should retry later.
+    #[error("the telemetry store is behind ({pending} bytes waiting, limit {limit}); retry later")]
+    Busy { pending: usize, limit: usize },
+    /// The store failed; nothing of the batch was stored.
+    #[error("the telemetry store failed: {0}")]
+    Store(String),
+    /// The gateway is stopping.
+    #[error("the telemetry pipeline is stopped")]
+    Stopped,
+}
+
+impl IngestError {
+    /// Whether OTLP clients should retry the same request.
+    pub fn retryable(&self) -> bool {
+        matches!(self, IngestError::Busy { .. } | IngestError::Stopped)
+    }
+}
+
+/// Counters for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub refused_busy: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+struct Job {
+    batch: Batch,
+    cost: usize,
+    done: oneshot::Sender<Result<Vec<Deploy>, IngestError>>,
+}
+
+/// What the writer needs besides the store.
+pub struct Options {
+    /// Bytes of queued telemetry at most (an estimate: see [`batch_cost`]).
+    pub max_pending: usize,
+    /// Telemetry older than this is removed.
+    pub retain: Duration,
+    pub thresholds: Vec<Threshold>,
+    /// Unix nanoseconds now; injectable for tests.
+    pub now_ns: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+/// A handle to the pipeline; clones share it.
+#[derive(Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Job>,
+    pending: AtomicUsize,
+    max_pending: usize,
+    counters: Counters,
+    thresholds: Mutex<Vec<Threshold>>,
+}
+
+impl Ingest {
+    /// Starts the writer thread. It stops when every handle is dropped.
+    pub fn start(store: Arc<dyn TelemetryStore>, opts: Options) -> std::io::Result<Ingest> {
+        let (tx, rx) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            tx,
+            pending: AtomicUsize::new(0),
+            max_pending: opts.max_pending,
+            counters: Counters::default(),
+            thresholds: Mutex::new(opts.thresholds.clone()),
+        });
+        let writer = Writer {
+            store,
+            rx,
+            inner: Arc::downgrade(&inner),
+            retain_ns: i64::try_from(opts.retain.as_nanos()).unwrap_or(i64::MAX),
+            now_ns: opts.now_ns,
+            series: HashMap::new(),
+        };
+        std::thread::Builder::new()
+            .name("airlock-telemetry-writer".into())
+            .spawn(move || writer.run())?;
+        Ok(Ingest { inner })
+    }
+
+    /// Queues `batch` and waits until it is stored. `rejected` records were
+    /// already dropped by the converter; they are only counted here.
+    pub async fn submit(&self, batch: Batch, rejected: u64) -> Result<Vec<Deploy>, IngestError> {
+        let inner = &self.inner;
+        inner
+            .counters
+            .rejected
+            .fetch_add(rejected, Ordering::Relaxed);
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cost = batch_cost(&batch);
+        let records = batch.len() as u64;
+        // Reserve first, then check: two receivers racing for the last room
+        // cannot both get in.
+        let before = inner.pending.fetch_add(cost, Ordering::AcqRel);
+        if before > 0 && before + cost > inner.max_pending {
+            inner.pending.fetch_sub(cost, Ordering::AcqRel);
+            inner.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
+            return Err(IngestError::Busy {
+                pending: before,
+                limit: inner.max_pending,
+            });
+        }
+        let (done, answer) = oneshot::channel();
+        if inner.tx.send(Job { batch, cost, done }).is_err() {
+            inner.pending.fetch_sub(cost, Ordering::AcqRel);
+            return Err(IngestError::Stopped);
+        }
+        let result = answer.await.unwrap_or(Err(IngestError::Stopped));
+        match &result {
+            Ok(_) => inner
+                .counters
+                .accepted
+                .fetch_add(records, Ordering::Relaxed),
+            Err(_) => inner.counters.failed.fetch_add(records, Ordering::Relaxed),
+        };
+        result
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Bytes queued now (the estimate).
+    pub fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::Acquire)
+    }
+
+    /// Replaces the thresholds (config reload).
+    pub fn set_thresholds(&self, thresholds: Vec<Threshold>) {
+        *self.inner.thresholds.lock().expect("not poisoned") = thresholds;
+    }
+}
+
+/// An estimate of a batch's memory: its strings and attribute text plus a
+/// fixed cost per record. Estimates only need to be proportional: they bound
+/// the queue, they are not an allocator's count.
+pub fn batch_cost(b: &Batch) -> usize {
+    fn attrs(a: &airlock_store::telemetry::Attributes) -> usize {
+        a.iter().map(|(k, v)| k.len() + value_len(v) + 48).sum()
+    }
+    fn value_len(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::String(s) => s.len(),
+            serde_json::Value::Array(a) => a.iter().map(value_len).sum::<usize>() + 24,
+            serde_json::Value::Object(o) => attrs(o) + 24,
+            _ => 8,
+        }
+    }
+    let resources: usize = b.resources.iter().map(|r| attrs(&r.attributes) + 256).sum();
+    let spans: usize = b
+        .spans
+        .iter()
+        .map(|s| {
+            200 + s.name.len()
+                + s.status_message.len()
+                + s.scope.len()
+                + attrs(&s.attributes)
+                + s.events
+                    .iter()
+                    .map(|e| 64 + e.name.len() + attrs(&e.attributes))
+                    .sum::<usize>()
+        })
+        .sum();
+    let logs: usize = b
+        .logs
+        .iter()
+        .map(|l| 160 + l.body.len() + l.severity_text.len() + l.scope.len() + attrs(&l.attributes))
+        .sum();
+    let points: usize = b
+        .points
+        .iter()
+        .map(|p| {
+            200 + p.name.len()
+                + p.unit.len()
+                + 8 * (p.bounds.len() + p.bucket_counts.len() + 2 * p.quantiles.len())
+                + attrs(&p.attributes)
+        })
+        .sum();
+    resources + spans + logs + points + 128 * b.crossings.len()
+}
+
+struct Writer {
+    store: Arc<dyn TelemetryStore>,
+    rx: mpsc::Receiver<Job>,
+    inner: std::sync::Weak<Inner>,
+    retain_ns: i64,
+    now_ns: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Threshold series → whether the last point was above the limit.
+    series: HashMap<String, bool>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut last_retention = Instant::now() - RETENTION_EVERY;
+        loop {
+            if last_retention.elapsed() >= RETENTION_EVERY {
+                last_retention = Instant::now();
+                self.retention();
+            }
+            // Wait for work, but wake for retention now and then.
+            let first = match self.rx.recv_timeout(RETENTION_EVERY) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            };
+            let mut jobs = vec![first];
+            let mut records = jobs[0].batch.len();
+            while records < GROUP_RECORDS {
+                match self.rx.try_recv() {
+                    Ok(job) => {
+                        records += job.batch.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.write(jobs);
+        }
+    }
+
+    fn write(&mut self, mut jobs: Vec<Job>) {
+        let thresholds = match self.inner.upgrade() {
+            Some(inner) => inner.thresholds.lock().expect("not poisoned").clone(),
+            None => Vec::new(),
+        };
+        if !thresholds.is_empty() {
+            for job in &mut jobs {
+                let crossings = self.crossings(&thresholds, &job.batch);
+                job.batch.crossings.extend(crossings);
+            }
+        }
+        let batches: Vec<&Batch> = jobs.iter().map(|j| &j.batch).collect();
+        let result = self.store.insert(&batches);
+        drop(batches);
+        match result {
+            Ok(deploys) => {
+                for d in &deploys {
+                    tracing::info!(service = %d.service, version = ?d.version, deployment_id = ?d.deployment_id, "new deployment seen in telemetry");
+                }
+                // Every receiver learns the markers its group caused.
+                let n = jobs.len();
+                for (i, job) in jobs.into_iter().enumerate() {
+                    let mine = if i + 1 == n {
+                        deploys.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    self.finish(job, Ok(mine));
+                }
+            }
+            Err(e) if jobs.len() > 1 => {
+                // One bad batch must not fail the others: store them one by
+                // one to find which.
+                tracing::warn!(error = %e, batches = jobs.len(), "storing a group of telemetry batches failed; storing them one by one");
+                for job in jobs {
+                    let r = self
+                        .store
+                        .insert(&[&job.batch])
+                        .map_err(|e| IngestError::Store(e.to_string()));
+                    if let Err(e) = &r {
+                        tracing::warn!(error = %e, "a telemetry batch could not be stored");
+                    }
+                    self.finish(job, r);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a telemetry batch could not be stored");
+                let job = jobs.pop().expect("one job");
+                self.finish(job, Err(IngestError::Store(e.to_string())));
+            }
+        }
+    }
+
+    fn finish(&self, job: Job, result: Result<Vec<Deploy>, IngestError>) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.pending.fetch_sub(job.cost, Ordering::AcqRel);
+        }
+        let _ = job.done.send(result);
+    }
+
+    fn retention(&self) {
+        let before = (self.now_ns)().saturating_sub(self.retain_ns);
+        match self.store.remove_before(before) {
+            Ok(r) if r.spans + r.logs + r.points + r.crossings > 0 => {
+                tracing::info!(
+                    spans = r.spans,
+                    logs = r.logs,
+                    points = r.points,
+                    crossings = r.crossings,
+                    "telemetry retention removed old records"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "telemetry retention failed"),
+        }
+    }
+
+    /// The crossings `batch`'s points make, updating each series' state.
+    fn crossings(&mut self, thresholds: &[Threshold], batch: &Batch) -> Vec<Crossing> {
+        let mut out = Vec::new();
+        for p in &batch.points {
+            for t in thresholds.iter().filter(|t| t.metric == p.name) {
+                let resource = &batch.resources[p.resource];
+                if t.service.as_deref().is_some_and(|s| s != resource.service) {
+                    continue;
+                }
+                let Some(value) = stat_of(p, t.stat) else {
+                    continue;
+                };
+                let key = format!(
+                    "{}\u{0}{}\u{0}{}\u{0}{}",
+                    t.name,
+                    resource.service,
+                    resource.instance_id.as_deref().unwrap_or(""),
+                    serde_json::Value::Object(p.attributes.clone())
+                );
+                let above = value > t.above;
+                if self.series.len() >= MAX_SERIES && !self.series.contains_key(&key) {
+                    self.series.clear();
+                }
+                let was = self.series.insert(key, above).unwrap_or(false);
+                if above != was {
+                    out.push(Crossing {
+                        resource: p.resource,
+                        time_ns: p.time_ns,
+                        threshold: t.name.clone(),
+                        metric: p.name.clone(),
+                        direction: if above { "above" } else { "below" }.to_owned(),
+                        value,
+                        limit: t.above,
+                        attributes: p.attributes.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The number a threshold compares for one point, if the point has it.
+pub fn stat_of(p: &MetricPoint, stat: ThresholdStat) -> Option<f64> {
+    let mean = || match (p.sum, p.count) {
+        (Some(sum), Some(count)) if count > 0 => Some(sum / count as f64),
+        _ => None,
+    };
+    let v = match (p.kind, stat) {
+        (MetricKind::Gauge | MetricKind::Sum { .. }, _) => p.value,
+        (_, ThresholdStat::Value | ThresholdStat::Mean) => mean(),
+        (MetricKind::Histogram { .. }, ThresholdStat::Max) => p.max.or_else(|| {
+            let last = p.bucket_counts.iter().rposition(|&c| c > 0)?;
+            p.bounds.get(last).copied().or(p.bounds.last().copied())
+        }),
+        (MetricKind::Histogram { .. }, q) => {
+            let q = match q {
+                ThresholdStat::P50 => 0.50,
+                ThresholdStat::P95 => 0.95,
+                _ => 0.99,
+            };
+            histogram_quantile(&p.bounds, &p.bucket_counts, q)
+        }
+        (MetricKind::Summary, ThresholdStat::Max) => p
+            .quantiles
+            .iter()
+            .find(|(q, _)| *q >= 1.0)
+            .map(|(_, v)| *v)
+            .or(p.max),
+        (MetricKind::Summary, q) => {
+            let q = match q {
+                ThresholdStat::P50 => 0.50,
+                ThresholdStat::P95 => 0.95,
+                _ => 0.99,
+            };
+            p.quantiles
+                .iter()
+                .find(|(pq, _)| (*pq - q).abs() < 1e-9)
+                .map(|(_, v)| *v)
+        }
+    };
+    v.filter(|v| v.is_finite())
+}
+
+/// The upper bound of the bucket holding quantile `q` (the last finite bound
+/// when it falls in the +Inf bucket).
+pub fn histogram_quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 || bounds.is_empty() {
+        return None;
+    }
+    let rank = ((q * total as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return Some(*bounds.get(i).unwrap_or(bounds.last()?));
+        }
+    }
+    bounds.last().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(bounds: &[f64], counts: &[u64]) -> MetricPoint {
+        MetricPoint {
+            resource: 0,
+            name: "d".into(),
+            unit: "s".into(),
+            kind: MetricKind::Histogram { cumulative: true },
+            time_ns: 1,
+            start_ns: 0,
+            value: None,
+            count: Some(counts.iter().sum()),
+            sum: Some(10.0),
+            min: None,
+            max: None,
+            bounds: bounds.to_vec(),
+            bucket_counts: counts.to_vec(),
+            quantiles: vec![],
+            attributes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn histogram_stats() {
+        // 10 values: 5 ≤ 0.1, 4 in (0.1, 0.5], 1 in (0.5, 1].
+        let p = hist(&[0.1, 0.5, 1.0], &[5, 4, 1, 0]);
+        assert_eq!(stat_of(&p, ThresholdStat::P50), Some(0.1));
+        assert_eq!(stat_of(&p, ThresholdStat::P95), Some(1.0));
+        assert_eq!(stat_of(&p, ThresholdStat::Mean), Some(1.0));
+        assert_eq!(stat_of(&p, ThresholdStat::Max), Some(1.0));
+        // In the +Inf bucket: the last finite bound.
+        let p = hist(&[0.1], &[0, 3]);
+        assert_eq!(stat_of(&p, ThresholdStat::P99), Some(0.1));
+        let empty = hist(&[0.1], &[0, 0]);
+        assert_eq!(stat_of(&empty, ThresholdStat::P99), None);
+    }
+}
