@@ -236,6 +236,7 @@ start_gateway() {
 [gateway]
 listen_postgres = "127.0.0.1:$GW_PG_PORT"
 listen_http = "127.0.0.1:$GW_HTTP_PORT"
+listen_otlp_grpc = "${GW_GRPC_LISTEN:-off}"
 data_dir = "$GW_DIR/data"
 public_host = "127.0.0.1"
 allow_plaintext = true

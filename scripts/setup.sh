@@ -39,4 +39,12 @@ if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages 'psycopg[binary]>=3.1'
 fi
 
+# The telemetry tests export through the real OpenTelemetry Python SDK.
+if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc' >/dev/null 2>&1; then
+  echo "setup: installing the OpenTelemetry Python SDK and OTLP exporters (used by the tests)" >&2
+  pkgs=(opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-exporter-otlp-proto-grpc)
+  python3 -m pip install -q --disable-pip-version-check "${pkgs[@]}" 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${pkgs[@]}"
+fi
+
 have cargo || { echo "setup: cargo is missing; install Rust from your package manager or rustup" >&2; exit 1; }

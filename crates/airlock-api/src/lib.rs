@@ -29,6 +29,7 @@ pub mod credentials;
 pub mod error;
 pub mod exec;
 pub mod openapi;
+pub mod telemetry;
 pub mod tls_listener;
 pub mod tokens;
 
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub audit_index: Arc<std::sync::Mutex<airlock_audit::index::Index>>,
     /// Which API tokens' issuance the audit log holds.
     pub tokens: Arc<tokens::TokenLedger>,
+    /// Stored telemetry: the timeline, traces, compare, deploy markers.
+    pub telemetry: Arc<dyn airlock_store::telemetry::TelemetryStore>,
 }
 
 impl ApiState {
@@ -118,6 +121,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/break-glass", post(access::break_glass))
         .route("/api/v1/policy/explain", get(access::explain))
         .route("/api/v1/webhooks", get(access::webhooks_status))
+        .route("/api/v1/timeline", get(telemetry::timeline))
+        .route("/api/v1/traces/{id}", get(telemetry::trace))
+        .route("/api/v1/compare", get(telemetry::compare))
+        .route(
+            "/api/v1/deploys",
+            get(telemetry::list_deploys).post(telemetry::mark_deploy),
+        )
         .fallback(not_found)
         .with_state(state)
 }

@@ -104,6 +104,80 @@ impl Event {
         "access",
     ];
 
+    /// One line for a person: what happened, without the record's time.
+    pub fn summary(&self) -> String {
+        match self {
+            Event::GatewayStarted { version, key } => {
+                format!("gateway {version} started (checkpoint key {key})")
+            }
+            Event::GatewayStopped {} => "gateway stopped".into(),
+            Event::Recovered {
+                segment,
+                torn_bytes,
+                ..
+            } => {
+                format!(
+                    "recovered after an unfinished write ({torn_bytes} bytes at the end of {segment})"
+                )
+            }
+            Event::Checkpoint { sealed, key, .. } => {
+                format!("checkpoint: records 1 to {sealed} sealed by key {key}")
+            }
+            Event::Retention {
+                retain,
+                through_seq,
+                ..
+            } => {
+                format!("retention ({retain}): records through {through_seq} removed")
+            }
+            Event::SessionStart(s) => format!(
+                "{} {}@{} {} access, grant {}{}, from {}{}",
+                s.session,
+                s.user,
+                s.resource,
+                s.access,
+                s.grant,
+                if s.break_glass { " BREAK-GLASS" } else { "" },
+                s.client_addr,
+                if s.tls { " (TLS)" } else { "" }
+            ),
+            Event::LoginRefused {
+                user,
+                resource,
+                reason,
+                ..
+            } => format!("{user}@{resource} refused: {reason}"),
+            Event::SessionEnd {
+                session, reason, ..
+            } => format!("{session} ended: {reason}"),
+            Event::Statement(s) => format!(
+                "{} #{} {} ({}): {}",
+                s.session,
+                s.n,
+                s.decision,
+                s.rule,
+                one_line(&s.display_text())
+            ),
+            Event::StatementDone(d) => match &d.sqlstate {
+                Some(code) => format!(
+                    "{} #{} failed {code} after {}",
+                    d.session,
+                    d.n,
+                    micros(d.duration_us)
+                ),
+                None => format!(
+                    "{} #{} done in {}: {} rows {}",
+                    d.session,
+                    d.n,
+                    micros(d.duration_us),
+                    d.rows,
+                    d.tags.join(", ")
+                ),
+            },
+            Event::Access { event, text, .. } => format!("{event}: {text}"),
+        }
+    }
+
     /// The end of a session whose traffic was never counted: one cut off
     /// during its start, or left open by a crash.
     pub fn session_end_uncounted(session: &str, reason: impl Into<String>) -> Event {
@@ -240,4 +314,26 @@ pub struct StatementDone {
     /// portal may be executed again for more rows.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspended: bool,
+}
+
+/// `s` on one line (white space runs folded), at most 200 characters.
+fn one_line(s: &str) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 200 {
+        let cut: String = flat.chars().take(200).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+/// Microseconds for people.
+pub fn micros(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.2}s", us as f64 / 1e6)
+    } else if us >= 1000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else {
+        format!("{us}µs")
+    }
 }

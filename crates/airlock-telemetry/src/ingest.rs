@@ -447,6 +447,181 @@ pub fn histogram_quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_store::telemetry::*;
+    use airlock_store::StoreError;
+
+    /// A store that holds each insert until the test lets it go, and fails
+    /// any batch with a log whose body is "poison". The real store's own
+    /// behaviour is tested in airlock-store; this one makes a slow or
+    /// failing store happen on cue.
+    struct Gate {
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+        stored: Mutex<Vec<String>>,
+    }
+
+    impl TelemetryStore for Gate {
+        fn insert(&self, batches: &[&Batch]) -> Result<Vec<Deploy>, StoreError> {
+            let _ = self.release.lock().unwrap().recv();
+            let bodies: Vec<String> = batches
+                .iter()
+                .flat_map(|b| b.logs.iter().map(|l| l.body.clone()))
+                .collect();
+            if bodies.iter().any(|b| b == "poison") {
+                return Err(StoreError::NotFound {
+                    what: "test",
+                    id: "poison".into(),
+                });
+            }
+            self.stored.lock().unwrap().extend(bodies);
+            Ok(Vec::new())
+        }
+        fn insert_deploy(&self, _: &Deploy) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn deploys(&self, _: Option<&str>, _: i64, _: i64, _: usize) -> Result<Vec<Deploy>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn timeline(&self, _: &TimelineQuery) -> Result<Vec<TimelineEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn trace(&self, _: &[u8; 16]) -> Result<Trace, StoreError> {
+            Ok(Trace::default())
+        }
+        fn version_stats(&self, _: &VersionQuery) -> Result<VersionStats, StoreError> {
+            Ok(VersionStats::default())
+        }
+        fn error_messages(&self, _: &VersionQuery, _: usize) -> Result<Vec<ErrorMessage>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn versions(&self, _: &str) -> Result<Vec<(String, i64)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn remove_before(&self, _: i64) -> Result<Removed, StoreError> {
+            Ok(Removed::default())
+        }
+        fn counts(&self) -> Result<(u64, u64, u64), StoreError> {
+            Ok((0, 0, 0))
+        }
+    }
+
+    fn logs(bodies: &[&str]) -> Batch {
+        Batch {
+            resources: vec![Resource {
+                service: "s".into(),
+                ..Default::default()
+            }],
+            logs: bodies
+                .iter()
+                .map(|b| LogRecord {
+                    resource: 0,
+                    time_ns: 1,
+                    severity_number: 9,
+                    severity_text: String::new(),
+                    body: (*b).to_owned(),
+                    trace_id: None,
+                    span_id: None,
+                    scope: String::new(),
+                    attributes: Default::default(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn start(max_pending: usize) -> (Ingest, std::sync::mpsc::Sender<()>, Arc<Gate>) {
+        let (release, rx) = std::sync::mpsc::channel();
+        let gate = Arc::new(Gate {
+            release: Mutex::new(rx),
+            stored: Mutex::new(Vec::new()),
+        });
+        let ingest = Ingest::start(
+            gate.clone(),
+            Options {
+                max_pending,
+                retain: Duration::from_secs(3600),
+                thresholds: Vec::new(),
+                now_ns: Arc::new(|| 0),
+            },
+        )
+        .unwrap();
+        (ingest, release, gate)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_with_a_retryable_error() {
+        let one = batch_cost(&logs(&["a"]));
+        let (ingest, release, gate) = start(one * 2);
+        // The retention pass at start takes no release; the first insert
+        // waits for one.
+        let first = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(logs(&["a"]), 0).await }
+        });
+        let second = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(logs(&["b"]), 0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(ingest.pending(), 2 * one);
+        // Full: refused now, not queued.
+        let err = ingest.submit(logs(&["c"]), 0).await.unwrap_err();
+        assert!(matches!(err, IngestError::Busy { .. }) && err.retryable(), "{err}");
+        assert_eq!(ingest.counters().refused_busy.load(Ordering::Relaxed), 1);
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(ingest.pending(), 0);
+        // Room again.
+        let third = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(logs(&["c"]), 0).await }
+        });
+        release.send(()).unwrap();
+        third.await.unwrap().unwrap();
+        let mut stored = gate.stored.lock().unwrap().clone();
+        stored.sort();
+        assert_eq!(stored, vec!["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn one_failing_batch_does_not_fail_the_others_in_its_group() {
+        let (ingest, release, gate) = start(1 << 20);
+        // Hold the writer on a first batch so the next three queue up and
+        // are stored as one group.
+        let hold = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(logs(&["hold"]), 0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut tasks = Vec::new();
+        for body in ["ok1", "poison", "ok2"] {
+            let ingest = ingest.clone();
+            tasks.push(tokio::spawn(async move { ingest.submit(logs(&[body]), 0).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // hold, then the group (fails), then each of the three alone.
+        for _ in 0..5 {
+            release.send(()).unwrap();
+        }
+        hold.await.unwrap().unwrap();
+        let results: Vec<_> = futures_join(tasks).await;
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(matches!(results[1], Err(IngestError::Store(_))), "{results:?}");
+        let mut stored = gate.stored.lock().unwrap().clone();
+        stored.sort();
+        assert_eq!(stored, vec!["hold", "ok1", "ok2"]);
+    }
+
+    async fn futures_join(
+        tasks: Vec<tokio::task::JoinHandle<Result<Vec<Deploy>, IngestError>>>,
+    ) -> Vec<Result<Vec<Deploy>, IngestError>> {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
 
     fn hist(bounds: &[f64], counts: &[u64]) -> MetricPoint {
         MetricPoint {

@@ -15,3 +15,6 @@
 pub mod compare;
 pub mod ingest;
 pub mod trace;
+pub mod otlp_grpc;
+pub mod otlp_http;
+pub mod receiver;

@@ -12,7 +12,7 @@ use airlock_api::exec::ExecOutcome;
 use crate::client::Api;
 use crate::format_time;
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

@@ -286,76 +286,7 @@ fn query(q: QueryArgs) -> anyhow::Result<ExitCode> {
 
 /// One line for a person.
 fn describe(e: &Entry) -> String {
-    let what = match &e.event {
-        Event::GatewayStarted { version, key } => {
-            format!("gateway {version} started (checkpoint key {key})")
-        }
-        Event::GatewayStopped {} => "gateway stopped".into(),
-        Event::Recovered {
-            segment,
-            torn_bytes,
-            ..
-        } => {
-            format!(
-                "recovered after an unfinished write ({torn_bytes} bytes at the end of {segment})"
-            )
-        }
-        Event::Checkpoint { sealed, key, .. } => {
-            format!("checkpoint: records 1 to {sealed} sealed by key {key}")
-        }
-        Event::Retention {
-            retain,
-            through_seq,
-            ..
-        } => {
-            format!("retention ({retain}): records through {through_seq} removed")
-        }
-        Event::SessionStart(s) => format!(
-            "{} {}@{} {} access, grant {}{}, from {}{}",
-            s.session,
-            s.user,
-            s.resource,
-            s.access,
-            s.grant,
-            if s.break_glass { " BREAK-GLASS" } else { "" },
-            s.client_addr,
-            if s.tls { " (TLS)" } else { "" }
-        ),
-        Event::LoginRefused {
-            user,
-            resource,
-            reason,
-            ..
-        } => format!("{user}@{resource} refused: {reason}"),
-        Event::SessionEnd {
-            session, reason, ..
-        } => format!("{session} ended: {reason}"),
-        Event::Statement(s) => format!(
-            "{} #{} {} ({}): {}",
-            s.session,
-            s.n,
-            s.decision,
-            s.rule,
-            one_line(&s.display_text())
-        ),
-        Event::StatementDone(d) => match &d.sqlstate {
-            Some(code) => format!(
-                "{} #{} failed {code} after {}",
-                d.session,
-                d.n,
-                micros(d.duration_us)
-            ),
-            None => format!(
-                "{} #{} done in {}: {} rows {}",
-                d.session,
-                d.n,
-                micros(d.duration_us),
-                d.rows,
-                d.tags.join(", ")
-            ),
-        },
-        Event::Access { event, text, .. } => format!("{event}: {text}"),
-    };
+    let what = e.event.summary();
     format!(
         "{}  #{}  {:<15} {}",
         time_text(e.ts),
@@ -363,26 +294,6 @@ fn describe(e: &Entry) -> String {
         e.event.kind(),
         what
     )
-}
-
-fn one_line(s: &str) -> String {
-    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > 200 {
-        let cut: String = flat.chars().take(200).collect();
-        format!("{cut}…")
-    } else {
-        flat
-    }
-}
-
-fn micros(us: u64) -> String {
-    if us >= 1_000_000 {
-        format!("{:.2}s", us as f64 / 1e6)
-    } else if us >= 1000 {
-        format!("{:.1}ms", us as f64 / 1e3)
-    } else {
-        format!("{us}µs")
-    }
 }
 
 fn verify(
@@ -578,13 +489,13 @@ pub fn replay(config: &Path, session: &str, json: bool) -> anyhow::Result<ExitCo
                     Some(code) => println!(
                         "{at:>10}  #{} failed after {}: {code} {}",
                         d.n,
-                        micros(d.duration_us),
+                        airlock_audit::event::micros(d.duration_us),
                         d.error.as_deref().unwrap_or("")
                     ),
                     None => println!(
                         "{at:>10}  #{} done in {}: {}",
                         d.n,
-                        micros(d.duration_us),
+                        airlock_audit::event::micros(d.duration_us),
                         d.tags.join(", ")
                     ),
                 }

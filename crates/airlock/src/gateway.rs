@@ -21,6 +21,8 @@ use airlock_store::{SqliteStore, Store};
 pub struct Listeners {
     pub postgres: TcpListener,
     pub http: TcpListener,
+    /// OTLP/gRPC; `None` when `listen_otlp_grpc = "off"`.
+    pub otlp_grpc: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -36,13 +38,69 @@ impl Listeners {
         let http = TcpListener::bind(&config.gateway.listen_http)
             .await
             .with_context(|| format!("listening for HTTP on {}", config.gateway.listen_http))?;
-        Ok(Listeners { postgres, http })
+        let otlp_grpc = match &config.gateway.listen_otlp_grpc {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("listening for OTLP/gRPC on {addr} (set [gateway] listen_otlp_grpc to another address, or \"off\")")
+            })?),
+            None => None,
+        };
+        Ok(Listeners {
+            postgres,
+            http,
+            otlp_grpc,
+        })
     }
 }
 
 /// The store file inside a data directory.
 pub fn store_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("airlock.db")
+}
+
+/// The telemetry database inside a data directory.
+pub fn telemetry_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("telemetry").join("telemetry.db")
+}
+
+/// Opens the telemetry store and starts its writer and the receivers'
+/// shared state.
+fn start_telemetry(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(
+    Arc<dyn airlock_store::telemetry::TelemetryStore>,
+    airlock_telemetry::receiver::Receiver,
+)> {
+    let settings = &config.telemetry;
+    let tokens = match &settings.ingest_tokens_env {
+        Some(name) => Some(Arc::new(
+            airlock_telemetry::receiver::IngestTokens::from_env(name)
+                .map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
+    let path = telemetry_path(&config.gateway.data_dir);
+    let store: Arc<dyn airlock_store::telemetry::TelemetryStore> = Arc::new(
+        airlock_store::SqliteTelemetry::open(&path)
+            .with_context(|| format!("opening the telemetry store {}", path.display()))?,
+    );
+    let ingest = airlock_telemetry::ingest::Ingest::start(
+        store.clone(),
+        airlock_telemetry::ingest::Options {
+            max_pending: settings.max_pending.as_usize(),
+            retain: settings.retain,
+            thresholds: settings.thresholds.clone(),
+            now_ns: Arc::new(move || clock.now_ms().saturating_mul(1_000_000)),
+        },
+    )
+    .context("starting the telemetry writer")?;
+    let receiver = airlock_telemetry::receiver::Receiver {
+        ingest,
+        tokens,
+        limits: airlock_telemetry::convert::Limits::default(),
+        max_request: settings.max_request_size.as_usize(),
+    };
+    Ok((store, receiver))
 }
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
@@ -99,6 +157,7 @@ pub async fn run(
             );
         }
     }
+    let (telemetry, receiver) = start_telemetry(&config, clock.clone())?;
     let tls = airlock_proxy::tls::load_or_generate(
         &data_dir,
         config.gateway.tls_cert.as_deref(),
@@ -171,6 +230,31 @@ pub async fn run(
         audit: audit.clone(),
         audit_index,
         tokens: token_ledger.clone(),
+        telemetry,
+    })
+    .merge(airlock_telemetry::otlp_http::router(receiver.clone()));
+    {
+        // Thresholds follow policy reloads.
+        let (mut config_rx, ingest, shutdown) =
+            (config_rx.clone(), receiver.ingest.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = config_rx.changed() => if changed.is_err() { return },
+                    _ = shutdown.cancelled() => return,
+                }
+                let thresholds = config_rx.borrow_and_update().telemetry.thresholds.clone();
+                ingest.set_thresholds(thresholds);
+            }
+        });
+    }
+    let grpc = listeners.otlp_grpc.map(|listener| {
+        serve_grpc(
+            listener,
+            receiver,
+            config.gateway.http_tls.then(|| grpc_tls(&http_tls_config)),
+            shutdown.clone(),
+        )
     });
 
     tokio::spawn(airlock_proxy::enforcer::run(
@@ -221,6 +305,13 @@ pub async fn run(
     };
     // Whatever ended the HTTP side ends the gateway.
     shutdown.cancel();
+    if let Some(grpc) = grpc {
+        match grpc.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the OTLP/gRPC server failed"),
+            Err(e) => tracing::warn!(error = %e, "the OTLP/gRPC server task failed"),
+        }
+    }
     proxy.await.context("the PostgreSQL listener task failed")?;
     drop(ctx);
     // Every session has written its end: seal the chain.
@@ -234,6 +325,46 @@ pub async fn run(
     http_result.context("the HTTP server failed")?;
     tracing::info!("airlock gateway stopped");
     Ok(())
+}
+
+/// The HTTP side's TLS settings, speaking HTTP/2 (gRPC needs it).
+fn grpc_tls(http: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+    let mut config = (**http).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// Serves OTLP/gRPC on `listener` until shutdown, over TLS when given.
+fn serve_grpc(
+    listener: TcpListener,
+    receiver: airlock_telemetry::receiver::Receiver,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let router = airlock_telemetry::otlp_grpc::router(receiver);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(otlp_grpc = %addr, tls = tls.is_some(), "OTLP/gRPC listening");
+    }
+    tokio::spawn(async move {
+        let stopped = {
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        };
+        match tls {
+            Some(tls) => {
+                let listener =
+                    airlock_api::tls_listener::TlsListener::new(listener, tls, shutdown)?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+        }
+    })
 }
 
 /// Opens the audit log in `data_dir/audit` with the checkpoint key from

@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod policy;
 pub mod quickstart;
 pub mod reload;
+pub mod telemetry_cli;
 
 use tokio_util::sync::CancellationToken;
 

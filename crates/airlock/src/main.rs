@@ -191,6 +191,35 @@ enum Command {
     /// Search the audit log; `audit verify | export | reindex | public-key | sessions` (run on
     /// the gateway host, or on a copy of the log).
     Audit(Box<airlock::audit_cli::AuditArgs>),
+    /// Logs, spans, metric crossings, deploys and access events in one time-ordered view.
+    Timeline(Box<airlock::telemetry_cli::TimelineArgs>),
+    /// One trace as a waterfall: span tree, durations, status, versions, with its logs.
+    Trace {
+        trace_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Two versions of a service side by side: requests, error rate, p50/p95/p99, new errors.
+    Compare {
+        #[arg(long)]
+        service: String,
+        /// The older version.
+        #[arg(long)]
+        from: String,
+        /// The newer version.
+        #[arg(long)]
+        to: String,
+        /// A duration ago (24h) or RFC 3339.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy markers: `deploy mark` for pipelines, `deploy list`.
+    Deploy {
+        #[command(subcommand)]
+        command: airlock::telemetry_cli::DeployCommand,
+    },
     /// A recorded session, statement by statement, with timings, results' first rows and errors.
     Replay {
         session_id: String,
@@ -497,6 +526,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Policy { command } => airlock::policy::run(command),
         Command::Audit(args) => airlock::audit_cli::run(*args),
+        Command::Timeline(args) => airlock::telemetry_cli::timeline(*args),
+        Command::Trace { trace_id, json } => airlock::telemetry_cli::trace(&trace_id, json),
+        Command::Compare {
+            service,
+            from,
+            to,
+            since,
+            json,
+        } => airlock::telemetry_cli::compare(&service, &from, &to, &since, json),
+        Command::Deploy { command } => airlock::telemetry_cli::deploy(command),
         Command::Replay {
             session_id,
             config,

@@ -50,12 +50,14 @@ pub fn prepare(dir: &Path, pg_port: u16, http_port: u16) -> anyhow::Result<Prepa
     );
     let pg_port = port(pg_port)?;
     let http_port = port(http_port)?;
+    let grpc_port = port(4317)?;
     let config = format!(
         r#"# Written by `airlock quickstart`. Secrets are never in this file: the
 # upstream passwords come from the environment variables named below.
 [gateway]
 listen_postgres = "127.0.0.1:{pg_port}"
 listen_http = "127.0.0.1:{http_port}"
+listen_otlp_grpc = "127.0.0.1:{grpc_port}"
 data_dir = "./data"
 
 [[resource]]

@@ -145,6 +145,7 @@ pub struct World {
     pub config: Config,
     pub pg_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub gateway: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub child: Option<std::process::Child>,
@@ -189,6 +190,7 @@ impl World {
 [gateway]
 listen_postgres = "127.0.0.1:0"
 listen_http = "127.0.0.1:1"
+listen_otlp_grpc = "127.0.0.1:2"
 data_dir = "./data"
 allow_plaintext = {plain}
 http_tls = {http_tls}
@@ -234,15 +236,18 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
         });
         let pg = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (pg_addr, http_addr) = (pg.local_addr().unwrap(), http.local_addr().unwrap());
+        let grpc_addr = grpc.local_addr().unwrap();
         let text = text
             .replace("127.0.0.1:0\"", &format!("{pg_addr}\""))
-            .replace("127.0.0.1:1\"", &format!("{http_addr}\""));
+            .replace("127.0.0.1:1\"", &format!("{http_addr}\""))
+            .replace("127.0.0.1:2\"", &format!("{grpc_addr}\""));
         std::fs::write(&path, &text).unwrap();
         let config = Config::load(&path).expect("test config loads");
         let shutdown = CancellationToken::new();
         let (gateway, child) = if opts.subprocess {
-            drop((pg, http));
+            drop((pg, http, grpc));
             let child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
                 .args(["serve", "--config"])
                 .arg(&path)
@@ -254,7 +259,11 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
         } else {
             let gateway = tokio::spawn(airlock::gateway::run(
                 config.clone(),
-                airlock::gateway::Listeners { postgres: pg, http },
+                airlock::gateway::Listeners {
+                    postgres: pg,
+                    http,
+                    otlp_grpc: Some(grpc),
+                },
                 shutdown.clone(),
                 Arc::new(airlock_access::SystemClock),
             ));
@@ -266,6 +275,7 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
             config,
             pg_addr,
             http_addr,
+            grpc_addr,
             shutdown,
             gateway,
             child,

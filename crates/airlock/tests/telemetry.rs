@@ -1,0 +1,470 @@
+//! Telemetry end to end: the real OpenTelemetry Python SDK exports spans,
+//! logs and metrics over OTLP/HTTP (protobuf, gzip, TLS) and OTLP/gRPC
+//! (TLS); they appear in the timeline with their versions, beside the
+//! access events of a real PostgreSQL session, in time order; deploy
+//! markers (automatic and explicit), the trace view, compare, and the
+//! receivers' answers to bad input.
+
+mod common;
+
+use std::process::Command;
+
+use common::{now_ms, World};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost_otlp::Message;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Exports one service version's telemetry with the Python SDK and prints
+/// the trace ids as JSON. Arguments: http|grpc, endpoint, CA file, version,
+/// ingest token ("" for none).
+const EXPORTER: &str = r#"
+import json, logging, sys, time
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+mode, endpoint, ca, version, token = sys.argv[1:6]
+headers = {"authorization": "Bearer " + token} if token else None
+if mode == "http":
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    kw = dict(certificate_file=ca, headers=headers, compression=Compression.Gzip)
+    spans = OTLPSpanExporter(endpoint=endpoint + "/v1/traces", **kw)
+    logs = OTLPLogExporter(endpoint=endpoint + "/v1/logs", **kw)
+    metrics = OTLPMetricExporter(endpoint=endpoint + "/v1/metrics", **kw)
+else:
+    import grpc
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    creds = grpc.ssl_channel_credentials(root_certificates=open(ca, "rb").read())
+    kw = dict(endpoint=endpoint, credentials=creds, headers=headers)
+    spans = OTLPSpanExporter(**kw)
+    logs = OTLPLogExporter(**kw)
+    metrics = OTLPMetricExporter(**kw)
+
+resource = Resource.create({
+    "service.name": "checkout",
+    "service.version": version,
+    "deployment.environment.name": "prod",
+    "service.instance.id": "checkout-" + version + "-1",
+    "team": "payments",
+})
+tp = TracerProvider(resource=resource)
+tp.add_span_processor(SimpleSpanProcessor(spans))
+lp = LoggerProvider(resource=resource)
+lp.add_log_record_processor(SimpleLogRecordProcessor(logs))
+log = logging.getLogger("checkout")
+log.propagate = False
+log.addHandler(LoggingHandler(level=logging.INFO, logger_provider=lp))
+log.setLevel(logging.INFO)
+mp = MeterProvider(resource=resource, metric_readers=[
+    PeriodicExportingMetricReader(metrics, export_interval_millis=3600000)])
+meter = mp.get_meter("checkout")
+requests = meter.create_counter("checkout.requests")
+latency = meter.create_histogram("checkout.latency", unit="s")
+
+tracer = tp.get_tracer("shop")
+ids = []
+with tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER,
+                                  attributes={"http.route": "/cart"}) as root:
+    with tracer.start_as_current_span("SELECT cart", kind=SpanKind.CLIENT):
+        time.sleep(0.005)
+    log.warning("cart of %s is empty", "alice")
+ids.append(format(root.get_span_context().trace_id, "032x"))
+with tracer.start_as_current_span("POST /pay", kind=SpanKind.SERVER) as pay:
+    pay.set_status(Status(StatusCode.ERROR, "card declined (" + version + ")"))
+    log.error("payment failed for order %d", 42)
+ids.append(format(pay.get_span_context().trace_id, "032x"))
+requests.add(2, {"route": "/cart"})
+latency.record(0.9 if version == "v2" else 0.1, {"route": "/cart"})
+mp.force_flush()
+tp.shutdown(); lp.shutdown(); mp.shutdown()
+print(json.dumps({"trace_ids": ids}))
+"#;
+
+fn export(mode: &str, endpoint: &str, ca: &std::path::Path, version: &str, token: &str) -> Vec<String> {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(EXPORTER)
+        .args([mode, endpoint, ca.to_str().unwrap(), version, token])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exporter failed: {stderr}");
+    // The SDK logs failed exports instead of raising: any such line fails.
+    assert!(
+        !stderr.contains("Failed to export") && !stderr.contains("Transient error"),
+        "the SDK reported an export failure: {stderr}"
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{stdout}"));
+    v["trace_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+const TELEMETRY_POLICY: &str = r#"
+[telemetry]
+ingest_tokens_env = "AIRLOCK_TEST_INGEST_TOKENS"
+
+[[telemetry.threshold]]
+name = "checkout-slow"
+metric = "checkout.latency"
+service = "checkout"
+above = 0.5
+stat = "mean"
+"#;
+
+async fn get(w: &World, token: &str, path: &str) -> (StatusCode, Value) {
+    let r = w
+        .http_client()
+        .get(format!("{}{path}", w.http()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn telemetry_world() -> World {
+    std::env::set_var("AIRLOCK_TEST_INGEST_TOKENS", "ingest-one, ingest-two");
+    World::start_with(common::Options {
+        policy: Some(format!("{}{TELEMETRY_POLICY}", common::DEFAULT_POLICY)),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_over_http_and_grpc_lands_in_the_timeline_beside_access_events() {
+    let w = telemetry_world().await;
+    let start = now_ms();
+    let ca = w.ca_file();
+    let http_endpoint = w.http();
+    let grpc_endpoint = format!("https://{}", w.grpc_addr);
+
+    // v1 over OTLP/HTTP (protobuf, gzip), then a database session, then v2
+    // over OTLP/gRPC.
+    let v1 = {
+        let ca = ca.clone();
+        tokio::task::spawn_blocking(move || export("http", &http_endpoint, &ca, "v1", "ingest-one"))
+            .await
+            .unwrap()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let conn = w.connect("oncall1", "read").await;
+    let out = w.psql(&conn, &["-c", "SELECT count(*) FROM orders"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let v2 = {
+        let ca = ca.clone();
+        tokio::task::spawn_blocking(move || export("grpc", &grpc_endpoint, &ca, "v2", "ingest-two"))
+            .await
+            .unwrap()
+    };
+    let token = w.token("oncall1");
+
+    // The timeline, oldest first: v1's telemetry, then the session, then v2's.
+    let (status, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let events = page["events"].as_array().unwrap();
+    let times: Vec<i64> = events.iter().map(|e| e["time_ns"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|p| p[0] <= p[1]), "time order: {times:?}");
+    let find = |pred: &dyn Fn(&Value) -> bool, what: &str| -> Value {
+        events
+            .iter()
+            .find(|e| pred(e))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {what} in {}", serde_json::to_string_pretty(events).unwrap()))
+    };
+    let cart_v1 = find(
+        &|e| e["kind"] == "span" && e["summary"] == "GET /cart" && e["version"] == "v1",
+        "v1 GET /cart span",
+    );
+    let pay_v2 = find(
+        &|e| e["kind"] == "span" && e["summary"] == "POST /pay" && e["version"] == "v2",
+        "v2 POST /pay span",
+    );
+    assert_eq!(pay_v2["error"], true);
+    assert_eq!(cart_v1["service"], "checkout");
+    assert_eq!(cart_v1["env"], "prod");
+    // Child client spans are not summaries.
+    assert!(!events.iter().any(|e| e["summary"] == "SELECT cart"));
+    let session = find(
+        &|e| e["kind"] == "access" && e["detail"]["record"]["kind"] == "session_start",
+        "session_start access event",
+    );
+    let statement = find(
+        &|e| {
+            e["kind"] == "access"
+                && e["detail"]["record"]["kind"] == "statement"
+                && e["summary"].as_str().unwrap().contains("SELECT count(*) FROM orders")
+        },
+        "statement access event",
+    );
+    let t = |e: &Value| e["time_ns"].as_i64().unwrap();
+    assert!(t(&cart_v1) < t(&session), "v1 before the session");
+    assert!(t(&session) <= t(&statement));
+    assert!(t(&statement) < t(&pay_v2), "the session before v2");
+    // Logs, with severity and trace correlation.
+    let warn = find(
+        &|e| e["kind"] == "log" && e["summary"] == "cart of alice is empty" && e["version"] == "v1",
+        "the warning log",
+    );
+    assert_eq!(warn["trace_id"], v1[0].as_str());
+    let failed = find(
+        &|e| e["kind"] == "log" && e["summary"] == "payment failed for order 42" && e["version"] == "v2",
+        "the error log",
+    );
+    assert_eq!(failed["error"], true);
+    // Automatic deploy markers for both versions, before their telemetry.
+    let dep_v1 = find(
+        &|e| e["kind"] == "deploy" && e["version"] == "v1",
+        "v1 deploy marker",
+    );
+    let dep_v2 = find(
+        &|e| e["kind"] == "deploy" && e["version"] == "v2",
+        "v2 deploy marker",
+    );
+    assert_eq!(dep_v1["detail"]["source"], "auto");
+    assert!(t(&dep_v1) <= t(&cart_v1) && t(&dep_v2) <= t(&pay_v2));
+    // The threshold: v2's mean latency 0.9 crossed 0.5; v1's 0.1 did not.
+    let crossing = find(&|e| e["kind"] == "metric", "threshold crossing");
+    assert_eq!(crossing["version"], "v2");
+    assert_eq!(crossing["detail"]["direction"], "above");
+    assert_eq!(crossing["error"], true);
+    assert_eq!(
+        events.iter().filter(|e| e["kind"] == "metric").count(),
+        1,
+        "one crossing"
+    );
+
+    // Filters: service and version, kinds, grep, attributes.
+    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&version=v2&kinds=spans")).await;
+    let only: Vec<&Value> = page["events"].as_array().unwrap().iter().collect();
+    assert!(!only.is_empty() && only.iter().all(|e| e["kind"] == "span" && e["version"] == "v2"), "{page}");
+    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&grep=CARD%20DECLINED&kinds=spans")).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2, "{page}");
+    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&attr=team=payments&kinds=logs")).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 4, "resource attribute filter: {page}");
+    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&attr=http.route=/cart&kinds=spans")).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2, "span attribute filter: {page}");
+    // One trace: all its spans, even non-summaries, and its logs; no access events.
+    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&trace={}", v1[0])).await;
+    let kinds: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "span").count(), 2, "{page}");
+    assert_eq!(kinds.iter().filter(|k| **k == "log").count(), 1, "{page}");
+    assert!(!kinds.contains(&"access"), "{page}");
+
+    // The trace view: tree, versions, the log under its span.
+    let (status, trace) = get(&w, &token, &format!("/api/v1/traces/{}", v1[0])).await;
+    assert_eq!(status, StatusCode::OK, "{trace}");
+    let spans = trace["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2);
+    let root = spans.iter().find(|s| s["name"] == "GET /cart").unwrap();
+    let child = spans.iter().find(|s| s["name"] == "SELECT cart").unwrap();
+    assert_eq!(child["parent_span_id"], root["span_id"]);
+    assert_eq!(root["version"], "v1");
+    assert_eq!(root["kind"], "server");
+    assert!(child["duration_ns"].as_i64().unwrap() >= 5_000_000);
+    assert_eq!(trace["logs"][0]["body"], "cart of alice is empty");
+    assert_eq!(trace["logs"][0]["span_id"], root["span_id"]);
+    let (status, _) = get(&w, &token, "/api/v1/traces/0af7651916cd43dd8448eb211c80319c").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = get(&w, &token, "/api/v1/traces/not-a-trace").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "bad_trace_id");
+
+    // Compare: one request of each route per version, the pay one an error;
+    // only v2's own error message is new.
+    let (status, c) = get(&w, &token, &format!("/api/v1/compare?service=checkout&from=v1&to=v2&since_ms={start}")).await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    assert_eq!(c["from"]["requests"], 2);
+    assert_eq!(c["to"]["requests"], 2);
+    assert_eq!(c["to"]["errors"], 1);
+    assert_eq!(c["to"]["error_rate"], 0.5);
+    let new: Vec<&str> = c["new_errors"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
+    assert!(new.contains(&"card declined (v2)"), "{c}");
+    assert!(!new.iter().any(|m| m.contains("(v1)")), "{c}");
+
+    // An explicit deploy marker, recorded in the audit log too.
+    let r = w
+        .http_client()
+        .post(format!("{}/api/v1/deploys", w.http()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "service": "checkout", "version": "v3", "commit": "abc123", "env": "prod" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&kinds=deploys")).await;
+    let deploys = page["events"].as_array().unwrap();
+    assert_eq!(deploys.len(), 3, "{page}");
+    let v3 = deploys.iter().find(|d| d["version"] == "v3").unwrap();
+    assert_eq!(v3["detail"]["source"], "explicit");
+    assert_eq!(v3["detail"]["actor"], "oncall1");
+    let (_, audit) = get(&w, &token, "/api/v1/audit?kind=access&grep=marked%20a%20deploy").await;
+    assert_eq!(audit["records"].as_array().unwrap().len(), 1, "{audit}");
+    let _ = v2;
+    w.stop().await;
+}
+
+fn span_request(trace_id: Vec<u8>, attr_len: usize) -> ExportTraceServiceRequest {
+    let now = (now_ms() as u64) * 1_000_000;
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("raw".into())),
+                    }),
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![
+                    Span {
+                        trace_id: trace_id.clone(),
+                        span_id: vec![1; 8],
+                        name: "good".into(),
+                        start_time_unix_nano: now,
+                        end_time_unix_nano: now + 1000,
+                        ..Default::default()
+                    },
+                    Span {
+                        trace_id,
+                        span_id: vec![2; 8],
+                        name: "big".into(),
+                        start_time_unix_nano: now,
+                        end_time_unix_nano: now + 1000,
+                        attributes: vec![KeyValue {
+                            key: "blob".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue("x".repeat(attr_len))),
+                            }),
+                        }],
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_refuse_bad_input_clearly_and_keep_serving() {
+    let w = telemetry_world().await;
+    let http = w.http_client();
+    let url = format!("{}/v1/traces", w.http());
+    let token = w.token("oncall1");
+    let post = |body: Vec<u8>, content_type: &str, encoding: Option<&str>, auth: Option<&str>| {
+        let mut r = http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(e) = encoding {
+            r = r.header("content-encoding", e);
+        }
+        if let Some(a) = auth {
+            r = r.header("authorization", format!("Bearer {a}"));
+        }
+        r.send()
+    };
+    let good = span_request(vec![7; 16], 10).encode_to_vec();
+    let count = |w: &World, token: String| {
+        let w_http = w.http_client();
+        let base = w.http();
+        async move {
+            let page: Value = w_http
+                .get(format!("{base}/api/v1/timeline?service=raw&kinds=spans&trace=07070707070707070707070707070707&since_ms=0"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            page["events"].as_array().unwrap().len()
+        }
+    };
+
+    // No token, a wrong token: 401 with a google.rpc.Status body.
+    let r = post(good.clone(), "application/x-protobuf", None, None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = post(good.clone(), "application/json", None, Some("nope")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("ingest token"), "{body}");
+    // Truncated protobuf: 400, nothing stored.
+    let r = post(good[..good.len() - 7].to_vec(), "application/x-protobuf", None, Some("ingest-one")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Wrong content type: 415.
+    let r = post(good.clone(), "text/plain", None, Some("ingest-one")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Unknown content encoding: 415.
+    let r = post(good.clone(), "application/x-protobuf", Some("br"), Some("ingest-one")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A gzip bomb: 64 MiB of zeros in about 64 KiB; the limit is 16 MiB.
+    let bomb = {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            enc.write_all(&zeros).unwrap();
+        }
+        enc.finish().unwrap()
+    };
+    let r = post(bomb, "application/x-protobuf", Some("gzip"), Some("ingest-one")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A body over the limit as sent: 413.
+    let r = post(vec![0u8; 17 << 20], "application/x-protobuf", None, Some("ingest-one")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // An all-zero trace id: the spans are rejected, reported as partial success.
+    let zero = span_request(vec![0; 16], 10).encode_to_vec();
+    let r = post(zero, "application/x-protobuf", None, Some("ingest-one")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+        r.bytes().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(answer.partial_success.unwrap().rejected_spans, 2);
+    assert_eq!(count(&w, token.clone()).await, 0, "nothing partial stored");
+
+    // A huge attribute value: that span is rejected, the other stored.
+    let huge = span_request(vec![7; 16], 1 << 20).encode_to_vec();
+    let r = post(huge, "application/x-protobuf", None, Some("ingest-one")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+        r.bytes().await.unwrap(),
+    )
+    .unwrap();
+    let partial = answer.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(!partial.error_message.is_empty());
+    assert_eq!(count(&w, token.clone()).await, 1);
+
+    // And the receiver still serves: a good request in JSON.
+    let json = serde_json::to_vec(&span_request(vec![7; 16], 10)).unwrap();
+    let r = post(json, "application/json", None, Some("ingest-two")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    w.stop().await;
+}
