@@ -3,3 +3,6 @@
 //!
 //! Reserved by the gateway-core issue; filled by the telemetry issue. It must
 //! never block the proxy's hot path.
+
+pub mod body;
+pub mod convert;
