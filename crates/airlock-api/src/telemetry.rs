@@ -152,7 +152,12 @@ pub(crate) async fn timeline(
         })?),
     };
     let mut attributes = Vec::new();
-    for pair in p.attr.iter().flat_map(|a| a.split(',')).filter(|a| !a.is_empty()) {
+    for pair in p
+        .attr
+        .iter()
+        .flat_map(|a| a.split(','))
+        .filter(|a| !a.is_empty())
+    {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
             bad_query(
                 format!("attr {pair:?} is not key=value"),
@@ -274,7 +279,10 @@ pub(crate) async fn trace(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_trace_id",
-            format!("{:?} is not a trace id", id.chars().take(64).collect::<String>()),
+            format!(
+                "{:?} is not a trace id",
+                id.chars().take(64).collect::<String>()
+            ),
         )
         .hint("a trace id is 32 hexadecimal digits, not all zeros")
     })?;
@@ -320,16 +328,20 @@ pub(crate) async fn compare(
     let service = need(p.service, "service")?;
     let from = need(p.from, "from")?;
     let to = need(p.to, "to")?;
-    let until_ns = p
-        .until_ms
-        .map_or_else(|| now_ns(&s).saturating_add(1), |ms| ms.saturating_mul(1_000_000));
+    let until_ns = p.until_ms.map_or_else(
+        || now_ns(&s).saturating_add(1),
+        |ms| ms.saturating_mul(1_000_000),
+    );
     let since_ns = p
         .since_ms
         .map_or(until_ns.saturating_sub(86_400_000_000_000), |ms| {
             ms.saturating_mul(1_000_000)
         });
     if since_ns >= until_ns {
-        return Err(bad_query("the window is empty: since is not before until", HINT));
+        return Err(bad_query(
+            "the window is empty: since is not before until",
+            HINT,
+        ));
     }
     let store = s.telemetry.clone();
     let comparison = tokio::task::spawn_blocking(move || {
@@ -453,13 +465,15 @@ pub(crate) async fn list_deploys(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     const HINT: &str = "parameters: service, since_ms, until_ms, limit (1 to 10000)";
     let Query(p) = q.map_err(|e| bad_query(e.body_text(), HINT))?;
-    let until_ns = p
-        .until_ms
-        .map_or_else(|| now_ns(&s).saturating_add(1), |ms| ms.saturating_mul(1_000_000));
-    let since_ns = p.since_ms.map_or(
-        until_ns.saturating_sub(7 * 86_400_000_000_000),
+    let until_ns = p.until_ms.map_or_else(
+        || now_ns(&s).saturating_add(1),
         |ms| ms.saturating_mul(1_000_000),
     );
+    let since_ns = p
+        .since_ms
+        .map_or(until_ns.saturating_sub(7 * 86_400_000_000_000), |ms| {
+            ms.saturating_mul(1_000_000)
+        });
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(bad_query(format!("limit {limit} is out of range"), HINT));

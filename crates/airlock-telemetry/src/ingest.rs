@@ -478,7 +478,13 @@ mod tests {
         fn insert_deploy(&self, _: &Deploy) -> Result<(), StoreError> {
             Ok(())
         }
-        fn deploys(&self, _: Option<&str>, _: i64, _: i64, _: usize) -> Result<Vec<Deploy>, StoreError> {
+        fn deploys(
+            &self,
+            _: Option<&str>,
+            _: i64,
+            _: i64,
+            _: usize,
+        ) -> Result<Vec<Deploy>, StoreError> {
             Ok(Vec::new())
         }
         fn timeline(&self, _: &TimelineQuery) -> Result<Vec<TimelineEvent>, StoreError> {
@@ -490,7 +496,11 @@ mod tests {
         fn version_stats(&self, _: &VersionQuery) -> Result<VersionStats, StoreError> {
             Ok(VersionStats::default())
         }
-        fn error_messages(&self, _: &VersionQuery, _: usize) -> Result<Vec<ErrorMessage>, StoreError> {
+        fn error_messages(
+            &self,
+            _: &VersionQuery,
+            _: usize,
+        ) -> Result<Vec<ErrorMessage>, StoreError> {
             Ok(Vec::new())
         }
         fn versions(&self, _: &str) -> Result<Vec<(String, i64)>, StoreError> {
@@ -565,7 +575,10 @@ mod tests {
         assert_eq!(ingest.pending(), 2 * one);
         // Full: refused now, not queued.
         let err = ingest.submit(logs(&["c"]), 0).await.unwrap_err();
-        assert!(matches!(err, IngestError::Busy { .. }) && err.retryable(), "{err}");
+        assert!(
+            matches!(err, IngestError::Busy { .. }) && err.retryable(),
+            "{err}"
+        );
         assert_eq!(ingest.counters().refused_busy.load(Ordering::Relaxed), 1);
         release.send(()).unwrap();
         release.send(()).unwrap();
@@ -597,7 +610,9 @@ mod tests {
         let mut tasks = Vec::new();
         for body in ["ok1", "poison", "ok2"] {
             let ingest = ingest.clone();
-            tasks.push(tokio::spawn(async move { ingest.submit(logs(&[body]), 0).await }));
+            tasks.push(tokio::spawn(async move {
+                ingest.submit(logs(&[body]), 0).await
+            }));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         // hold, then the group (fails), then each of the three alone.
@@ -607,7 +622,10 @@ mod tests {
         hold.await.unwrap().unwrap();
         let results: Vec<_> = futures_join(tasks).await;
         assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
-        assert!(matches!(results[1], Err(IngestError::Store(_))), "{results:?}");
+        assert!(
+            matches!(results[1], Err(IngestError::Store(_))),
+            "{results:?}"
+        );
         let mut stored = gate.stored.lock().unwrap().clone();
         stored.sort();
         assert_eq!(stored, vec!["hold", "ok1", "ok2"]);

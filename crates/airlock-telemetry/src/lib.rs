@@ -12,9 +12,11 @@
 //! threads, storing on the writer thread, and a full queue is answered with
 //! OTLP's retryable status rather than waited on.
 
+pub mod body;
 pub mod compare;
+pub mod convert;
 pub mod ingest;
-pub mod trace;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod receiver;
+pub mod trace;

@@ -140,7 +140,10 @@ pub fn describe(e: &TimelineEvent, with_date: bool) -> String {
             if let Some(d) = e.duration_ns {
                 line.push_str(&format!(" {}", format_ns(d)));
             }
-            if let Some(status) = e.detail["status_message"].as_str().filter(|s| !s.is_empty()) {
+            if let Some(status) = e.detail["status_message"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+            {
                 line.push_str(&format!(" error: {}", one_line(status, 120)));
             }
         }
@@ -276,8 +279,11 @@ pub fn trace(trace_id: &str, json: bool) -> anyhow::Result<ExitCode> {
     if airlock_api::telemetry::parse_trace_id(id).is_none() {
         bail!("{id:?} is not a trace id: 32 hexadecimal digits, not all zeros");
     }
-    let view: TraceView = crate::access_cli::runtime()?
-        .block_on(async { client::Api::from_login()?.get(&format!("/api/v1/traces/{id}")).await })?;
+    let view: TraceView = crate::access_cli::runtime()?.block_on(async {
+        client::Api::from_login()?
+            .get(&format!("/api/v1/traces/{id}"))
+            .await
+    })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {
@@ -304,8 +310,8 @@ pub fn compare(
         query_value(from),
         query_value(to)
     );
-    let c: Comparison =
-        crate::access_cli::runtime()?.block_on(async { client::Api::from_login()?.get(&path).await })?;
+    let c: Comparison = crate::access_cli::runtime()?
+        .block_on(async { client::Api::from_login()?.get(&path).await })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
@@ -347,7 +353,10 @@ pub fn deploy(cmd: DeployCommand) -> anyhow::Result<ExitCode> {
                     "deploy {} marked: {} {} at {}",
                     d.id,
                     d.service,
-                    d.version.as_deref().or(d.deployment_id.as_deref()).unwrap_or(""),
+                    d.version
+                        .as_deref()
+                        .or(d.deployment_id.as_deref())
+                        .unwrap_or(""),
                     clock_text(d.time_ns, true)
                 );
             }
@@ -367,8 +376,8 @@ pub fn deploy(cmd: DeployCommand) -> anyhow::Result<ExitCode> {
             struct List {
                 deploys: Vec<Deploy>,
             }
-            let list: List =
-                crate::access_cli::runtime()?.block_on(async { client::Api::from_login()?.get(&path).await })?;
+            let list: List = crate::access_cli::runtime()?
+                .block_on(async { client::Api::from_login()?.get(&path).await })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list.deploys)?);
             } else if list.deploys.is_empty() {

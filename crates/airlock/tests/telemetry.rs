@@ -94,7 +94,13 @@ tp.shutdown(); lp.shutdown(); mp.shutdown()
 print(json.dumps({"trace_ids": ids}))
 "#;
 
-fn export(mode: &str, endpoint: &str, ca: &std::path::Path, version: &str, token: &str) -> Vec<String> {
+fn export(
+    mode: &str,
+    endpoint: &str,
+    ca: &std::path::Path,
+    version: &str,
+    token: &str,
+) -> Vec<String> {
     let out = Command::new("python3")
         .arg("-c")
         .arg(EXPORTER)
@@ -184,14 +190,21 @@ async fn python_sdk_over_http_and_grpc_lands_in_the_timeline_beside_access_event
     let (status, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}")).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let events = page["events"].as_array().unwrap();
-    let times: Vec<i64> = events.iter().map(|e| e["time_ns"].as_i64().unwrap()).collect();
-    assert!(times.windows(2).all(|p| p[0] <= p[1]), "time order: {times:?}");
+    let times: Vec<i64> = events
+        .iter()
+        .map(|e| e["time_ns"].as_i64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|p| p[0] <= p[1]),
+        "time order: {times:?}"
+    );
     let find = |pred: &dyn Fn(&Value) -> bool, what: &str| -> Value {
-        events
-            .iter()
-            .find(|e| pred(e))
-            .cloned()
-            .unwrap_or_else(|| panic!("no {what} in {}", serde_json::to_string_pretty(events).unwrap()))
+        events.iter().find(|e| pred(e)).cloned().unwrap_or_else(|| {
+            panic!(
+                "no {what} in {}",
+                serde_json::to_string_pretty(events).unwrap()
+            )
+        })
     };
     let cart_v1 = find(
         &|e| e["kind"] == "span" && e["summary"] == "GET /cart" && e["version"] == "v1",
@@ -214,7 +227,10 @@ async fn python_sdk_over_http_and_grpc_lands_in_the_timeline_beside_access_event
         &|e| {
             e["kind"] == "access"
                 && e["detail"]["record"]["kind"] == "statement"
-                && e["summary"].as_str().unwrap().contains("SELECT count(*) FROM orders")
+                && e["summary"]
+                    .as_str()
+                    .unwrap()
+                    .contains("SELECT count(*) FROM orders")
         },
         "statement access event",
     );
@@ -229,7 +245,11 @@ async fn python_sdk_over_http_and_grpc_lands_in_the_timeline_beside_access_event
     );
     assert_eq!(warn["trace_id"], v1[0].as_str());
     let failed = find(
-        &|e| e["kind"] == "log" && e["summary"] == "payment failed for order 42" && e["version"] == "v2",
+        &|e| {
+            e["kind"] == "log"
+                && e["summary"] == "payment failed for order 42"
+                && e["version"] == "v2"
+        },
         "the error log",
     );
     assert_eq!(failed["error"], true);
@@ -256,18 +276,62 @@ async fn python_sdk_over_http_and_grpc_lands_in_the_timeline_beside_access_event
     );
 
     // Filters: service and version, kinds, grep, attributes.
-    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&version=v2&kinds=spans")).await;
+    let (_, page) = get(
+        &w,
+        &token,
+        &format!("/api/v1/timeline?since_ms={start}&version=v2&kinds=spans"),
+    )
+    .await;
     let only: Vec<&Value> = page["events"].as_array().unwrap().iter().collect();
-    assert!(!only.is_empty() && only.iter().all(|e| e["kind"] == "span" && e["version"] == "v2"), "{page}");
-    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&grep=CARD%20DECLINED&kinds=spans")).await;
+    assert!(
+        !only.is_empty()
+            && only
+                .iter()
+                .all(|e| e["kind"] == "span" && e["version"] == "v2"),
+        "{page}"
+    );
+    let (_, page) = get(
+        &w,
+        &token,
+        &format!("/api/v1/timeline?since_ms={start}&grep=CARD%20DECLINED&kinds=spans"),
+    )
+    .await;
     assert_eq!(page["events"].as_array().unwrap().len(), 2, "{page}");
-    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&attr=team=payments&kinds=logs")).await;
-    assert_eq!(page["events"].as_array().unwrap().len(), 4, "resource attribute filter: {page}");
-    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&attr=http.route=/cart&kinds=spans")).await;
-    assert_eq!(page["events"].as_array().unwrap().len(), 2, "span attribute filter: {page}");
+    let (_, page) = get(
+        &w,
+        &token,
+        &format!("/api/v1/timeline?since_ms={start}&attr=team=payments&kinds=logs"),
+    )
+    .await;
+    assert_eq!(
+        page["events"].as_array().unwrap().len(),
+        4,
+        "resource attribute filter: {page}"
+    );
+    let (_, page) = get(
+        &w,
+        &token,
+        &format!("/api/v1/timeline?since_ms={start}&attr=http.route=/cart&kinds=spans"),
+    )
+    .await;
+    assert_eq!(
+        page["events"].as_array().unwrap().len(),
+        2,
+        "span attribute filter: {page}"
+    );
     // One trace: all its spans, even non-summaries, and its logs; no access events.
-    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&trace={}", v1[0])).await;
-    let kinds: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let (_, page) = get(
+        &w,
+        &token,
+        &format!("/api/v1/timeline?since_ms={start}&trace={}", v1[0]),
+    )
+    .await;
+    let kinds: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "span").count(), 2, "{page}");
     assert_eq!(kinds.iter().filter(|k| **k == "log").count(), 1, "{page}");
     assert!(!kinds.contains(&"access"), "{page}");
@@ -285,7 +349,12 @@ async fn python_sdk_over_http_and_grpc_lands_in_the_timeline_beside_access_event
     assert!(child["duration_ns"].as_i64().unwrap() >= 5_000_000);
     assert_eq!(trace["logs"][0]["body"], "cart of alice is empty");
     assert_eq!(trace["logs"][0]["span_id"], root["span_id"]);
-    let (status, _) = get(&w, &token, "/api/v1/traces/0af7651916cd43dd8448eb211c80319c").await;
+    let (status, _) = get(
+        &w,
+        &token,
+        "/api/v1/traces/0af7651916cd43dd8448eb211c80319c",
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = get(&w, &token, "/api/v1/traces/not-a-trace").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -293,13 +362,23 @@ async fn python_sdk_over_http_and_grpc_lands_in_the_timeline_beside_access_event
 
     // Compare: one request of each route per version, the pay one an error;
     // only v2's own error message is new.
-    let (status, c) = get(&w, &token, &format!("/api/v1/compare?service=checkout&from=v1&to=v2&since_ms={start}")).await;
+    let (status, c) = get(
+        &w,
+        &token,
+        &format!("/api/v1/compare?service=checkout&from=v1&to=v2&since_ms={start}"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{c}");
     assert_eq!(c["from"]["requests"], 2);
     assert_eq!(c["to"]["requests"], 2);
     assert_eq!(c["to"]["errors"], 1);
     assert_eq!(c["to"]["error_rate"], 0.5);
-    let new: Vec<&str> = c["new_errors"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
+    let new: Vec<&str> = c["new_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message"].as_str().unwrap())
+        .collect();
     assert!(new.contains(&"card declined (v2)"), "{c}");
     assert!(!new.iter().any(|m| m.contains("(v1)")), "{c}");
 
@@ -313,13 +392,23 @@ async fn python_sdk_over_http_and_grpc_lands_in_the_timeline_beside_access_event
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let (_, page) = get(&w, &token, &format!("/api/v1/timeline?since_ms={start}&kinds=deploys")).await;
+    let (_, page) = get(
+        &w,
+        &token,
+        &format!("/api/v1/timeline?since_ms={start}&kinds=deploys"),
+    )
+    .await;
     let deploys = page["events"].as_array().unwrap();
     assert_eq!(deploys.len(), 3, "{page}");
     let v3 = deploys.iter().find(|d| d["version"] == "v3").unwrap();
     assert_eq!(v3["detail"]["source"], "explicit");
     assert_eq!(v3["detail"]["actor"], "oncall1");
-    let (_, audit) = get(&w, &token, "/api/v1/audit?kind=access&grep=marked%20a%20deploy").await;
+    let (_, audit) = get(
+        &w,
+        &token,
+        "/api/v1/audit?kind=access&grep=marked%20a%20deploy",
+    )
+    .await;
     assert_eq!(audit["records"].as_array().unwrap().len(), 1, "{audit}");
     let _ = v2;
     w.stop().await;
@@ -408,20 +497,43 @@ async fn receivers_refuse_bad_input_clearly_and_keep_serving() {
     };
 
     // No token, a wrong token: 401 with a google.rpc.Status body.
-    let r = post(good.clone(), "application/x-protobuf", None, None).await.unwrap();
+    let r = post(good.clone(), "application/x-protobuf", None, None)
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = post(good.clone(), "application/json", None, Some("nope")).await.unwrap();
+    let r = post(good.clone(), "application/json", None, Some("nope"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let body: Value = r.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("ingest token"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("ingest token"),
+        "{body}"
+    );
     // Truncated protobuf: 400, nothing stored.
-    let r = post(good[..good.len() - 7].to_vec(), "application/x-protobuf", None, Some("ingest-one")).await.unwrap();
+    let r = post(
+        good[..good.len() - 7].to_vec(),
+        "application/x-protobuf",
+        None,
+        Some("ingest-one"),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // Wrong content type: 415.
-    let r = post(good.clone(), "text/plain", None, Some("ingest-one")).await.unwrap();
+    let r = post(good.clone(), "text/plain", None, Some("ingest-one"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     // Unknown content encoding: 415.
-    let r = post(good.clone(), "application/x-protobuf", Some("br"), Some("ingest-one")).await.unwrap();
+    let r = post(
+        good.clone(),
+        "application/x-protobuf",
+        Some("br"),
+        Some("ingest-one"),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     // A gzip bomb: 64 MiB of zeros in about 64 KiB; the limit is 16 MiB.
     let bomb = {
@@ -433,30 +545,50 @@ async fn receivers_refuse_bad_input_clearly_and_keep_serving() {
         }
         enc.finish().unwrap()
     };
-    let r = post(bomb, "application/x-protobuf", Some("gzip"), Some("ingest-one")).await.unwrap();
+    let r = post(
+        bomb,
+        "application/x-protobuf",
+        Some("gzip"),
+        Some("ingest-one"),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // A body over the limit as sent: 413.
-    let r = post(vec![0u8; 17 << 20], "application/x-protobuf", None, Some("ingest-one")).await.unwrap();
+    let r = post(
+        vec![0u8; 17 << 20],
+        "application/x-protobuf",
+        None,
+        Some("ingest-one"),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // An all-zero trace id: the spans are rejected, reported as partial success.
     let zero = span_request(vec![0; 16], 10).encode_to_vec();
-    let r = post(zero, "application/x-protobuf", None, Some("ingest-one")).await.unwrap();
+    let r = post(zero, "application/x-protobuf", None, Some("ingest-one"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let answer = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
-        r.bytes().await.unwrap(),
-    )
-    .unwrap();
+    let answer =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            r.bytes().await.unwrap(),
+        )
+        .unwrap();
     assert_eq!(answer.partial_success.unwrap().rejected_spans, 2);
     assert_eq!(count(&w, token.clone()).await, 0, "nothing partial stored");
 
     // A huge attribute value: that span is rejected, the other stored.
     let huge = span_request(vec![7; 16], 1 << 20).encode_to_vec();
-    let r = post(huge, "application/x-protobuf", None, Some("ingest-one")).await.unwrap();
+    let r = post(huge, "application/x-protobuf", None, Some("ingest-one"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let answer = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
-        r.bytes().await.unwrap(),
-    )
-    .unwrap();
+    let answer =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            r.bytes().await.unwrap(),
+        )
+        .unwrap();
     let partial = answer.partial_success.unwrap();
     assert_eq!(partial.rejected_spans, 1);
     assert!(!partial.error_message.is_empty());
@@ -464,7 +596,9 @@ async fn receivers_refuse_bad_input_clearly_and_keep_serving() {
 
     // And the receiver still serves: a good request in JSON.
     let json = serde_json::to_vec(&span_request(vec![7; 16], 10)).unwrap();
-    let r = post(json, "application/json", None, Some("ingest-two")).await.unwrap();
+    let r = post(json, "application/json", None, Some("ingest-two"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
     w.stop().await;
 }
