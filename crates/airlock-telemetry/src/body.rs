@@ -179,6 +179,19 @@ fn echo(s: &str, max: usize) -> String {
     out
 }
 
+/// Like [`echo`], but a long text keeps its beginning and its end: parser
+/// messages put the cause or the position last (prost: "field path: cause";
+/// serde_json: "… at line 1 column 80").
+fn echo_ends(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return echo(s, max);
+    }
+    let head: String = s.chars().take(max / 2).collect();
+    let tail: String = s.chars().skip(n - max / 2).collect();
+    format!("{} … {}", echo(&head, max), echo(&tail, max))
+}
+
 /// Checks the length of a body as received against `max_body`. The HTTP
 /// server should also refuse to read more than that (a `Content-Length`
 /// over the limit, or a chunked body that keeps coming); this is the check
@@ -345,7 +358,7 @@ where
     let malformed = |detail: String| DecodeError::Malformed {
         message,
         encoding: encoding.name(),
-        detail: echo(&detail, MAX_DETAIL),
+        detail: echo_ends(&detail, MAX_DETAIL),
     };
     match encoding {
         Encoding::Protobuf => T::decode(bytes).map_err(|e| malformed(e.to_string())),
@@ -425,33 +438,31 @@ fn lenient(value: &mut Value) -> bool {
                 let Some(Value::String(s)) = map.get(field) else {
                     continue;
                 };
-                let number = s.trim().parse::<f64>().ok();
-                changed = true;
-                match number.and_then(serde_json::Number::from_f64) {
-                    Some(n) => {
-                        map.insert(field.into(), Value::Number(n));
+                match s.trim() {
+                    // The mapping's only spellings of the non-finite values.
+                    "NaN" | "Infinity" | "-Infinity" => {
+                        if let Some(Value::String(s)) = map.remove(field) {
+                            if field == "doubleValue" {
+                                map.insert("stringValue".into(), Value::String(s));
+                            }
+                        }
+                        changed = true;
                     }
-                    None if field == "doubleValue" => {
-                        let Some(Value::String(s)) = map.remove(field) else {
-                            unreachable!("matched a string above");
-                        };
-                        map.insert("stringValue".into(), Value::String(s));
-                    }
-                    None => {
-                        map.remove(field);
+                    text => {
+                        // Anything else that is not a finite number stays,
+                        // and fails the retry as it failed the first pass.
+                        if let Some(n) = finite_number(text) {
+                            map.insert(field.into(), n);
+                            changed = true;
+                        }
                     }
                 }
             }
             if let Some(Value::Array(bounds)) = map.get_mut("explicitBounds") {
                 for bound in bounds {
                     if let Value::String(s) = bound {
-                        if let Some(n) = s
-                            .trim()
-                            .parse::<f64>()
-                            .ok()
-                            .and_then(serde_json::Number::from_f64)
-                        {
-                            *bound = Value::Number(n);
+                        if let Some(n) = finite_number(s) {
+                            *bound = n;
                             changed = true;
                         }
                     }
@@ -461,6 +472,12 @@ fn lenient(value: &mut Value) -> bool {
         _ => {}
     }
     changed
+}
+
+/// A finite number written as a string, as a JSON number.
+fn finite_number(s: &str) -> Option<Value> {
+    let x = s.trim().parse::<f64>().ok().filter(|x| x.is_finite())?;
+    serde_json::Number::from_f64(x).map(Value::Number)
 }
 
 /// The number of an OTLP enum value given by name, for the enum fields of
@@ -711,7 +728,11 @@ mod tests {
             r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"kind":"{long}"}}]}}]}}]}}"#
         );
         let err = decode_traces(Encoding::Json, body.as_bytes()).unwrap_err();
-        assert!(err.to_string().len() < 400, "{}", err.to_string().len());
+        let msg = err.to_string();
+        assert!(msg.len() < 400, "{}", msg.len());
+        // The head and the tail are kept: what was wrong, and where.
+        assert!(msg.contains("invalid type: string \"yyy"), "{msg}");
+        assert!(msg.contains("at line 1 column 1000"), "{msg}");
     }
 
     /// The trace example of the OTLP spec (opentelemetry-proto's
@@ -865,6 +886,9 @@ mod tests {
     #[test]
     fn json_still_rejects_what_is_wrong() {
         for body in [
+            // A double that is no number, in any spelling.
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"d","value":{"doubleValue":"abc"}}]}]}]}]}"#,
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"d","value":{"doubleValue":"inf"}}]}]}]}]}"#,
             // An unknown enum name.
             r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_NOPE"}]}]}]}"#,
             // Ids must be hex (the protobuf mapping's base64 is not OTLP/JSON).
@@ -878,6 +902,30 @@ mod tests {
             let err = decode_traces(Encoding::Json, body.as_bytes()).unwrap_err();
             assert_eq!(err.status(), 400, "{body}");
         }
+    }
+
+    #[test]
+    fn protobuf_nesting_is_bounded() {
+        // prost refuses messages nested over 100 deep: a body of nested
+        // arrays cannot recurse the decoder (or the conversion) off the stack.
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
+        let mut v = AnyValue {
+            value: Some(Any::StringValue("leaf".into())),
+        };
+        for _ in 0..200 {
+            v = AnyValue {
+                value: Some(Any::ArrayValue(ArrayValue { values: vec![v] })),
+            };
+        }
+        let mut req = one_span_request();
+        req.resource_spans[0].scope_spans[0].spans[0].attributes = vec![KeyValue {
+            key: "deep".into(),
+            value: Some(v),
+            key_strindex: 0,
+        }];
+        let err = decode_traces(Encoding::Protobuf, &req.encode_to_vec()).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("recursion limit"), "{err}");
     }
 
     #[test]

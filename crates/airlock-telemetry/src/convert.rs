@@ -449,7 +449,9 @@ fn hash_value(v: &Value, h: &mut DefaultHasher) {
         Value::Bool(b) => (1u8, b).hash(h),
         Value::Number(n) => {
             2u8.hash(h);
-            // Equal Numbers have equal representations: i64, u64 or f64.
+            // Integers and floats never compare equal in serde_json, so
+            // hashing each representation is consistent with `==` (but for
+            // 0.0 and -0.0, where a miss only costs a duplicate resource).
             if let Some(i) = n.as_i64() {
                 (0u8, i).hash(h);
             } else if let Some(u) = n.as_u64() {
@@ -926,7 +928,8 @@ fn convert_metric(
             None
         };
     if let Some(reason) = refuse {
-        out.reject(n.max(1), reason);
+        // A metric without data counts as one point (see the module docs).
+        out.reject(if metric.data.is_none() { 1 } else { n }, reason);
         return;
     }
     let mut keep = |point: Result<Option<MetricPoint>, String>| match point {

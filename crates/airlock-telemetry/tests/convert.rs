@@ -893,10 +893,16 @@ fn metrics_json_recovers_what_the_derives_would_swallow() {
         "dataPoints":[{"asInt":"3","timeUnixNano":"1700000000000000000",
           "attributes":[{"key":"tags","value":{"arrayValue":{}}}]}]}},
         {"name":"h","histogram":{"aggregationTemporality":1,"dataPoints":[{"timeUnixNano":"1700000000000000000",
-          "count":"2","sum":"NaN","min":"0.5","bucketCounts":["1","1"],"explicitBounds":["1.5"]}]}}]}]}]}"#;
+          "count":"2","sum":"NaN","min":"0.5","bucketCounts":["1","1"],"explicitBounds":["1.5"]}]}},
+        {"name":"g","gauge":{"dataPoints":[{"timeUnixNano":"1700000000000000000","asDouble":"NaN"},
+          {"timeUnixNano":"1700000000000000000","asDouble":"-1.25"}]}}]}]}]}"#;
     let req = body::decode_metrics(Encoding::Json, body).unwrap();
     let out = convert::metrics(req, &Limits::default());
-    assert_eq!(out.rejected, 0, "{:?}", out.errors);
+    // The NaN gauge point, as documented: JSON cannot carry NaN as a number,
+    // and the point without its value is rejected.
+    assert_eq!(out.rejected, 1, "{:?}", out.errors);
+    assert_eq!(out.errors, ["metric \"g\": a data point has no value"]);
+    assert_eq!(out.batch.points[2].value, Some(-1.25));
     let c = &out.batch.points[0];
     assert_eq!(
         c.kind,
