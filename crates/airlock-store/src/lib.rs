@@ -34,5 +34,5 @@ pub use id::new_id;
 pub use records::{
     ApiToken, ApproveOutcome, GrantFilter, RequestFilter, SessionCredential, DEFAULT_LIMIT,
 };
-pub use sqlite::{SqliteStore, SCHEMA_VERSION};
+pub use sqlite::{SqliteStore, SqliteTelemetry, SCHEMA_VERSION, TELEMETRY_SCHEMA_VERSION};
 pub use store::Store;

@@ -65,17 +65,23 @@ async fn prepare(
             .and_then(|v| v.to_str().ok()),
     )
     .map_err(|e| (encoding, refusal_of(&e)))?;
+    let too_large = || {
+        Refusal::TooLarge(format!(
+            "the request body is larger than the limit of {} bytes ([telemetry] max_request_size); send smaller batches",
+            receiver.max_request
+        ))
+    };
+    // Refuse a declared length over the limit before reading any of it.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > receiver.max_request as u64) {
+        return Err((encoding, too_large()));
+    }
     let raw: Bytes = axum::body::to_bytes(body, receiver.max_request)
         .await
-        .map_err(|_| {
-            (
-                encoding,
-                Refusal::TooLarge(format!(
-                    "the request body is larger than the limit of {} bytes ([telemetry] max_request_size); send smaller batches",
-                    receiver.max_request
-                )),
-            )
-        })?;
+        .map_err(|_| (encoding, too_large()))?;
     Ok((encoding, compression, raw))
 }
 

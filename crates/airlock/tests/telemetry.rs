@@ -105,6 +105,11 @@ fn export(
         .arg("-c")
         .arg(EXPORTER)
         .args([mode, endpoint, ca.to_str().unwrap(), version, token])
+        // requests lets REQUESTS_CA_BUNDLE override a session's own CA file
+        // (psf/requests#3829), which would hide the exporter's
+        // certificate_file behind the machine's bundle.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
         .output()
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -263,7 +268,10 @@ async fn python_sdk_over_http_and_grpc_lands_in_the_timeline_beside_access_event
         "v2 deploy marker",
     );
     assert_eq!(dep_v1["detail"]["source"], "auto");
-    assert!(t(&dep_v1) <= t(&cart_v1) && t(&dep_v2) <= t(&pay_v2));
+    // A marker's time is the earliest record of the first batch that showed
+    // the version (the SDK exports the child span before its parent).
+    assert!(t(&dep_v1) < t(&session) && t(&session) < t(&dep_v2));
+    assert!(t(&dep_v2) <= t(&pay_v2));
     // The threshold: v2's mean latency 0.9 crossed 0.5; v1's 0.1 did not.
     let crossing = find(&|e| e["kind"] == "metric", "threshold crossing");
     assert_eq!(crossing["version"], "v2");
@@ -424,6 +432,7 @@ fn span_request(trace_id: Vec<u8>, attr_len: usize) -> ExportTraceServiceRequest
                     value: Some(AnyValue {
                         value: Some(any_value::Value::StringValue("raw".into())),
                     }),
+                    ..Default::default()
                 }],
                 ..Default::default()
             }),
@@ -448,6 +457,7 @@ fn span_request(trace_id: Vec<u8>, attr_len: usize) -> ExportTraceServiceRequest
                             value: Some(AnyValue {
                                 value: Some(any_value::Value::StringValue("x".repeat(attr_len))),
                             }),
+                            ..Default::default()
                         }],
                         ..Default::default()
                     },
@@ -554,16 +564,20 @@ async fn receivers_refuse_bad_input_clearly_and_keep_serving() {
     .await
     .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    // A body over the limit as sent: 413.
+    // A body over the limit as sent: 413 as soon as its Content-Length is
+    // read, before the body is.
     let r = post(
         vec![0u8; 17 << 20],
         "application/x-protobuf",
         None,
         Some("ingest-one"),
     )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    .await;
+    match r {
+        Ok(r) => assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        // The server may close the connection while the client still sends.
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
     // An all-zero trace id: the spans are rejected, reported as partial success.
     let zero = span_request(vec![0; 16], 10).encode_to_vec();
     let r = post(zero, "application/x-protobuf", None, Some("ingest-one"))
