@@ -194,7 +194,7 @@ pub(crate) async fn timeline(
         events.extend(records);
         // Stable: within one instant, telemetry before access events.
         if newest_first {
-            events.sort_by(|a, b| b.time_ns.cmp(&a.time_ns));
+            events.sort_by_key(|e| std::cmp::Reverse(e.time_ns));
         } else {
             events.sort_by_key(|e| e.time_ns);
         }

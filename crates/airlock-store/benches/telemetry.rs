@@ -107,6 +107,7 @@ const NAMES: [&str; 8] = [
 /// One batch of one service instance: 64 traces of 8 spans (a server root, a
 /// second server span, six internal and client spans; 1% errors) starting at
 /// `start_ns`, and `logs` log records of those traces.
+#[allow(clippy::too_many_arguments)]
 fn batch(
     rng: &mut Rng,
     service: usize,

@@ -86,7 +86,7 @@ impl TraceService for Grpc {
             .await
             .map_err(|r| status(&r))?;
         Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+            partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
                 rejected_spans: rejected as i64,
                 error_message: message,
             }),
@@ -107,7 +107,7 @@ impl LogsService for Grpc {
             .await
             .map_err(|r| status(&r))?;
         Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+            partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
                 rejected_log_records: rejected as i64,
                 error_message: message,
             }),
@@ -128,7 +128,7 @@ impl MetricsService for Grpc {
             .await
             .map_err(|r| status(&r))?;
         Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: (rejected > 0).then(|| ExportMetricsPartialSuccess {
+            partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
                 rejected_data_points: rejected as i64,
                 error_message: message,
             }),

@@ -123,7 +123,7 @@ async fn traces(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Re
     match r.store(request, convert::traces).await {
         Ok(Accepted { rejected, message }) => {
             let response = ExportTraceServiceResponse {
-                partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+                partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
                     rejected_spans: rejected as i64,
                     error_message: message,
                 }),
@@ -147,7 +147,7 @@ async fn logs(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Resp
     match r.store(request, convert::logs).await {
         Ok(Accepted { rejected, message }) => {
             let response = ExportLogsServiceResponse {
-                partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+                partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
                     rejected_log_records: rejected as i64,
                     error_message: message,
                 }),
@@ -171,7 +171,7 @@ async fn metrics(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> R
     match r.store(request, convert::metrics).await {
         Ok(Accepted { rejected, message }) => {
             let response = ExportMetricsServiceResponse {
-                partial_success: (rejected > 0).then(|| ExportMetricsPartialSuccess {
+                partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
                     rejected_data_points: rejected as i64,
                     error_message: message,
                 }),

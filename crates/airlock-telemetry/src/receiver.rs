@@ -147,7 +147,7 @@ impl Receiver {
         request: R,
         convert: fn(R, &Limits) -> Converted,
     ) -> Result<Accepted, Refusal> {
-        let limits = self.limits.clone();
+        let limits = self.limits;
         let converted = tokio::task::spawn_blocking(move || convert(request, &limits))
             .await
             .map_err(|e| Refusal::Failed(format!("converting the request failed: {e}")))?;

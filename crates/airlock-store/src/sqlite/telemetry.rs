@@ -750,7 +750,7 @@ fn insert_batch(
             let events = if s.events.is_empty() {
                 None
             } else {
-                Some(&*events_text.encode(&s.events)?)
+                Some(events_text.encode(&s.events)?)
             };
             let exception = s.events.iter().any(|e| e.name == "exception");
             stmt.execute(params![
