@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 pub fn document() -> Value {
     let error = json!({ "$ref": "#/components/schemas/Error" });
     let err = |desc: &str| json!({ "description": desc, "content": { "application/json": { "schema": error } } });
+    let query = |name: &str, kind: &str, desc: &str| json!({ "name": name, "in": "query", "description": desc, "schema": { "type": kind } });
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -213,7 +214,51 @@ pub fn document() -> Value {
             "/api/v1/webhooks": { "get": {
                 "summary": "Webhook delivery status (URLs shown without their secret path)",
                 "responses": { "200": { "description": "one entry per webhook" } }
-            }}
+            }},
+            "/api/v1/timeline": { "get": {
+                "summary": "Logs, span summaries, threshold crossings, deploy markers and access events of a window, in time order",
+                "parameters": [
+                    query("since_ms", "integer", "start (unix ms; default until - 1h)"),
+                    query("until_ms", "integer", "end, exclusive (unix ms; default now)"),
+                    query("since_ns", "integer", "start in unix ns (wins over since_ms)"),
+                    query("until_ns", "integer", "end in unix ns (wins over until_ms)"),
+                    query("service", "string", "service.name"),
+                    query("version", "string", "service.version"),
+                    query("env", "string", "deployment.environment.name"),
+                    query("trace", "string", "a trace id (32 hex digits): all its spans and logs"),
+                    query("grep", "string", "case-insensitive text"),
+                    query("kinds", "string", "comma-separated: logs, spans, metrics, deploys, access"),
+                    query("attr", "string", "key=value, comma-separated"),
+                    query("limit", "integer", "1 to 10000 (default 1000)"),
+                    query("order", "string", "oldest (default) or newest")
+                ],
+                "responses": { "200": { "description": "{since_ns, until_ns, events, truncated}" }, "400": err("bad query"), "401": err("no or bad token") }
+            }},
+            "/api/v1/traces/{id}": { "get": {
+                "summary": "One trace: spans (with service.version) and logs",
+                "responses": { "200": { "description": "the trace" }, "400": err("not a trace id"), "404": err("nothing stored of this trace") }
+            }},
+            "/api/v1/compare": { "get": {
+                "summary": "Two versions of a service: requests, error rate, p50/p95/p99 of server spans, errors only in the newer",
+                "parameters": [
+                    query("service", "string", "required"),
+                    query("from", "string", "the older version (required)"),
+                    query("to", "string", "the newer version (required)"),
+                    query("since_ms", "integer", "default now - 24h"),
+                    query("until_ms", "integer", "default now")
+                ],
+                "responses": { "200": { "description": "the comparison" }, "400": err("bad query") }
+            }},
+            "/api/v1/deploys": {
+                "get": {
+                    "summary": "Deploy markers of a window (default the last 7 days), oldest first",
+                    "responses": { "200": { "description": "{deploys}" }, "400": err("bad query") }
+                },
+                "post": {
+                    "summary": "Mark a deploy: {service, version?, id?, commit?, env?, time_ms?}; also an audit access event",
+                    "responses": { "201": { "description": "the marker" }, "400": err("bad body"), "503": err("the audit log cannot be written") }
+                }
+            }
         }
     })
 }
@@ -243,6 +288,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/break-glass"),
     ("get", "/api/v1/policy/explain"),
     ("get", "/api/v1/webhooks"),
+    ("get", "/api/v1/timeline"),
+    ("get", "/api/v1/traces/{id}"),
+    ("get", "/api/v1/compare"),
+    ("get", "/api/v1/deploys"),
+    ("post", "/api/v1/deploys"),
 ];
 
 #[cfg(test)]
