@@ -10,6 +10,7 @@
 
 mod access;
 mod migrations;
+mod telemetry;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -22,6 +23,7 @@ use crate::records::{ApiToken, SessionCredential};
 use crate::store::Store;
 
 pub use migrations::SCHEMA_VERSION;
+pub use telemetry::{SqliteTelemetry, TELEMETRY_SCHEMA_VERSION};
 
 /// How long a call waits for another process's lock before failing with
 /// "database is locked".
