@@ -102,8 +102,9 @@ pub struct SqliteTelemetry {
 
 /// A thread that copies the WAL back into the database file every
 /// [`CHECKPOINT_EVERY`], so that the copying and, above all, its fsyncs
-/// happen beside the writer instead of inside its `insert` calls (they halved
-/// the writer's rate in the insert bench). Its checkpoints are PASSIVE: they
+/// happen beside the writer instead of inside its `insert` calls (in the
+/// insert bench the writer made about 130k spans/s with SQLite's automatic
+/// checkpoints alone, 200k with this thread). Its checkpoints are PASSIVE: they
 /// never wait for or block the writer or readers. The writer keeps SQLite's
 /// automatic checkpoint at [`WAL_AUTOCHECKPOINT_PAGES`] as well: only a
 /// checkpoint run right after a commit, with no commit racing it, backfills
