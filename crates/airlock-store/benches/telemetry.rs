@@ -22,6 +22,15 @@
 //! `insert` calls are timed, not building the batches. The bytes written per
 //! span are what the process passed to write(2) (WAL frames and checkpoint
 //! copies). Step 1's database is in the temporary directory (TMPDIR).
+//!
+//! Measured on the 2-core development VM (shared, load 2), 10,000,000 events,
+//! database in tmpfs: insert 209k spans/s into an empty database and 215k
+//! into the loaded one (about 1.3 and 2.0 kB written per span); loading
+//! 183k events/s; timeline 1 h of one service p95 11 ms (all services 18 ms);
+//! trace by id p95 76 µs; version_stats over 1M spans 141 ms; retention
+//! 283k rows/s. On the VM's disk the empty-database insert made 190k to 220k
+//! spans/s, but at 10M rows the insert was bound by the disk (about 2 kB per
+//! span, half of it WAL, half checkpoint copies) at about 100k spans/s.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
