@@ -30,7 +30,7 @@
 //! trace by id p95 76 µs; version_stats over 1M spans 141 ms; retention
 //! 283k rows/s. On the VM's disk the empty-database insert made 190k to 220k
 //! spans/s, but at 10M rows the insert was bound by the disk (about 2 kB per
-//! span, half of it WAL, half checkpoint copies) at about 100k spans/s.
+//! span in WAL frames and checkpoint copies) at about 100k spans/s.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
