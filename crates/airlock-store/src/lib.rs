@@ -13,9 +13,15 @@
 //! [`SqliteStore`] is the embedded default: one SQLite file in the data
 //! directory.
 //!
+//! Telemetry (OTLP spans, logs, metric points, deploy markers) has a trait of
+//! its own, [`telemetry::TelemetryStore`], implemented by [`SqliteTelemetry`]
+//! in a separate SQLite file, because its write volume and retention have
+//! nothing in common with the control plane's.
+//!
 //! The store never reads the clock for domain decisions: every time is passed in
-//! by the caller as unix milliseconds (`now_ms`, `since_ms`, ...), because
-//! "server time decides" is the gateway's job and tests need a test clock.
+//! by the caller as unix milliseconds (`now_ms`, `since_ms`, ...; telemetry
+//! uses OTLP's unix nanoseconds, `*_ns`), because "server time decides" is
+//! the gateway's job and tests need a test clock.
 //!
 //! All methods are synchronous; async callers use `spawn_blocking` or a
 //! dedicated writer thread.

@@ -1004,6 +1004,14 @@ fn automatic_deploy_markers() {
         .deploys(Some("nobody"), t(0), t(1_000), 100)
         .unwrap()
         .is_empty());
+
+    // On the timeline, grep finds a deploy by its deployment id.
+    let mut q = window();
+    q.grep = Some("D-3".into());
+    assert_eq!(
+        names(&store.timeline(&q).unwrap()),
+        ["deploy: deploy checkout v2 (auto, deployment d-3)"]
+    );
 }
 
 #[test]
