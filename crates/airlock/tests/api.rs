@@ -80,10 +80,11 @@ async fn api_auth_routes_and_credential_rules() {
             status.is_success() || status.is_client_error(),
             "{method} {path}: {status} {body}"
         );
-        // (explain needs parameters; verify needs an auditor role)
+        // (explain and compare need parameters; verify needs an auditor role)
         if !path.contains("{id}")
             && *method == "get"
             && !path.contains("explain")
+            && !path.ends_with("/compare")
             && !path.ends_with("/audit/verify")
         {
             assert!(status.is_success(), "{method} {path}: {status} {body}");
