@@ -16,6 +16,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
+use airlock_telemetry::convert::hex_trace_id;
+
 use crate::error::ApiError;
 use crate::{audit::is_auditor, ApiState, Caller};
 
@@ -64,13 +66,6 @@ pub(crate) struct TimelineParams {
 }
 
 const TIMELINE_HINT: &str = "parameters: since_ms, until_ms (or since_ns, until_ns), service, version, env, trace (32 hex digits), grep, kinds (logs,spans,metrics,deploys,access), attr (key=value,...), limit (1 to 10000), order (oldest or newest)";
-
-/// A 32-hex-digit trace id, not all zeros.
-pub fn parse_trace_id(s: &str) -> Option<[u8; 16]> {
-    let mut id = [0u8; 16];
-    hex::decode_to_slice(s.trim(), &mut id).ok()?;
-    (id != [0; 16]).then_some(id)
-}
 
 fn now_ns(s: &ApiState) -> i64 {
     s.clock.now_ms().saturating_mul(1_000_000)
@@ -144,7 +139,7 @@ pub(crate) async fn timeline(
     };
     let trace_id = match &p.trace {
         None => None,
-        Some(t) => Some(parse_trace_id(t).ok_or_else(|| {
+        Some(t) => Some(hex_trace_id(t.trim()).ok_or_else(|| {
             bad_query(
                 format!("trace {t:?} is not a trace id"),
                 "a trace id is 32 hexadecimal digits, not all zeros",
@@ -275,7 +270,7 @@ pub(crate) async fn trace(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<airlock_telemetry::trace::TraceView>, ApiError> {
-    let trace_id = parse_trace_id(&id).ok_or_else(|| {
+    let trace_id = hex_trace_id(id.trim()).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_trace_id",
@@ -487,19 +482,4 @@ pub(crate) async fn list_deploys(
     .map_err(|e| ApiError::internal("reading deploy markers", e))?
     .map_err(|e| ApiError::internal("reading deploy markers", e))?;
     Ok(Json(serde_json::json!({ "deploys": deploys })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trace_ids_are_32_hex_digits_not_zero() {
-        assert!(parse_trace_id("0af7651916cd43dd8448eb211c80319c").is_some());
-        assert!(parse_trace_id("0AF7651916CD43DD8448EB211C80319C").is_some());
-        assert!(parse_trace_id("00000000000000000000000000000000").is_none());
-        assert!(parse_trace_id("0af7651916cd43dd8448eb211c80319").is_none());
-        assert!(parse_trace_id("zzf7651916cd43dd8448eb211c80319c").is_none());
-        assert!(parse_trace_id("").is_none());
-    }
 }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock_config::{Threshold, ThresholdStat};
-use airlock_store::telemetry::{Batch, Crossing, Deploy, MetricKind, MetricPoint, TelemetryStore};
+use airlock_store::telemetry::{Batch, Crossing, MetricKind, MetricPoint, TelemetryStore};
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
@@ -70,7 +70,7 @@ pub struct Counters {
 struct Job {
     batch: Batch,
     cost: usize,
-    done: oneshot::Sender<Result<Vec<Deploy>, IngestError>>,
+    done: oneshot::Sender<Result<(), IngestError>>,
 }
 
 /// What the writer needs besides the store.
@@ -125,14 +125,14 @@ impl Ingest {
 
     /// Queues `batch` and waits until it is stored. `rejected` records were
     /// already dropped by the converter; they are only counted here.
-    pub async fn submit(&self, batch: Batch, rejected: u64) -> Result<Vec<Deploy>, IngestError> {
+    pub async fn submit(&self, batch: Batch, rejected: u64) -> Result<(), IngestError> {
         let inner = &self.inner;
         inner
             .counters
             .rejected
             .fetch_add(rejected, Ordering::Relaxed);
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let cost = batch_cost(&batch);
         let records = batch.len() as u64;
@@ -284,15 +284,8 @@ impl Writer {
                 for d in &deploys {
                     tracing::info!(service = %d.service, version = ?d.version, deployment_id = ?d.deployment_id, "new deployment seen in telemetry");
                 }
-                // Every receiver learns the markers its group caused.
-                let n = jobs.len();
-                for (i, job) in jobs.into_iter().enumerate() {
-                    let mine = if i + 1 == n {
-                        deploys.clone()
-                    } else {
-                        Vec::new()
-                    };
-                    self.finish(job, Ok(mine));
+                for job in jobs {
+                    self.finish(job, Ok(()));
                 }
             }
             Err(e) if jobs.len() > 1 => {
@@ -303,6 +296,7 @@ impl Writer {
                     let r = self
                         .store
                         .insert(&[&job.batch])
+                        .map(|_| ())
                         .map_err(|e| IngestError::Store(e.to_string()));
                     if let Err(e) = &r {
                         tracing::warn!(error = %e, "a telemetry batch could not be stored");
@@ -318,7 +312,7 @@ impl Writer {
         }
     }
 
-    fn finish(&self, job: Job, result: Result<Vec<Deploy>, IngestError>) {
+    fn finish(&self, job: Job, result: Result<(), IngestError>) {
         if let Some(inner) = self.inner.upgrade() {
             inner.pending.fetch_sub(job.cost, Ordering::AcqRel);
         }
@@ -632,8 +626,8 @@ mod tests {
     }
 
     async fn futures_join(
-        tasks: Vec<tokio::task::JoinHandle<Result<Vec<Deploy>, IngestError>>>,
-    ) -> Vec<Result<Vec<Deploy>, IngestError>> {
+        tasks: Vec<tokio::task::JoinHandle<Result<(), IngestError>>>,
+    ) -> Vec<Result<(), IngestError>> {
         let mut out = Vec::new();
         for t in tasks {
             out.push(t.await.unwrap());

@@ -11,25 +11,25 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::receiver::{Accepted, Receiver, Refusal};
+use crate::receiver::{Receiver, Refusal};
 
 /// The three services as an axum router, served over HTTP/2 by the caller
 /// (with or without TLS).
@@ -80,17 +80,12 @@ impl TraceService for Grpc {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         self.authorize(&request)?;
-        let Accepted { rejected, message } = self
+        let accepted = self
             .0
             .store(request.into_inner(), convert::traces)
             .await
             .map_err(|r| status(&r))?;
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
-                rejected_spans: rejected as i64,
-                error_message: message,
-            }),
-        }))
+        Ok(Response::new(accepted.traces()))
     }
 }
 
@@ -101,17 +96,12 @@ impl LogsService for Grpc {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         self.authorize(&request)?;
-        let Accepted { rejected, message } = self
+        let accepted = self
             .0
             .store(request.into_inner(), convert::logs)
             .await
             .map_err(|r| status(&r))?;
-        Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
-                rejected_log_records: rejected as i64,
-                error_message: message,
-            }),
-        }))
+        Ok(Response::new(accepted.logs()))
     }
 }
 
@@ -122,16 +112,11 @@ impl MetricsService for Grpc {
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         self.authorize(&request)?;
-        let Accepted { rejected, message } = self
+        let accepted = self
             .0
             .store(request.into_inner(), convert::metrics)
             .await
             .map_err(|r| status(&r))?;
-        Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
-                rejected_data_points: rejected as i64,
-                error_message: message,
-            }),
-        }))
+        Ok(Response::new(accepted.metrics()))
     }
 }

@@ -14,15 +14,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
 use prost_otlp::Message;
 
 use crate::body::{self, Encoding};
@@ -111,73 +102,62 @@ fn refusal_of(e: &body::DecodeError) -> Refusal {
 }
 
 async fn traces(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
-    let prepared = match prepare(&r, &headers, body).await {
-        Ok(v) => v,
-        Err((encoding, refusal)) => return refuse(encoding, &refusal),
-    };
-    let encoding = prepared.0;
-    let request = match decode(&r, prepared, body::decode_traces).await {
-        Ok(req) => req,
-        Err(refusal) => return refuse(encoding, &refusal),
-    };
-    match r.store(request, convert::traces).await {
-        Ok(Accepted { rejected, message }) => {
-            let response = ExportTraceServiceResponse {
-                partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
-                    rejected_spans: rejected as i64,
-                    error_message: message,
-                }),
-            };
-            respond(encoding, &response)
-        }
-        Err(refusal) => refuse(encoding, &refusal),
-    }
+    export(
+        &r,
+        &headers,
+        body,
+        body::decode_traces,
+        convert::traces,
+        Accepted::traces,
+    )
+    .await
 }
 
 async fn logs(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
-    let prepared = match prepare(&r, &headers, body).await {
-        Ok(v) => v,
-        Err((encoding, refusal)) => return refuse(encoding, &refusal),
-    };
-    let encoding = prepared.0;
-    let request = match decode(&r, prepared, body::decode_logs).await {
-        Ok(req) => req,
-        Err(refusal) => return refuse(encoding, &refusal),
-    };
-    match r.store(request, convert::logs).await {
-        Ok(Accepted { rejected, message }) => {
-            let response = ExportLogsServiceResponse {
-                partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
-                    rejected_log_records: rejected as i64,
-                    error_message: message,
-                }),
-            };
-            respond(encoding, &response)
-        }
-        Err(refusal) => refuse(encoding, &refusal),
-    }
+    export(
+        &r,
+        &headers,
+        body,
+        body::decode_logs,
+        convert::logs,
+        Accepted::logs,
+    )
+    .await
 }
 
 async fn metrics(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
-    let prepared = match prepare(&r, &headers, body).await {
+    export(
+        &r,
+        &headers,
+        body,
+        body::decode_metrics,
+        convert::metrics,
+        Accepted::metrics,
+    )
+    .await
+}
+
+/// One export request of any signal: prepare, parse, convert and store, then
+/// answer in the request's encoding.
+async fn export<R: Send + 'static, M: Message + serde::Serialize>(
+    r: &Receiver,
+    headers: &HeaderMap,
+    body: Body,
+    parse: fn(Encoding, &[u8]) -> Result<R, body::DecodeError>,
+    convert: fn(R, &convert::Limits) -> convert::Converted,
+    answer: fn(Accepted) -> M,
+) -> Response {
+    let prepared = match prepare(r, headers, body).await {
         Ok(v) => v,
         Err((encoding, refusal)) => return refuse(encoding, &refusal),
     };
     let encoding = prepared.0;
-    let request = match decode(&r, prepared, body::decode_metrics).await {
+    let request = match decode(r, prepared, parse).await {
         Ok(req) => req,
         Err(refusal) => return refuse(encoding, &refusal),
     };
-    match r.store(request, convert::metrics).await {
-        Ok(Accepted { rejected, message }) => {
-            let response = ExportMetricsServiceResponse {
-                partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
-                    rejected_data_points: rejected as i64,
-                    error_message: message,
-                }),
-            };
-            respond(encoding, &response)
-        }
+    match r.store(request, convert).await {
+        Ok(accepted) => respond(encoding, &answer(accepted)),
         Err(refusal) => refuse(encoding, &refusal),
     }
 }

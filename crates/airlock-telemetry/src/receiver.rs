@@ -3,6 +3,15 @@
 
 use std::sync::Arc;
 
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -115,6 +124,37 @@ pub struct Receiver {
 pub struct Accepted {
     pub rejected: u64,
     pub message: String,
+}
+
+impl Accepted {
+    /// The OTLP answer to a trace export: partial success when some spans
+    /// were rejected, empty otherwise.
+    pub fn traces(self) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: (self.rejected > 0).then_some(ExportTracePartialSuccess {
+                rejected_spans: self.rejected as i64,
+                error_message: self.message,
+            }),
+        }
+    }
+
+    pub fn logs(self) -> ExportLogsServiceResponse {
+        ExportLogsServiceResponse {
+            partial_success: (self.rejected > 0).then_some(ExportLogsPartialSuccess {
+                rejected_log_records: self.rejected as i64,
+                error_message: self.message,
+            }),
+        }
+    }
+
+    pub fn metrics(self) -> ExportMetricsServiceResponse {
+        ExportMetricsServiceResponse {
+            partial_success: (self.rejected > 0).then_some(ExportMetricsPartialSuccess {
+                rejected_data_points: self.rejected as i64,
+                error_message: self.message,
+            }),
+        }
+    }
 }
 
 impl Receiver {

@@ -276,7 +276,7 @@ fn event_key(e: &TimelineEvent) -> String {
 
 pub fn trace(trace_id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let id = trace_id.trim();
-    if airlock_api::telemetry::parse_trace_id(id).is_none() {
+    if airlock_telemetry::convert::hex_trace_id(id).is_none() {
         bail!("{id:?} is not a trace id: 32 hexadecimal digits, not all zeros");
     }
     let view: TraceView = crate::access_cli::runtime()?.block_on(async {

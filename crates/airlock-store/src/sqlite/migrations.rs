@@ -155,14 +155,23 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 /// Brings the database up to [`SCHEMA_VERSION`], or refuses a database that a
 /// newer binary has already migrated past it.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    run(conn, MIGRATIONS)
+}
+
+/// Applies `migrations` (versions 1, 2, ... in order) that the database lacks,
+/// each in its own IMMEDIATE transaction, and refuses a database migrated past
+/// the last of them. Shared by the control-plane store and the telemetry store,
+/// each with its own file and list.
+pub(super) fn run(conn: &mut Connection, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
+    let supported = migrations.last().map_or(0, |m| m.0);
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version    INTEGER PRIMARY KEY,
             applied_at INTEGER NOT NULL
         ) STRICT;",
     )?;
-    check_not_too_new(conn)?;
-    for &(version, sql) in MIGRATIONS {
+    check_not_too_new(conn, supported)?;
+    for &(version, sql) in migrations {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Re-read under the write lock: another process may have migrated
         // between our check and now.
@@ -181,7 +190,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     // A newer binary may have migrated while we were applying ours.
-    check_not_too_new(conn)
+    check_not_too_new(conn, supported)
 }
 
 /// The highest applied version, 0 for a fresh database.
@@ -193,13 +202,10 @@ pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
-fn check_not_too_new(conn: &Connection) -> Result<(), StoreError> {
+fn check_not_too_new(conn: &Connection, supported: i64) -> Result<(), StoreError> {
     let found = current_version(conn)?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
     }
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! The indexes are the ones the queries need and no more, because every index
 //! costs every insert (see the comments in [`V1_INITIAL`]).
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use crate::error::StoreError;
 
@@ -209,50 +209,12 @@ INSERT INTO totals (kind, n) VALUES ('spans', 0), ('logs', 0), ('points', 0), ('
 /// Brings the database up to [`TELEMETRY_SCHEMA_VERSION`], or refuses one
 /// that a newer binary has already migrated past it.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version    INTEGER PRIMARY KEY,
-            applied_at INTEGER NOT NULL
-        ) STRICT;",
-    )?;
-    check_not_too_new(conn)?;
-    for &(version, sql) in MIGRATIONS {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Re-read under the write lock: another process may have migrated
-        // between our check and now.
-        if current_version(&tx)? >= version {
-            continue;
-        }
-        tx.execute_batch(sql)?;
-        // Bookkeeping for operators, not a domain time: SQLite's clock.
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at)
-             VALUES (?1, CAST(strftime('%s', 'now') AS INTEGER) * 1000)",
-            [version],
-        )?;
-        tx.commit()?;
-    }
-    check_not_too_new(conn)
+    crate::sqlite::migrations::run(conn, MIGRATIONS)
 }
 
 /// The highest applied version, 0 for a fresh database.
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |row| row.get(0),
-    )?)
-}
-
-fn check_not_too_new(conn: &Connection) -> Result<(), StoreError> {
-    let found = current_version(conn)?;
-    if found > TELEMETRY_SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: TELEMETRY_SCHEMA_VERSION,
-        });
-    }
-    Ok(())
+    crate::sqlite::migrations::current_version(conn)
 }
 
 #[cfg(test)]
