@@ -1354,6 +1354,38 @@ fn remove_before_deletes_old_rows_in_chunks_and_keeps_deploys() {
     assert_eq!(store.remove_before(t(400)).unwrap(), Default::default());
 }
 
+#[test]
+fn retention_removes_a_trace_run_whole_when_its_first_span_goes() {
+    let (dir, store) = open_file();
+    let resources = vec![resource("a", Some("1"), None)];
+    // One trace in one batch: a run of three spans whose first is old and
+    // whose other two are new, and a second trace that is new throughout.
+    let batch = Batch {
+        resources,
+        spans: vec![
+            span(0, 1, 1, None, "root", SpanKind::Server, t(10), t(900), StatusCode::Unset),
+            span(0, 1, 2, Some(1), "child", SpanKind::Internal, t(500), t(600), StatusCode::Unset),
+            span(0, 1, 3, Some(1), "child", SpanKind::Internal, t(700), t(800), StatusCode::Unset),
+            server(0, 2, t(500), 10),
+        ],
+        ..Batch::default()
+    };
+    store.insert(&[&batch]).unwrap();
+    assert_eq!(store.trace(&trace_id(1)).unwrap().spans.len(), 3);
+
+    let removed = store.remove_before(t(400)).unwrap();
+    // The new children went with their run: kept, nothing could find them.
+    assert_eq!(removed.spans, 3);
+    assert_eq!(store.counts().unwrap(), (1, 0, 0));
+    assert!(store.trace(&trace_id(1)).unwrap().spans.is_empty());
+    assert_eq!(store.trace(&trace_id(2)).unwrap().spans.len(), 1);
+    let conn = raw(&dir.path().join("telemetry/telemetry.db"));
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM spans", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 1, "no orphaned spans are left behind");
+}
+
 // --- atomicity, reopen, schema ------------------------------------------------------
 
 #[test]

@@ -28,6 +28,11 @@ use airlock_config::{Threshold, ThresholdStat};
 use airlock_store::telemetry::{Batch, Crossing, MetricKind, MetricPoint, TelemetryStore};
 use std::sync::mpsc;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use tokio::sync::oneshot;
 
 /// At most this many records go into one store transaction.
@@ -172,10 +177,80 @@ impl Ingest {
         self.inner.pending.load(Ordering::Acquire)
     }
 
+    /// The pipeline's counters as Prometheus metrics, for the gateway's
+    /// `/metrics`. The collector holds no handle, so registering it does not
+    /// keep the writer alive.
+    pub fn collector(&self) -> IngestCollector {
+        IngestCollector {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
     /// Replaces the thresholds (config reload).
     pub fn set_thresholds(&self, thresholds: Vec<Threshold>) {
         *self.inner.thresholds.lock().expect("not poisoned") = thresholds;
     }
+}
+
+/// See [`Ingest::collector`].
+#[derive(Debug)]
+pub struct IngestCollector {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl Collector for IngestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Ok(());
+        };
+        let c = &inner.counters;
+        let records = encoder.encode_descriptor(
+            "airlock_telemetry_records",
+            "Telemetry records (spans, log records, metric points) by outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        encode_family(
+            records,
+            [
+                ("accepted", &c.accepted),
+                ("rejected", &c.rejected),
+                ("failed", &c.failed),
+            ],
+        )?;
+        let busy = ConstCounter::new(c.refused_busy.load(Ordering::Relaxed));
+        busy.encode(encoder.encode_descriptor(
+            "airlock_telemetry_refused_busy",
+            "Export requests answered 503/UNAVAILABLE because the store was behind",
+            None,
+            busy.metric_type(),
+        )?)?;
+        let pending = ConstGauge::new(inner.pending.load(Ordering::Acquire) as i64);
+        pending.encode(encoder.encode_descriptor(
+            "airlock_telemetry_pending_bytes",
+            "Estimated bytes of telemetry queued for the store",
+            None,
+            pending.metric_type(),
+        )?)?;
+        let limit = ConstGauge::new(inner.max_pending as i64);
+        limit.encode(encoder.encode_descriptor(
+            "airlock_telemetry_pending_limit_bytes",
+            "The queue limit ([telemetry] max_pending); above it exports are refused",
+            None,
+            limit.metric_type(),
+        )?)
+    }
+}
+
+fn encode_family<const N: usize>(
+    mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
+    values: [(&'static str, &AtomicU64); N],
+) -> Result<(), std::fmt::Error> {
+    for (outcome, value) in values {
+        ConstCounter::new(value.load(Ordering::Relaxed))
+            .encode(encoder.encode_family(&[("outcome", outcome)])?)?;
+    }
+    Ok(())
 }
 
 /// An estimate of a batch's memory: its strings and attribute text plus a

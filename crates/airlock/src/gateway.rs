@@ -179,6 +179,7 @@ pub async fn run(
     let metrics = Arc::new(ProxyMetrics::default());
     let mut registry = prometheus_client::registry::Registry::with_prefix("");
     metrics.register(&mut registry);
+    registry.register_collector(Box::new(receiver.ingest.collector()));
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     // Always running, so a reload can add webhooks.
     let webhooks = {

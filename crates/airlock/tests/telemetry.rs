@@ -614,5 +614,371 @@ async fn receivers_refuse_bad_input_clearly_and_keep_serving() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+
+    // What happened is counted on /metrics: 3 spans stored, 3 rejected.
+    let metrics = http
+        .get(format!("{}/metrics", w.http()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "airlock_telemetry_records_total{outcome=\"accepted\"} 3",
+        "airlock_telemetry_records_total{outcome=\"rejected\"} 3",
+        "airlock_telemetry_records_total{outcome=\"failed\"} 0",
+        "airlock_telemetry_refused_busy_total 0",
+        "airlock_telemetry_pending_bytes 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    w.stop().await;
+}
+
+// --- the CLI --------------------------------------------------------------------
+
+/// An OTLP/JSON span of service `shop` at `version`: hex ids, times in
+/// nanoseconds as strings, as the spec's JSON mapping has them.
+#[allow(clippy::too_many_arguments)]
+fn json_span(
+    trace: &str,
+    span: &str,
+    parent: &str,
+    name: &str,
+    kind: i32,
+    start_ns: i64,
+    ms: i64,
+    error: Option<&str>,
+) -> Value {
+    serde_json::json!({
+        "traceId": trace, "spanId": span, "parentSpanId": parent, "name": name, "kind": kind,
+        "startTimeUnixNano": start_ns.to_string(),
+        "endTimeUnixNano": (start_ns + ms * 1_000_000).to_string(),
+        "status": match error {
+            Some(m) => serde_json::json!({ "code": 2, "message": m }),
+            None => serde_json::json!({}),
+        },
+    })
+}
+
+fn shop_resource(version: &str) -> Value {
+    serde_json::json!({ "attributes": [
+        { "key": "service.name", "value": { "stringValue": "shop" } },
+        { "key": "service.version", "value": { "stringValue": version } },
+        { "key": "deployment.environment.name", "value": { "stringValue": "prod" } },
+    ]})
+}
+
+async fn post_json(w: &World, path: &str, body: &Value) {
+    let r = w
+        .http_client()
+        .post(format!("{}{path}", w.http()))
+        .header("authorization", "Bearer ingest-one")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(!text.contains("rejected"), "nothing rejected: {text}");
+}
+
+async fn post_log(w: &World, version: &str, time_ns: i64, body: &str, trace: &str, span: &str) {
+    post_json(
+        w,
+        "/v1/logs",
+        &serde_json::json!({ "resourceLogs": [{
+            "resource": shop_resource(version),
+            "scopeLogs": [{ "logRecords": [{
+                "timeUnixNano": time_ns.to_string(), "severityNumber": 13,
+                "severityText": "WARN", "body": { "stringValue": body },
+                "traceId": trace, "spanId": span,
+            }]}],
+        }]}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_timeline_follow_trace_compare_and_deploys() {
+    use common::cli::{has, User};
+
+    let w = telemetry_world().await;
+    let oncall = User::logged_in(&w, "oncall1").await;
+    let t0 = (now_ms() - 60_000) * 1_000_000;
+    let trace = "5b8efff798038103d269b633813fc60c";
+    // v1: four server spans of 10, 20, 30 and 40 ms, one failing, and a
+    // child span and a log in the first one's trace.
+    let mut v1 = vec![json_span(
+        trace,
+        "eee19b7ec3c1b174",
+        "",
+        "GET /cart",
+        2,
+        t0,
+        10,
+        None,
+    )];
+    v1.push(json_span(
+        trace,
+        "eee19b7ec3c1b175",
+        "eee19b7ec3c1b174",
+        "SELECT cart",
+        3,
+        t0 + 1_000_000,
+        5,
+        None,
+    ));
+    for (i, ms) in [20, 30, 40].into_iter().enumerate() {
+        let id = format!("{:032x}", 0x1000 + i);
+        v1.push(json_span(
+            &id,
+            "00000000000000a1",
+            "",
+            "GET /cart",
+            2,
+            t0 + (i as i64 + 1) * 1_000_000_000,
+            ms,
+            (ms == 40).then_some("db timeout"),
+        ));
+    }
+    post_json(
+        &w,
+        "/v1/traces",
+        &serde_json::json!({ "resourceSpans": [{
+            "resource": shop_resource("v1"), "scopeSpans": [{ "spans": v1 }] }]}),
+    )
+    .await;
+    post_log(&w, "v1", t0 + 2_000_000, "cart is empty", trace, "eee19b7ec3c1b175").await;
+    // v2 ten seconds later: two server spans of 100 and 200 ms, both failing
+    // with a message v1 never had.
+    let v2: Vec<Value> = [100, 200]
+        .into_iter()
+        .enumerate()
+        .map(|(i, ms)| {
+            json_span(
+                &format!("{:032x}", 0x2000 + i),
+                "00000000000000b1",
+                "",
+                "GET /cart",
+                2,
+                t0 + (10 + i as i64) * 1_000_000_000,
+                ms,
+                Some("card declined"),
+            )
+        })
+        .collect();
+    post_json(
+        &w,
+        "/v1/traces",
+        &serde_json::json!({ "resourceSpans": [{
+            "resource": shop_resource("v2"), "scopeSpans": [{ "spans": v2 }] }]}),
+    )
+    .await;
+
+    // The timeline: automatic deploy markers for both versions first, the
+    // spans in time order, the log with its severity and trace.
+    let out = oncall
+        .run(&["timeline", "--since", "10m", "--service", "shop"])
+        .await;
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("DEPLOY") && lines[0].contains("shop@v1"), "{text}");
+    has(
+        text,
+        &[
+            "span   ",
+            " shop@v1 ",
+            "GET /cart 10.00ms",
+            "log    ",
+            "WARN cart is empty",
+            &format!("trace={trace}"),
+            "error: db timeout",
+            "error: card declined",
+        ],
+    );
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {text}"))
+    };
+    assert!(at("10.00ms") < at("cart is empty"));
+    assert!(at("cart is empty") < at("db timeout"));
+    assert!(at("db timeout") < at("card declined"));
+    // Filters: a version, kinds, text; JSON lines.
+    let out = oncall
+        .run(&[
+            "timeline", "--since", "10m", "--service", "shop", "--version", "v2", "--kinds",
+            "spans", "--json",
+        ])
+        .await;
+    let events: Vec<Value> = out
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{}", out.show());
+    assert!(events
+        .iter()
+        .all(|e| e["kind"] == "span" && e["version"] == "v2" && e["error"] == true));
+    let out = oncall
+        .run(&["timeline", "--since", "10m", "--grep", "EMPTY", "--kinds", "logs"])
+        .await;
+    assert_eq!(out.ok().lines().count(), 1, "{}", out.show());
+    let out = oncall
+        .run(&["timeline", "--since", "10m", "--trace", trace])
+        .await;
+    // The trace's root span, its child (not a summary span, shown only with
+    // --trace) and its log.
+    assert_eq!(out.ok().lines().count(), 3, "{}", out.show());
+    has(out.ok(), &["SELECT cart"]);
+    let out = oncall
+        .run(&["timeline", "--since", "10m", "--service", "nobody", "--kinds", "logs,spans"])
+        .await;
+    assert_eq!(out.ok(), "no events in the window\n");
+    // Bad input: exit 1 and what to do.
+    let e = oncall
+        .run(&["timeline", "--since", "yesterday-ish"])
+        .await
+        .fails()
+        .to_owned();
+    has(&e, &["--since yesterday-ish"]);
+    let e = oncall
+        .run(&["timeline", "--attr", "novalue"])
+        .await
+        .fails()
+        .to_owned();
+    has(&e, &["KEY=VALUE"]);
+    let e = oncall
+        .run(&["timeline", "--follow", "--until", "1m"])
+        .await
+        .fails()
+        .to_owned();
+    has(&e, &["leave out --until"]);
+
+    // The waterfall: the tree, durations, versions, the log under its span.
+    let out = oncall.run(&["trace", trace]).await;
+    let text = out.ok();
+    has(
+        text,
+        &[
+            &format!("trace {trace}  2 spans  1 services"),
+            "GET /cart",
+            "  SELECT cart",
+            "10.00ms",
+            "5.00ms",
+            "shop@v1",
+            "↳ +2.00ms WARN cart is empty",
+        ],
+    );
+    let view = oncall.run(&["trace", trace, "--json"]).await.json();
+    assert_eq!(view["spans"].as_array().unwrap().len(), 2);
+    let e = oncall.run(&["trace", "xyz"]).await.fails().to_owned();
+    has(&e, &["not a trace id", "32 hexadecimal digits"]);
+    let e = oncall
+        .run(&["trace", "0123456789abcdef0123456789abcdef"])
+        .await
+        .fails()
+        .to_owned();
+    has(&e, &["nothing is stored of trace", "404", "check the id"]);
+
+    // compare: the hand-computed numbers. v1: 4 requests (the child is not a
+    // server span), 1 error, nearest-rank p50 20 ms, p95 and p99 40 ms. v2: 2
+    // requests, both errors, p50 100 ms, p95 and p99 200 ms.
+    let out = oncall
+        .run(&["compare", "--service", "shop", "--from", "v1", "--to", "v2"])
+        .await;
+    let text = out.ok();
+    let row = |label: &str| -> Vec<&str> {
+        text.lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label} in {text}"))
+            .split_whitespace()
+            .collect()
+    };
+    assert_eq!(row("requests"), ["requests", "4", "2"]);
+    assert_eq!(row("errors")[1..], ["25.00%", "100.00%", "+75.00", "pp"]);
+    assert_eq!(row("p50")[1..], ["20.00ms", "100.00ms", "+400.0%"]);
+    assert_eq!(row("p99")[1..], ["40.00ms", "200.00ms", "+400.0%"]);
+    has(text, &["errors only in v2:", "2×  card declined"]);
+    assert!(!text.contains("db timeout"), "{text}");
+    let c = oncall
+        .run(&["compare", "--service", "shop", "--from", "v1", "--to", "v2", "--json"])
+        .await
+        .json();
+    assert_eq!((&c["from"]["requests"], &c["to"]["errors"]), (&4.into(), &2.into()));
+    oncall
+        .run(&["compare", "--service", "shop", "--from", "v1"])
+        .await
+        .usage_error();
+
+    // deploy mark and list: the explicit marker beside the automatic ones,
+    // and an audit record of who marked it.
+    let out = oncall
+        .run(&[
+            "deploy", "mark", "--service", "shop", "--version", "v2", "--id", "d-77", "--commit",
+            "9fceb02", "--env", "prod",
+        ])
+        .await;
+    has(out.ok(), &["marked: shop v2 at "]);
+    let out = oncall.run(&["deploy", "list", "--service", "shop"]).await;
+    let text = out.ok();
+    let listed: Vec<&str> = text.lines().collect();
+    assert_eq!(listed.len(), 3, "{text}");
+    assert!(listed[0].contains(" v1 ") && listed[0].contains(" auto "), "{text}");
+    assert!(listed[1].contains(" v2 ") && listed[1].contains(" auto "), "{text}");
+    has(listed[2], &[" v2 ", " prod ", " explicit ", "oncall1", "commit 9fceb02"]);
+    let json = oncall
+        .run(&["deploy", "list", "--service", "shop", "--json"])
+        .await
+        .json();
+    assert_eq!(json[2]["deployment_id"], "d-77");
+    let e = oncall
+        .run(&["deploy", "mark", "--service", "shop"])
+        .await
+        .fails()
+        .to_owned();
+    has(&e, &["--version", "--id"]);
+    let out = oncall
+        .run(&["timeline", "--since", "10m", "--kinds", "access", "--grep", "deploy"])
+        .await;
+    has(out.ok(), &["access", "deploy"]);
+
+    // --follow: prints what is there, then what arrives, until stopped.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["timeline", "--follow", "--since", "10m", "--service", "shop", "--kinds", "logs"])
+        .env("AIRLOCK_HOME", oncall.home.path())
+        .env("AIRLOCK_LOG", "off")
+        .env_remove("AIRLOCK_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        child.stdout.take().unwrap(),
+    ));
+    type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+    async fn next_line(lines: &mut Lines) -> String {
+        tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("--follow printed within 30 s")
+            .unwrap()
+            .expect("--follow is still running")
+    }
+    assert!(next_line(&mut lines).await.contains("cart is empty"));
+    let now = now_ms() * 1_000_000;
+    post_log(&w, "v2", now, "first new line", trace, "eee19b7ec3c1b175").await;
+    post_log(&w, "v2", now, "second, same instant", trace, "eee19b7ec3c1b175").await;
+    let mut got = vec![next_line(&mut lines).await, next_line(&mut lines).await];
+    got.sort();
+    assert!(got[0].contains("first new line"), "{got:?}");
+    assert!(got[1].contains("second, same instant"), "{got:?}");
+    // Nothing is printed twice while it follows.
+    post_log(&w, "v2", now + 1_000_000, "third", trace, "eee19b7ec3c1b175").await;
+    assert!(next_line(&mut lines).await.contains("third"));
+    child.kill().await.unwrap();
     w.stop().await;
 }

@@ -1058,6 +1058,50 @@ fn delete_chunk(
     Ok(n as u64)
 }
 
+/// One chunk of span retention: up to [`REMOVE_CHUNK`] spans of `service`
+/// that started before `before_ns`, and with each trace-run head among them
+/// the rest of its run. Only a run's head is in the trace index (see the
+/// schema), so a run whose head is gone could no longer be found by trace id:
+/// retention removes runs whole instead of leaving such orphans. Returns the
+/// spans selected (to know whether more are left) and the spans removed.
+fn delete_spans_chunk(
+    conn: &mut Connection,
+    service: i64,
+    summary: i64,
+    before_ns: i64,
+) -> Result<(u64, u64), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let chunk = tx
+        .prepare_cached(
+            "SELECT id, trace_run FROM spans INDEXED BY spans_service_time
+             WHERE service_id = ?1 AND summary = ?2 AND start_ns < ?3 LIMIT ?4",
+        )?
+        .query_map(params![service, summary, before_ns, REMOVE_CHUNK], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut removed = 0;
+    {
+        let mut one = tx.prepare_cached("DELETE FROM spans WHERE id = ?1")?;
+        // A run's other spans carry NULL trace_run; the condition keeps a
+        // head of a later run (never inside the range, but cheap to be sure)
+        // out.
+        let mut tail = tx.prepare_cached(
+            "DELETE FROM spans WHERE id > ?1 AND id < ?2 AND trace_run IS NULL",
+        )?;
+        for &(id, run) in &chunk {
+            removed += one.execute([id])?;
+            if let Some(len) = run.filter(|&len| len > 1) {
+                removed += tail.execute([id, id.saturating_add(len)])?;
+            }
+        }
+    }
+    tx.prepare_cached("UPDATE totals SET n = n - ?2 WHERE kind = ?1")?
+        .execute(params!["spans", removed as i64])?;
+    tx.commit()?;
+    Ok((chunk.len() as u64, removed as u64))
+}
+
 impl SqliteTelemetry {
     /// Deletes chunk after chunk until one comes back short, taking the
     /// writer lock per chunk only.
@@ -1148,13 +1192,18 @@ impl TelemetryStore for SqliteTelemetry {
         let mut removed = Removed::default();
         for &service in &services {
             for summary in [0i64, 1] {
-                removed.spans += self.delete_chunks(
-                    "spans",
-                    "DELETE FROM spans WHERE id IN (
-                        SELECT id FROM spans INDEXED BY spans_service_time
-                        WHERE service_id = ?1 AND summary = ?2 AND start_ns < ?3 LIMIT ?4)",
-                    &[&service, &summary, &before_ns, &REMOVE_CHUNK],
-                )?;
+                loop {
+                    let (selected, n) = delete_spans_chunk(
+                        &mut self.lock_writer().conn,
+                        service,
+                        summary,
+                        before_ns,
+                    )?;
+                    removed.spans += n;
+                    if selected < REMOVE_CHUNK as u64 {
+                        break;
+                    }
+                }
             }
             removed.logs += self.delete_chunks(
                 "logs",

@@ -3,6 +3,8 @@
 //! in-process in front of it. `World::start().await` builds it in one line.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
