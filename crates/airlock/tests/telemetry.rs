@@ -751,7 +751,15 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
             "resource": shop_resource("v1"), "scopeSpans": [{ "spans": v1 }] }]}),
     )
     .await;
-    post_log(&w, "v1", t0 + 2_000_000, "cart is empty", trace, "eee19b7ec3c1b175").await;
+    post_log(
+        &w,
+        "v1",
+        t0 + 2_000_000,
+        "cart is empty",
+        trace,
+        "eee19b7ec3c1b175",
+    )
+    .await;
     // v2 ten seconds later: two server spans of 100 and 200 ms, both failing
     // with a message v1 never had.
     let v2: Vec<Value> = [100, 200]
@@ -785,7 +793,10 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
         .await;
     let text = out.ok();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].contains("DEPLOY") && lines[0].contains("shop@v1"), "{text}");
+    assert!(
+        lines[0].contains("DEPLOY") && lines[0].contains("shop@v1"),
+        "{text}"
+    );
     has(
         text,
         &[
@@ -811,8 +822,16 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
     // Filters: a version, kinds, text; JSON lines.
     let out = oncall
         .run(&[
-            "timeline", "--since", "10m", "--service", "shop", "--version", "v2", "--kinds",
-            "spans", "--json",
+            "timeline",
+            "--since",
+            "10m",
+            "--service",
+            "shop",
+            "--version",
+            "v2",
+            "--kinds",
+            "spans",
+            "--json",
         ])
         .await;
     let events: Vec<Value> = out
@@ -825,7 +844,9 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
         .iter()
         .all(|e| e["kind"] == "span" && e["version"] == "v2" && e["error"] == true));
     let out = oncall
-        .run(&["timeline", "--since", "10m", "--grep", "EMPTY", "--kinds", "logs"])
+        .run(&[
+            "timeline", "--since", "10m", "--grep", "EMPTY", "--kinds", "logs",
+        ])
         .await;
     assert_eq!(out.ok().lines().count(), 1, "{}", out.show());
     let out = oncall
@@ -836,7 +857,15 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
     assert_eq!(out.ok().lines().count(), 3, "{}", out.show());
     has(out.ok(), &["SELECT cart"]);
     let out = oncall
-        .run(&["timeline", "--since", "10m", "--service", "nobody", "--kinds", "logs,spans"])
+        .run(&[
+            "timeline",
+            "--since",
+            "10m",
+            "--service",
+            "nobody",
+            "--kinds",
+            "logs,spans",
+        ])
         .await;
     assert_eq!(out.ok(), "no events in the window\n");
     // Bad input: exit 1 and what to do.
@@ -906,10 +935,22 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
     has(text, &["errors only in v2:", "2×  card declined"]);
     assert!(!text.contains("db timeout"), "{text}");
     let c = oncall
-        .run(&["compare", "--service", "shop", "--from", "v1", "--to", "v2", "--json"])
+        .run(&[
+            "compare",
+            "--service",
+            "shop",
+            "--from",
+            "v1",
+            "--to",
+            "v2",
+            "--json",
+        ])
         .await
         .json();
-    assert_eq!((&c["from"]["requests"], &c["to"]["errors"]), (&4.into(), &2.into()));
+    assert_eq!(
+        (&c["from"]["requests"], &c["to"]["errors"]),
+        (&4.into(), &2.into())
+    );
     oncall
         .run(&["compare", "--service", "shop", "--from", "v1"])
         .await
@@ -919,8 +960,18 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
     // and an audit record of who marked it.
     let out = oncall
         .run(&[
-            "deploy", "mark", "--service", "shop", "--version", "v2", "--id", "d-77", "--commit",
-            "9fceb02", "--env", "prod",
+            "deploy",
+            "mark",
+            "--service",
+            "shop",
+            "--version",
+            "v2",
+            "--id",
+            "d-77",
+            "--commit",
+            "9fceb02",
+            "--env",
+            "prod",
         ])
         .await;
     has(out.ok(), &["marked: shop v2 at "]);
@@ -928,9 +979,18 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
     let text = out.ok();
     let listed: Vec<&str> = text.lines().collect();
     assert_eq!(listed.len(), 3, "{text}");
-    assert!(listed[0].contains(" v1 ") && listed[0].contains(" auto "), "{text}");
-    assert!(listed[1].contains(" v2 ") && listed[1].contains(" auto "), "{text}");
-    has(listed[2], &[" v2 ", " prod ", " explicit ", "oncall1", "commit 9fceb02"]);
+    assert!(
+        listed[0].contains(" v1 ") && listed[0].contains(" auto "),
+        "{text}"
+    );
+    assert!(
+        listed[1].contains(" v2 ") && listed[1].contains(" auto "),
+        "{text}"
+    );
+    has(
+        listed[2],
+        &[" v2 ", " prod ", " explicit ", "oncall1", "commit 9fceb02"],
+    );
     let json = oncall
         .run(&["deploy", "list", "--service", "shop", "--json"])
         .await
@@ -943,13 +1003,24 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
         .to_owned();
     has(&e, &["--version", "--id"]);
     let out = oncall
-        .run(&["timeline", "--since", "10m", "--kinds", "access", "--grep", "deploy"])
+        .run(&[
+            "timeline", "--since", "10m", "--kinds", "access", "--grep", "deploy",
+        ])
         .await;
     has(out.ok(), &["access", "deploy"]);
 
     // --follow: prints what is there, then what arrives, until stopped.
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["timeline", "--follow", "--since", "10m", "--service", "shop", "--kinds", "logs"])
+        .args([
+            "timeline",
+            "--follow",
+            "--since",
+            "10m",
+            "--service",
+            "shop",
+            "--kinds",
+            "logs",
+        ])
         .env("AIRLOCK_HOME", oncall.home.path())
         .env("AIRLOCK_LOG", "off")
         .env_remove("AIRLOCK_TOKEN")
@@ -957,9 +1028,8 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
-        child.stdout.take().unwrap(),
-    ));
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
     type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
     async fn next_line(lines: &mut Lines) -> String {
         tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
@@ -971,13 +1041,29 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
     assert!(next_line(&mut lines).await.contains("cart is empty"));
     let now = now_ms() * 1_000_000;
     post_log(&w, "v2", now, "first new line", trace, "eee19b7ec3c1b175").await;
-    post_log(&w, "v2", now, "second, same instant", trace, "eee19b7ec3c1b175").await;
+    post_log(
+        &w,
+        "v2",
+        now,
+        "second, same instant",
+        trace,
+        "eee19b7ec3c1b175",
+    )
+    .await;
     let mut got = vec![next_line(&mut lines).await, next_line(&mut lines).await];
     got.sort();
     assert!(got[0].contains("first new line"), "{got:?}");
     assert!(got[1].contains("second, same instant"), "{got:?}");
     // Nothing is printed twice while it follows.
-    post_log(&w, "v2", now + 1_000_000, "third", trace, "eee19b7ec3c1b175").await;
+    post_log(
+        &w,
+        "v2",
+        now + 1_000_000,
+        "third",
+        trace,
+        "eee19b7ec3c1b175",
+    )
+    .await;
     assert!(next_line(&mut lines).await.contains("third"));
     child.kill().await.unwrap();
     w.stop().await;

@@ -1086,9 +1086,8 @@ fn delete_spans_chunk(
         // A run's other spans carry NULL trace_run; the condition keeps a
         // head of a later run (never inside the range, but cheap to be sure)
         // out.
-        let mut tail = tx.prepare_cached(
-            "DELETE FROM spans WHERE id > ?1 AND id < ?2 AND trace_run IS NULL",
-        )?;
+        let mut tail =
+            tx.prepare_cached("DELETE FROM spans WHERE id > ?1 AND id < ?2 AND trace_run IS NULL")?;
         for &(id, run) in &chunk {
             removed += one.execute([id])?;
             if let Some(len) = run.filter(|&len| len > 1) {

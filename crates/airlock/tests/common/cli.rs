@@ -150,4 +150,3 @@ pub fn row<'t>(table: &'t str, id: &str) -> &'t str {
         .find(|l| l.starts_with(id))
         .unwrap_or_else(|| panic!("no row {id} in:\n{table}"))
 }
-
