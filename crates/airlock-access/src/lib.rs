@@ -342,6 +342,8 @@ pub fn decide(
     let best = grants
         .iter()
         .filter(|g| g.user == user && g.resource == resource && g.access == access)
+        // A runbook grant serves its run's steps only.
+        .filter(|g| g.kind != GrantKind::Runbook)
         .filter_map(|g| check_grant(config, g, now_ms).ok())
         .max_by_key(|g| g.expires_ms);
     if let Some(g) = best {
@@ -421,6 +423,11 @@ pub fn check_grant(config: &Config, g: &GrantRecord, now_ms: i64) -> Result<Gran
                 .find(|r| r.resource.as_str() == g.resource && r.access == g.access)
                 .map(|r| r.max)
         }),
+        // Bounded by the run's timeout when it was created; the runbook's
+        // roles were checked then, and the role is re-checked above.
+        GrantKind::Runbook => Some(std::time::Duration::from_millis(
+            (g.expires_ms - g.created_ms).max(0) as u64,
+        )),
         GrantKind::Standing => None,
     };
     let Some(max) = max else {

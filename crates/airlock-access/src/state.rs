@@ -19,6 +19,10 @@ pub enum GrantKind {
     Requested,
     /// A break-glass rule used in an emergency: time-boxed, short, loud.
     BreakGlass,
+    /// The SQL steps of one approved runbook run, for that run only: the
+    /// runner mints the run's credentials from it, `decide` never picks it for
+    /// anything else, and the runner revokes it when the run ends.
+    Runbook,
 }
 
 impl GrantKind {
@@ -27,6 +31,7 @@ impl GrantKind {
             GrantKind::Standing => "standing",
             GrantKind::Requested => "requested",
             GrantKind::BreakGlass => "break_glass",
+            GrantKind::Runbook => "runbook",
         }
     }
 }
@@ -45,6 +50,7 @@ impl FromStr for GrantKind {
             "standing" => Ok(GrantKind::Standing),
             "requested" => Ok(GrantKind::Requested),
             "break_glass" => Ok(GrantKind::BreakGlass),
+            "runbook" => Ok(GrantKind::Runbook),
             _ => Err(format!("unknown grant kind {s:?}")),
         }
     }
@@ -88,6 +94,8 @@ pub enum RequestKind {
     Access,
     /// One reviewed statement, run once with the write credential.
     Statement,
+    /// One runbook run with fixed parameters, run once by the requester.
+    Runbook,
 }
 
 impl RequestKind {
@@ -95,6 +103,7 @@ impl RequestKind {
         match self {
             RequestKind::Access => "access",
             RequestKind::Statement => "statement",
+            RequestKind::Runbook => "runbook",
         }
     }
 }
@@ -105,6 +114,7 @@ impl FromStr for RequestKind {
         match s {
             "access" => Ok(RequestKind::Access),
             "statement" => Ok(RequestKind::Statement),
+            "runbook" => Ok(RequestKind::Runbook),
             _ => Err(format!("unknown request kind {s:?}")),
         }
     }
@@ -177,6 +187,10 @@ pub struct AccessRequest {
     pub reason: String,
     /// The exact statement text of a statement request, byte for byte.
     pub statement: Option<String>,
+    /// A runbook request's run as filed (runbook name, file digest,
+    /// parameters), JSON; the run that follows approval is exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<serde_json::Value>,
     /// The role whose `requestable` rule the request was filed under.
     pub role: String,
     pub approvals_required: u32,

@@ -297,6 +297,7 @@ fn pending(plan: &RequestPlan, user: &str, resource: &str, now: i64) -> AccessRe
         decision_comment: None,
         grant_id: None,
         executed_ms: None,
+        runbook: None,
         approvals: vec![],
     }
 }

@@ -224,6 +224,7 @@ pub async fn create_request(
         decision_comment: None,
         grant_id: None,
         executed_ms: None,
+        runbook: None,
         approvals: Vec::new(),
     };
     let store = s.store.clone();
@@ -237,6 +238,7 @@ pub async fn create_request(
             format_duration(Duration::from_millis(r.duration_ms as u64))
         ),
         RequestKind::Statement => format!("to run one reviewed statement on {}", r.resource),
+        RequestKind::Runbook => format!("to run runbook {}", r.resource),
     };
     s.announce(
         &caller.user,

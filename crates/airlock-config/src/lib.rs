@@ -30,8 +30,8 @@ pub use error::{ConfigError, Diagnostic};
 pub use model::{
     redact_url, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement,
     Gateway, Guardrail, MaskRules, Masking, RequestableRule, Resource, ResourceKind, Role,
-    TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential, UpstreamTls, User, Webhook,
-    WEBHOOK_EVENTS,
+    RunbookSettings, TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential, UpstreamTls,
+    User, Webhook, WEBHOOK_EVENTS,
 };
 pub use names::{NameError, ResourceName, RoleName, UserName};
 pub use secret::{MissingSecret, Secret, SecretProblem};
@@ -59,6 +59,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// `[telemetry]`.
     pub telemetry: TelemetrySettings,
+    /// `[runbooks]`.
+    pub runbooks: RunbookSettings,
     /// The text the configuration was parsed from, kept for diagnostics about it later (reload
     /// diffs, `policy test`). Shared because `Config` is cloned into every task.
     source: Arc<str>,
@@ -90,6 +92,7 @@ impl Config {
             access: checked.access,
             audit: checked.audit,
             telemetry: checked.telemetry,
+            runbooks: checked.runbooks,
             webhooks: checked.webhooks,
             source: Arc::from(text),
         })

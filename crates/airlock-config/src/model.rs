@@ -629,6 +629,23 @@ impl Default for TelemetrySettings {
     }
 }
 
+/// The `[runbooks]` table, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunbookSettings {
+    /// The directory of runbook files (`*.toml`), resolved against the
+    /// config file's directory. `None`: no runbooks.
+    pub dir: Option<std::path::PathBuf>,
+    /// What a step's output may keep (per stream) in answers, the audit log
+    /// and the timeline; the rest is counted and cut. Default 64 KiB.
+    pub max_output: ByteSize,
+}
+
+impl RunbookSettings {
+    pub const DEFAULT_MAX_OUTPUT: ByteSize = ByteSize(64 * 1024);
+    pub const MIN_MAX_OUTPUT: ByteSize = ByteSize(1024);
+    pub const MAX_MAX_OUTPUT: ByteSize = ByteSize(16 * 1024 * 1024);
+}
+
 /// The events a webhook can subscribe to.
 pub const WEBHOOK_EVENTS: &[&str] = &[
     "request.created",

@@ -26,6 +26,16 @@ pub(crate) struct RawConfig {
     pub audit: Option<RawAudit>,
     #[serde(default)]
     pub telemetry: Option<RawTelemetry>,
+    #[serde(default)]
+    pub runbooks: Option<RawRunbooks>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRunbooks {
+    pub dir: Spanned<String>,
+    #[serde(default)]
+    pub max_output: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,13 +14,14 @@ use serde_spanned::Spanned;
 use crate::error::Diagnostic;
 use crate::model::{
     quoted_list, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement,
-    Gateway, Guardrail, Masking, RequestableRule, Resource, ResourceKind, Role, TelemetrySettings,
-    Threshold, ThresholdStat, UpstreamCredential, UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
+    Gateway, Guardrail, Masking, RequestableRule, Resource, ResourceKind, Role, RunbookSettings,
+    TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential, UpstreamTls, User, Webhook,
+    WEBHOOK_EVENTS,
 };
 use crate::names::{ResourceName, RoleName, UserName};
 use crate::raw::{
     RawAccess, RawAudit, RawConfig, RawCredential, RawGateway, RawGuardrail, RawMasking,
-    RawResource, RawRole, RawTelemetry, RawUser, RawWebhook,
+    RawResource, RawRole, RawRunbooks, RawTelemetry, RawUser, RawWebhook,
 };
 use crate::span::line_of;
 use crate::units::{format_duration, parse_duration, ByteSize};
@@ -37,6 +38,7 @@ pub(crate) struct Checked {
     pub webhooks: Vec<Webhook>,
     pub audit: AuditSettings,
     pub telemetry: TelemetrySettings,
+    pub runbooks: RunbookSettings,
 }
 
 /// What cross-references need to know about a resource, taken from the raw file so that they can be
@@ -66,6 +68,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
     let access = checker.access(raw.access.as_ref());
     let audit = checker.audit(raw.audit.as_ref());
     let telemetry = checker.telemetry(raw.telemetry.as_ref());
+    let runbooks = checker.runbooks(raw.runbooks.as_ref());
     // Rules are checked against the ceiling even when `[access]` itself is wrong.
     let max_grant = access
         .as_ref()
@@ -120,6 +123,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
         webhooks: webhooks.into_iter().collect::<Option<_>>().expect(all),
         audit: audit.expect(all),
         telemetry: telemetry.expect(all),
+        runbooks: runbooks.expect(all),
     })
 }
 
@@ -610,6 +614,29 @@ impl Checker<'_> {
             replay_rows: replay_rows?,
             segment_size: segment_size?,
             auditor_roles: auditor_roles?,
+        })
+    }
+
+    fn runbooks(&mut self, raw: Option<&RawRunbooks>) -> Option<RunbookSettings> {
+        let Some(raw) = raw else {
+            return Some(RunbookSettings::default());
+        };
+        let dir = self.path(&raw.dir, "runbooks.dir", "in [runbooks]");
+        let max_output = match &raw.max_output {
+            None => Some(RunbookSettings::DEFAULT_MAX_OUTPUT),
+            Some(v) => self.sized(
+                v,
+                "runbooks.max_output",
+                "`max_output` in [runbooks]",
+                (
+                    RunbookSettings::MIN_MAX_OUTPUT,
+                    RunbookSettings::MAX_MAX_OUTPUT,
+                ),
+            ),
+        };
+        Some(RunbookSettings {
+            dir: Some(dir?),
+            max_output: max_output?,
         })
     }
 

@@ -353,6 +353,7 @@ mod access {
             decision_comment: None,
             grant_id: None,
             executed_ms: None,
+            runbook: None,
             approvals: vec![],
         }
     }

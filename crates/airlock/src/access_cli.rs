@@ -41,6 +41,7 @@ fn describe(v: &RequestView) -> String {
             airlock_config::format_duration(std::time::Duration::from_millis(r.duration_ms as u64))
         ),
         airlock_access::RequestKind::Statement => format!("statement on {}", r.resource),
+        airlock_access::RequestKind::Runbook => format!("runbook {}", r.resource),
     }
 }
 

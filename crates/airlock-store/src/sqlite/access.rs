@@ -11,7 +11,7 @@ use crate::records::{ApproveOutcome, GrantFilter, RequestFilter, DEFAULT_LIMIT};
 
 const REQUEST_COLUMNS: &str = "id, kind, user_name, resource, access, duration_ms, reason, \
     statement, role, approvals_required, approver_roles, created_ms, expires_ms, state, \
-    decided_ms, decided_by, decision_comment, grant_id, executed_ms";
+    decided_ms, decided_by, decision_comment, grant_id, executed_ms, runbook";
 
 const GRANT_COLUMNS: &str = "id, user_name, resource, access, kind, role, request_id, reason, \
     created_ms, expires_ms, revoked_ms, revoked_by, revoke_reason";
@@ -26,13 +26,14 @@ fn corrupt(what: &'static str, id: &str, reason: impl Into<String>) -> StoreErro
 
 /// Row → request, without approvals. Enum columns are parsed after the row is read so that a
 /// damaged value is reported as corruption with the record's id.
-fn request_row(row: &Row<'_>) -> rusqlite::Result<(AccessRequest, [String; 4])> {
+fn request_row(row: &Row<'_>) -> rusqlite::Result<(AccessRequest, [String; 5])> {
     let id: String = row.get(0)?;
     let raw = [
         row.get::<_, String>(1)?,
         row.get::<_, String>(4)?,
         row.get::<_, String>(10)?,
         row.get::<_, String>(13)?,
+        row.get::<_, Option<String>>(19)?.unwrap_or_default(),
     ];
     Ok((
         AccessRequest {
@@ -55,6 +56,7 @@ fn request_row(row: &Row<'_>) -> rusqlite::Result<(AccessRequest, [String; 4])> 
             decision_comment: row.get(16)?,
             grant_id: row.get(17)?,
             executed_ms: row.get(18)?,
+            runbook: None,
             approvals: Vec::new(),
         },
         raw,
@@ -62,8 +64,14 @@ fn request_row(row: &Row<'_>) -> rusqlite::Result<(AccessRequest, [String; 4])> 
 }
 
 fn finish_request(
-    (mut r, [kind, access, roles, state]): (AccessRequest, [String; 4]),
+    (mut r, [kind, access, roles, state, runbook]): (AccessRequest, [String; 5]),
 ) -> Result<AccessRequest, StoreError> {
+    if !runbook.is_empty() {
+        r.runbook = Some(
+            serde_json::from_str(&runbook)
+                .map_err(|e| corrupt("request", &r.id, format!("runbook: {e}")))?,
+        );
+    }
     r.kind = kind
         .parse()
         .map_err(|e: String| corrupt("request", &r.id, e))?;
@@ -133,7 +141,7 @@ pub(super) fn insert_request(conn: &Connection, r: &AccessRequest) -> Result<(),
     conn.execute(
         &format!(
             "INSERT INTO access_requests ({REQUEST_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
         ),
         params![
             r.id,
@@ -154,7 +162,8 @@ pub(super) fn insert_request(conn: &Connection, r: &AccessRequest) -> Result<(),
             r.decided_by,
             r.decision_comment,
             r.grant_id,
-            r.executed_ms
+            r.executed_ms,
+            r.runbook.as_ref().map(|v| v.to_string())
         ],
     )
     .map_err(|e| conflict(e, "request", &r.id))?;
