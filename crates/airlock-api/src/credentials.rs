@@ -116,59 +116,9 @@ pub async fn mint(
             d
         }
     };
-    let mut expires_ms = now + ttl.as_millis() as i64;
-    if let Some(grant_end) = grant.expires_ms {
-        expires_ms = expires_ms.min(grant_end);
-    }
-
-    let password = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    let store = s.store.clone();
-    let user = caller.user.clone();
-    let record_password = password.clone();
-    let credential = SessionCredential {
-        id: airlock_store::new_id("cred"),
-        user: caller.user.clone(),
-        resource: req.resource.clone(),
-        access: req.access.as_str().to_owned(),
-        grant_id: grant.id.clone(),
-        verifier: String::new(),
-        created_ms: now,
-        expires_ms,
-        revoked_ms: None,
-    };
-    let stored = credential.clone();
-    tokio::task::spawn_blocking(move || {
-        // All of a user's credentials share one salt so the gateway can send
-        // the SCRAM challenge before it knows which one the client holds.
-        let salt = store.user_salt(&user, &scram::random_salt())?;
-        let verifier =
-            Verifier::generate(&record_password, &salt, scram::DEFAULT_ITERATIONS).to_pg_string();
-        store.insert_credential(&SessionCredential { verifier, ..stored })
-    })
-    .await
-    .map_err(|e| ApiError::internal("minting a credential", e))?
-    .map_err(|e| ApiError::internal("minting a credential", e))?;
-    tracing::info!(
-        user = %caller.user, resource = %req.resource, access = %req.access,
-        credential = %credential.id, grant = %grant.id, "session credential minted"
-    );
-    s.record(
-        &caller.user,
-        "credential.issued",
-        &format!(
-            "{} got session credential {} for {} access to {} (grant {}), until {}",
-            caller.user,
-            credential.id,
-            req.access,
-            req.resource,
-            grant.id,
-            airlock_access::format_ms(expires_ms)
-        ),
-        &serde_json::json!({
-            "credential": credential.id, "user": caller.user, "resource": req.resource,
-            "access": req.access.as_str(), "grant": grant.id, "expires_ms": expires_ms,
-        }),
-    );
+    let (credential, password) =
+        issue(&s, &caller.user, &req.resource, req.access, &grant, ttl).await?;
+    let expires_ms = credential.expires_ms;
     let (host, port) = s.postgres_endpoint.clone();
     Ok((
         StatusCode::CREATED,
@@ -187,4 +137,73 @@ pub async fn mint(
             ca_pem: s.ca_pem.as_deref().map(str::to_owned),
         }),
     ))
+}
+
+/// Mints a credential for `user` on (`resource`, `access`) backed by `grant`,
+/// living `ttl` at most and never beyond the grant; stores its verifier and
+/// records `credential.issued`. Returns the record and the secret (shown
+/// once). Shared by `POST /api/v1/credentials` and the runbook runner.
+pub(crate) async fn issue(
+    s: &ApiState,
+    user: &str,
+    resource: &str,
+    access: Access,
+    grant: &airlock_access::Grant,
+    ttl: std::time::Duration,
+) -> Result<(SessionCredential, String), ApiError> {
+    let now = s.clock.now_ms();
+    let mut expires_ms = now + ttl.as_millis() as i64;
+    if let Some(grant_end) = grant.expires_ms {
+        expires_ms = expires_ms.min(grant_end);
+    }
+
+    let password = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let store = s.store.clone();
+    let salt_user = user.to_owned();
+    let record_password = password.clone();
+    let credential = SessionCredential {
+        id: airlock_store::new_id("cred"),
+        user: user.to_owned(),
+        resource: resource.to_owned(),
+        access: access.as_str().to_owned(),
+        grant_id: grant.id.clone(),
+        verifier: String::new(),
+        created_ms: now,
+        expires_ms,
+        revoked_ms: None,
+    };
+    let stored = credential.clone();
+    tokio::task::spawn_blocking(move || {
+        // All of a user's credentials share one salt so the gateway can send
+        // the SCRAM challenge before it knows which one the client holds.
+        let salt = store.user_salt(&salt_user, &scram::random_salt())?;
+        let verifier =
+            Verifier::generate(&record_password, &salt, scram::DEFAULT_ITERATIONS).to_pg_string();
+        store.insert_credential(&SessionCredential { verifier, ..stored })
+    })
+    .await
+    .map_err(|e| ApiError::internal("minting a credential", e))?
+    .map_err(|e| ApiError::internal("minting a credential", e))?;
+    tracing::info!(
+        user = %user, resource = %resource, access = %access,
+        credential = %credential.id, grant = %grant.id, "session credential minted"
+    );
+    s.record(
+        user,
+        "credential.issued",
+        &format!(
+            "{} got session credential {} for {} access to {} (grant {}), until {}",
+            user,
+            credential.id,
+            access,
+            resource,
+            grant.id,
+            airlock_access::format_ms(expires_ms)
+        ),
+        &serde_json::json!({
+            "credential": credential.id, "user": user, "resource": resource,
+            "access": access.as_str(), "grant": grant.id, "expires_ms": expires_ms,
+        }),
+    );
+    Ok((credential, password))
 }

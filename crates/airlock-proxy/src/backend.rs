@@ -172,7 +172,34 @@ pub async fn connect(
 ) -> Result<Upstream, UpstreamError> {
     tokio::time::timeout(
         timeout,
-        connect_inner(resource, access, client_params, settings, tls_configs),
+        connect_inner(resource, access, None, client_params, settings, tls_configs),
+    )
+    .await
+    .map_err(|_| UpstreamError::Timeout(timeout))?
+}
+
+/// Like [`connect`], with `password` instead of the one the resource's
+/// `password_env` names: the runbook runner logs in to the gateway's own
+/// listener with a session credential it has just minted, which lives in no
+/// environment variable.
+pub async fn connect_with_password(
+    resource: &Resource,
+    access: Access,
+    password: &airlock_config::Secret,
+    client_params: &[(String, String)],
+    tls_configs: &UpstreamTlsConfigs,
+    timeout: Duration,
+) -> Result<Upstream, UpstreamError> {
+    tokio::time::timeout(
+        timeout,
+        connect_inner(
+            resource,
+            access,
+            Some(password),
+            client_params,
+            &[],
+            tls_configs,
+        ),
     )
     .await
     .map_err(|_| UpstreamError::Timeout(timeout))?
@@ -227,6 +254,7 @@ pub async fn open_stream(
 async fn connect_inner(
     resource: &Resource,
     access: Access,
+    password: Option<&airlock_config::Secret>,
     client_params: &[(String, String)],
     settings: &[(String, String)],
     tls_configs: &UpstreamTlsConfigs,
@@ -271,7 +299,7 @@ async fn connect_inner(
         let msg = BackendMessage::decode(&frame).map_err(|e| UpstreamError::Read(e.into()))?;
         match msg {
             BackendMessage::Authentication(auth) => {
-                let reply = authenticate(auth, resource, access, &stream, &mut scram)?;
+                let reply = authenticate(auth, resource, access, password, &stream, &mut scram)?;
                 if let Some(reply) = reply {
                     out.clear();
                     reply.encode(&mut out);
@@ -310,10 +338,14 @@ fn authenticate(
     auth: Authentication,
     resource: &Resource,
     access: Access,
+    given: Option<&airlock_config::Secret>,
     stream: &UpstreamStream,
     scram: &mut Option<ScramSha256>,
 ) -> Result<Option<Frame>, UpstreamError> {
     let password = || -> Result<airlock_config::Secret, UpstreamError> {
+        if let Some(p) = given {
+            return Ok(p.clone());
+        }
         resource
             .password(access)
             .map_err(|e| UpstreamError::Secret(e.to_string()))?

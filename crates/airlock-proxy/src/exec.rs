@@ -154,6 +154,84 @@ pub async fn run_statement(
     Ok(result)
 }
 
+/// Runs one statement on an open connection through the extended protocol,
+/// with `args` bound as text parameters of unspecified type (PostgreSQL
+/// infers each from its use, as for a literal), and results in text. No
+/// transaction is opened: the statement commits on its own, as in psql.
+/// Keeps at most `max_rows` rows; the rest are counted. The runbook runner
+/// uses it against the gateway's own listener, so the statement passes the
+/// same gate, guardrails, masking and audit as anyone's.
+pub async fn run_query(
+    up: &mut backend::Upstream,
+    sql: &str,
+    args: &[String],
+    max_rows: usize,
+    timeout: Duration,
+) -> Result<StatementResult, StatementError> {
+    let started = Instant::now();
+    let mut buf = std::mem::take(&mut up.read_buf);
+    let stream = &mut up.stream;
+    let run = async {
+        let mut out = BytesMut::new();
+        FrontendMessage::Parse(Parse {
+            name: Bytes::new(),
+            query: Bytes::copy_from_slice(sql.as_bytes()),
+            param_types: vec![],
+        })
+        .encode(&mut out);
+        FrontendMessage::Bind(Bind {
+            portal: Bytes::new(),
+            statement: Bytes::new(),
+            param_formats: vec![],
+            params: args
+                .iter()
+                .map(|a| Some(Bytes::copy_from_slice(a.as_bytes())))
+                .collect(),
+            result_formats: vec![],
+        })
+        .encode(&mut out);
+        FrontendMessage::Describe(Describe {
+            kind: b'P',
+            name: Bytes::new(),
+        })
+        .encode(&mut out);
+        FrontendMessage::Execute(Execute {
+            portal: Bytes::new(),
+            max_rows: 0,
+        })
+        .encode(&mut out);
+        FrontendMessage::Sync.encode(&mut out);
+        stream.write_all(&out).await.map_err(io)?;
+        stream.flush().await.map_err(io)?;
+        let mut result = StatementResult {
+            columns: vec![],
+            rows: vec![],
+            row_count: 0,
+            command_tag: String::new(),
+            committed: false,
+            duration_ms: 0,
+        };
+        let r = read_until_ready_keeping(stream, &mut buf, Some(&mut result), max_rows).await?;
+        if let Some(e) = r.error {
+            return Err(e);
+        }
+        result.committed = r.status == TransactionStatus::Idle;
+        Ok(result)
+    };
+    let mut result = tokio::time::timeout(timeout, run).await.map_err(|_| {
+        failed(
+            "57014",
+            format!(
+                "the statement did not finish within {}",
+                airlock_config::format_duration(timeout)
+            ),
+        )
+    })??;
+    up.read_buf = buf;
+    result.duration_ms = started.elapsed().as_millis() as i64;
+    Ok(result)
+}
+
 fn io(e: std::io::Error) -> StatementError {
     failed("08006", format!("connection to the database failed: {e}"))
 }
@@ -177,7 +255,19 @@ where
 async fn read_until_ready<S>(
     stream: &mut S,
     buf: &mut BytesMut,
+    result: Option<&mut StatementResult>,
+) -> Result<Ready, StatementError>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    read_until_ready_keeping(stream, buf, result, MAX_ROWS).await
+}
+
+async fn read_until_ready_keeping<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
     mut result: Option<&mut StatementResult>,
+    max_rows: usize,
 ) -> Result<Ready, StatementError>
 where
     S: tokio::io::AsyncRead + Unpin,
@@ -196,7 +286,7 @@ where
             btag::DATA_ROW => {
                 if let Some(r) = result.as_deref_mut() {
                     r.row_count += 1;
-                    if r.rows.len() < MAX_ROWS {
+                    if r.rows.len() < max_rows {
                         r.rows.push(data_row(frame.body.clone()));
                     }
                 }
