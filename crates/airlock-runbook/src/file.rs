@@ -1283,6 +1283,23 @@ fn toml_error(file: &Path, text: &str, err: &toml::de::Error) -> Diagnostic {
         }
         None => String::new(),
     };
+    // serde points a missing key at the table it is missing from: name the key itself.
+    if let Some(field) = message
+        .strip_prefix("missing key `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let place = if key.is_empty() {
+            "at the top level".to_owned()
+        } else {
+            format!("in `{key}`")
+        };
+        let full = if key.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{key}.{field}")
+        };
+        return diagnostic(file, line, &full, format!("missing key `{field}` {place}"));
+    }
     let message = if key.is_empty() {
         message
     } else {
@@ -1315,5 +1332,407 @@ fn collect_value(value: &DeValue<'_>, path: &str, out: &mut Vec<(Range<usize>, S
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOP: &str = r#"name = "t"
+description = "test"
+roles = ["oncall"]
+timeout = "1m"
+
+[[param]]
+name = "service"
+type = "enum"
+values = ["checkout", "orders"]
+
+[[param]]
+name = "n"
+type = "int"
+default = 1
+"#;
+
+    const STEP: &str = r#"
+[[step]]
+kind = "command"
+argv = ["/bin/echo", "{{service}}"]
+"#;
+
+    /// The line of `text` marked with `# HERE` (1-based).
+    fn marked_line(text: &str) -> usize {
+        text.lines()
+            .position(|l| l.contains("# HERE"))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("no # HERE marker in:\n{text}"))
+    }
+
+    #[test]
+    fn examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/runbooks");
+        let runbooks = load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = runbooks.names().collect();
+        assert_eq!(
+            names,
+            [
+                "kill-long-queries",
+                "restart-instance",
+                "rollback-service",
+                "verify-replica-lag"
+            ]
+        );
+        let kill = runbooks.get("kill-long-queries").unwrap();
+        assert_eq!(kill.approvals, 1);
+        assert_eq!(kill.approvers[0].as_str(), "sre-lead");
+        for runbook in runbooks.iter() {
+            assert_eq!(runbook.digest.len(), 64);
+            assert!(runbook.file.starts_with(&dir));
+        }
+    }
+
+    /// Each case is a whole file with `# HERE` on the line the problem must be reported at, and a
+    /// piece of the message, which should say what to do.
+    #[test]
+    fn bad_files_name_the_line_and_the_fix() {
+        let step = |s: &str| format!("{TOP}\n{s}");
+        let cases: Vec<(String, &str, &str)> = vec![
+            (format!("nmae = \"x\" # HERE\n{TOP}{STEP}"), "nmae", "unknown key `nmae`"),
+            (
+                TOP.replace("name = \"t\"", "name = \"Bad_Name\" # HERE") + STEP,
+                "name",
+                "not a valid runbook name: use a lowercase letter or digit first",
+            ),
+            (
+                TOP.replace("timeout = \"1m\"", "timeout = \"5 minutes\" # HERE") + STEP,
+                "timeout",
+                "invalid duration",
+            ),
+            (
+                TOP.replace("roles = [\"oncall\"]", "roles = [] # HERE") + STEP,
+                "roles",
+                "list at least one",
+            ),
+            (
+                TOP.replace("roles = [\"oncall\"]", "roles = [\"oncall\"]\napprovals = 1 # HERE") + STEP,
+                "approvals",
+                "add approvers = [\"role\"]",
+            ),
+            (
+                format!("{}\n[[param]]\nname = \"Bad\" # HERE\ntype = \"bool\"\n{STEP}", TOP),
+                "param[2].name",
+                "not a valid parameter name",
+            ),
+            (
+                format!("{}\n[[param]]\nname = \"n\" # HERE\ntype = \"bool\"\n{STEP}", TOP),
+                "param[2].name",
+                "declared twice",
+            ),
+            (
+                format!("{}\n[[param]]\nname = \"x\"\ntype = \"text\" # HERE\n{STEP}", TOP),
+                "param[2].type",
+                "use \"string\", \"int\", \"bool\" or \"enum\"",
+            ),
+            (
+                format!("{}\n[[param]]\nname = \"x\"\ntype = \"string\"\npattern = \"(\" # HERE\n{STEP}", TOP),
+                "param[2].pattern",
+                "not a valid regular expression",
+            ),
+            (
+                format!("{}\n[[param]]\nname = \"x\"\ntype = \"bool\"\nmin = 3 # HERE\n{STEP}", TOP),
+                "param[2].min",
+                "`min` does not apply to a bool parameter",
+            ),
+            (
+                format!("{}\n[[param]]\nname = \"x\"\ntype = \"int\"\nmin = 30\ndefault = 5 # HERE\n{STEP}", TOP),
+                "param[2].default",
+                "`x` must be at least 30, got 5",
+            ),
+            (
+                format!("{}\n[[param]]\nname = \"x\"\ntype = \"string\"\nrequired = false # HERE\n{STEP}", TOP),
+                "param[2].required",
+                "needs a default",
+            ),
+            (
+                format!("{}\n[[param]]\nname = \"x\"\ntype = \"enum\" # HERE\n{STEP}", TOP),
+                "param[2].values",
+                "needs values = [",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"/bin/echo\", \"{{nope}}\"] # HERE\n"),
+                "step[0].argv[1]",
+                "`{{nope}}` is not a declared parameter: add a [[param]] named \"nope\"",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"/bin/echo\", \"{{service\"] # HERE\n"),
+                "step[0].argv[1]",
+                "`{{` is not closed",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"/bin/echo\", \"{{ service | upper }}\"] # HERE\n"),
+                "step[0].argv[1]",
+                "no expressions or filters",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"restart\"] # HERE\n"),
+                "step[0].argv[0]",
+                "must be an absolute path",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"/usr/bin/{{service}}\"] # HERE\n"),
+                "step[0].argv[0]",
+                "no templates, no PATH lookup",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [] # HERE\n"),
+                "step[0].argv",
+                "argv is empty",
+            ),
+            (
+                step("[[step]] # HERE\nkind = \"command\"\n"),
+                "step[0].argv",
+                "a command step needs `argv`",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"/bin/true\"]\nurl = \"http://x/\" # HERE\n"),
+                "step[0].url",
+                "`url` is not a key of a command step (it takes argv, env, set_env, cwd)",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"/bin/true\"]\nurll = \"http://x/\" # HERE\n"),
+                "step[0].urll",
+                "unknown key `urll`",
+            ),
+            (
+                step("[[step]]\nkind = \"shell\" # HERE\n"),
+                "step[0].kind",
+                "use \"sql\", \"http\" or \"command\"",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"/bin/true\"]\ntimeout = \"2m\" # HERE\n"),
+                "step[0].timeout",
+                "longer than the run's (1m)",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"/bin/true\"]\nmax_output = \"2MiB\" # HERE\n"),
+                "step[0].max_output",
+                "must be from 1B to 1MiB",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = [\"/bin/true\"]\nenv = [\"A-B\"] # HERE\n"),
+                "step[0].env[0]",
+                "not an environment variable name",
+            ),
+            (
+                step("[[step]]\nkind = \"sql\"\nresource = \"orders\"\naccess = \"read\"\nsql = \"SELECT '{{service}}'\" # HERE\n"),
+                "step[0].sql",
+                "write $1, $2, ... in the SQL and list the values in args",
+            ),
+            (
+                step("[[step]]\nkind = \"sql\"\nresource = \"orders\"\naccess = \"read\"\nsql = \"\"\"\nSELECT 1\n WHERE x = '{{service}}' # HERE\n\"\"\"\n"),
+                "step[0].sql",
+                "SQL text cannot hold templates",
+            ),
+            (
+                step("[[step]]\nkind = \"sql\"\nresource = \"orders\"\naccess = \"read\"\nsql = \"SELECT $1, $2\" # HERE\nargs = [\"{{service}}\"]\n"),
+                "step[0].sql",
+                "the SQL uses $2 but args has 1 value(s)",
+            ),
+            (
+                step("[[step]]\nkind = \"sql\"\nresource = \"orders\"\naccess = \"read\"\nsql = \"SELECT $1, '$2'\"\nargs = [\n\"{{service}}\",\n\"{{n}}\" # HERE\n]\n"),
+                "step[0].args[1]",
+                "$2 is not used by the SQL",
+            ),
+            (
+                step("[[step]]\nkind = \"sql\"\nresource = \"orders\"\naccess = \"admin\" # HERE\nsql = \"SELECT 1\"\n"),
+                "step[0].access",
+                "use \"read\" or \"write\"",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"FETCH\" # HERE\nurl = \"http://x/\"\n"),
+                "step[0].method",
+                "use one of GET, POST, PUT, PATCH, DELETE, HEAD",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"ftp://x/\" # HERE\n"),
+                "step[0].url",
+                "use http or https",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"/deploy\" # HERE\n"),
+                "step[0].url",
+                "absolute URL",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"https://{{service}}.internal/\" # HERE\n"),
+                "step[0].url",
+                "a parameter can never choose where a request goes",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"https://deploy:{{n}}/\" # HERE\n"),
+                "step[0].url",
+                "a parameter can never choose where a request goes",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"https://x/?{{service}}=1\" # HERE\n"),
+                "step[0].url",
+                "a query key cannot hold a parameter",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"https://x/#{{service}}\" # HERE\n"),
+                "step[0].url",
+                "remove the #fragment",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"https://me:pw@x/\" # HERE\n"),
+                "step[0].url",
+                "the URL holds credentials: send them in a header",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"https://x/\"\nheaders = { \"Bad Header\" = \"1\" } # HERE\n"),
+                "step[0].headers.Bad Header",
+                "not a valid header name",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"https://x/\"\nheaders = { Host = \"{{service}}\" } # HERE\n"),
+                "step[0].headers.Host",
+                "is set by the HTTP client",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"https://x/\"\nheaders = { Authorization = { var = \"T\" } } # HERE\n"),
+                "step[0].headers.Authorization",
+                "unknown key `var` in a secret header",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"GET\"\nurl = \"https://x/\"\nbody = { a = 1 } # HERE\n"),
+                "step[0].body",
+                "a GET or HEAD request has no body",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"POST\"\nurl = \"https://x/\"\n[step.body]\nok = \"{{service}}\"\nbad = \"{{version}}\" # HERE\n"),
+                "step[0].body.bad",
+                "`{{version}}` is not a declared parameter",
+            ),
+            (
+                step("[[step]]\nkind = \"http\"\nmethod = \"POST\"\nurl = \"https://x/\"\nexpect_status = [200, 999] # HERE\n"),
+                "step[0].expect_status[1]",
+                "from 100 to 599",
+            ),
+            (
+                format!("name = \"t\" # HERE\n{STEP}"),
+                "roles",
+                "missing key `roles`",
+            ),
+            (TOP.to_owned(), "step", "add at least one [[step]]"),
+            (
+                step("[[step]] # HERE\nargv = [\"/bin/true\"]\n"),
+                "step[0].kind",
+                "missing key `kind` in `step[0]`",
+            ),
+            (
+                step("[[step]]\nkind = \"command\"\nargv = \"/bin/true\" # HERE\n"),
+                "step[0].argv",
+                "invalid type",
+            ),
+        ];
+        for (text, key, message) in cases {
+            let found = parse(Path::new("rb/t.toml"), &text)
+                .map(|_| ())
+                .expect_err(&text);
+            let line = if text.contains("# HERE") {
+                marked_line(&text)
+            } else {
+                1
+            };
+            assert!(
+                found
+                    .iter()
+                    .any(|d| d.line == line && d.key == key && d.message.contains(message)),
+                "expected rb/t.toml:{line}: [{key}] ...{message}...\nin:\n{text}\ngot:\n{}",
+                found
+                    .iter()
+                    .map(|d| format!("{d} [{}]", d.key))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            for d in &found {
+                assert!(d
+                    .to_string()
+                    .starts_with(&format!("rb/t.toml:{}: ", d.line)));
+            }
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = format!(
+            "{TOP}\n[[step]]\nkind = \"command\"\nargv = [\"rel\"]\n\n[[step]]\nkind = \"http\"\nmethod = \"FETCH\"\nurl = \"http://x/{{{{zz}}}}\"\n"
+        );
+        let found = parse(Path::new("t.toml"), &text).map(|_| ()).unwrap_err();
+        let keys: Vec<&str> = found.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, ["step[0].argv[0]", "step[1].method", "step[1].url"]);
+    }
+
+    #[test]
+    fn defaults_and_digest() {
+        let text = format!("{TOP}{STEP}");
+        let rb = parse(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(rb.steps[0].name, "command 0");
+        assert_eq!(rb.steps[0].max_output, DEFAULT_MAX_OUTPUT);
+        assert_eq!(rb.approvals, 0);
+        assert!(rb.param("service").unwrap().required);
+        assert!(!rb.param("n").unwrap().required);
+        assert_eq!(rb.param("n").unwrap().default, Some(ParamValue::Int(1)));
+        assert_eq!(
+            rb.digest,
+            hex::encode(sha2::Sha256::digest(text.as_bytes()))
+        );
+    }
+
+    #[test]
+    fn duplicate_names_name_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{TOP}{STEP}");
+        std::fs::write(dir.path().join("a.toml"), &text).unwrap();
+        std::fs::write(dir.path().join("b.toml"), &text).unwrap();
+        std::fs::write(dir.path().join("notes.md"), "not a runbook").unwrap();
+        std::fs::create_dir(dir.path().join("sub.toml")).unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        let found = err.diagnostics();
+        assert_eq!(found.len(), 1, "{err}");
+        assert_eq!(found[0].file, dir.path().join("b.toml"));
+        assert_eq!(found[0].line, 1);
+        assert!(
+            found[0].message.contains(&format!(
+                "runbook \"t\" is already defined in {}",
+                dir.path().join("a.toml").display()
+            )),
+            "{err}"
+        );
+        assert!(matches!(
+            load_dir(&dir.path().join("missing")),
+            Err(RunbookError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn placeholders_skip_literals_and_comments() {
+        let cases: &[(&str, &[usize])] = &[
+            ("SELECT $1, $2", &[1, 2]),
+            ("SELECT $10", &[10]),
+            ("SELECT '$1', \"$2\", $3", &[3]),
+            ("SELECT 'it''s $1', $2", &[2]),
+            ("SELECT $$ $1 $$, $tag$ $2 $tag$, $3", &[3]),
+            ("SELECT 1 -- $1\n, $2 /* $3 */", &[2]),
+            ("SELECT a$1 FROM t", &[]),
+        ];
+        for &(sql, expected) in cases {
+            assert_eq!(
+                placeholders(sql).into_iter().collect::<Vec<_>>(),
+                expected,
+                "{sql}"
+            );
+        }
     }
 }

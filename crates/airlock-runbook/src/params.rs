@@ -86,9 +86,9 @@ impl FromIterator<(String, ParamValue)> for Params {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParamError {
     /// The runbook declares no such parameter.
-    #[error("unknown parameter `{name}`: this runbook takes {known}")]
+    #[error("unknown parameter {name}: this runbook takes {known}")]
     Unknown {
-        /// The name given.
+        /// The name given, quoted.
         name: String,
         /// The declared names, in words.
         known: String,
@@ -292,5 +292,180 @@ fn shorten(text: &str) -> String {
     } else {
         let head: String = text.chars().take(MAX).collect();
         format!("{head:?}...")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const RUNBOOK: &str = r#"
+name = "p"
+roles = ["oncall"]
+
+[[param]]
+name = "version"
+type = "string"
+pattern = "v[0-9]+"
+max_len = 5
+
+[[param]]
+name = "free"
+type = "string"
+default = ""
+
+[[param]]
+name = "n"
+type = "int"
+min = 30
+max = 100
+default = 60
+
+[[param]]
+name = "neg"
+type = "int"
+max = -1
+default = -5
+
+[[param]]
+name = "dry_run"
+type = "bool"
+default = true
+
+[[param]]
+name = "service"
+type = "enum"
+values = ["checkout", "orders"]
+default = "orders"
+
+[[step]]
+kind = "command"
+argv = ["/bin/echo", "{{version}}", "{{free}}", "{{n}}", "{{neg}}", "{{dry_run}}", "{{service}}"]
+"#;
+
+    fn runbook() -> Runbook {
+        crate::parse(Path::new("p.toml"), RUNBOOK).unwrap()
+    }
+
+    #[test]
+    fn good_values_by_type() {
+        let rb = runbook();
+        let cases: &[(&str, &str, ParamValue)] = &[
+            ("version", "v1", ParamValue::String("v1".into())),
+            ("version", "v1234", ParamValue::String("v1234".into())),
+            ("n", "30", ParamValue::Int(30)),
+            ("n", "100", ParamValue::Int(100)),
+            ("n", "+45", ParamValue::Int(45)),
+            ("neg", "-9223372036854775808", ParamValue::Int(i64::MIN)),
+            ("dry_run", "false", ParamValue::Bool(false)),
+            ("service", "checkout", ParamValue::String("checkout".into())),
+            // Valid strings, whatever they look like: safety is in the rendering.
+            (
+                "free",
+                "it's \"x\"; $(touch /tmp/p) `id` ../../etc",
+                ParamValue::String("it's \"x\"; $(touch /tmp/p) `id` ../../etc".into()),
+            ),
+            (
+                "free",
+                "line\nbreak\r\n",
+                ParamValue::String("line\nbreak\r\n".into()),
+            ),
+            (
+                "free",
+                "ünï 😀 \u{202e}",
+                ParamValue::String("ünï 😀 \u{202e}".into()),
+            ),
+        ];
+        for (name, text, expected) in cases {
+            let mut given = BTreeMap::from([("version".to_owned(), "v1".to_owned())]);
+            given.insert(name.to_string(), text.to_string());
+            let params = rb
+                .validate(&given)
+                .unwrap_or_else(|e| panic!("{name}={text:?}: {e:?}"));
+            assert_eq!(params.get(name), Some(expected), "{name}={text:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_fill_in_and_round_trip() {
+        let rb = runbook();
+        let given = BTreeMap::from([("version".to_owned(), "v2".to_owned())]);
+        let params = rb.validate(&given).unwrap();
+        assert_eq!(
+            serde_json::to_value(&params).unwrap(),
+            serde_json::json!({"version": "v2", "free": "", "n": 60, "neg": -5, "dry_run": true, "service": "orders"})
+        );
+        // What an approval stores can be validated again to the same parameters.
+        assert_eq!(rb.validate(&params.to_strings()), Ok(params));
+    }
+
+    #[test]
+    fn bad_values_by_type() {
+        let rb = runbook();
+        let cases: &[(&str, &str, &str)] = &[
+            ("version", "1.0", "`version` must match the pattern \"v[0-9]+\" (the whole value), got \"1.0\""),
+            // Anchored although the author did not write ^...$.
+            ("version", "xv1", "must match the pattern"),
+            ("version", "v1\n", "must match the pattern"),
+            ("version", "v12345", "`version` is 6 characters long; the most allowed is 5"),
+            ("version", "v1\0", "`version` contains a NUL byte"),
+            ("free", "a\0b", "`free` contains a NUL byte"),
+            ("n", "abc", "`n` must be a whole number, got \"abc\""),
+            ("n", "1.5", "must be a whole number"),
+            ("n", " 40", "must be a whole number"),
+            ("n", "", "must be a whole number"),
+            ("n", "99999999999999999999", "must be a whole number"),
+            ("n", "29", "`n` must be between 30 and 100, got 29"),
+            ("n", "101", "`n` must be between 30 and 100, got 101"),
+            ("neg", "0", "`neg` must be at most -1, got 0"),
+            ("dry_run", "yes", "`dry_run` must be true or false, got \"yes\""),
+            ("dry_run", "True", "must be true or false"),
+            ("service", "Orders", "`service` must be one of \"checkout\", \"orders\", got \"Orders\""),
+            ("service", "orders ", "must be one of"),
+            ("nope", "1", "unknown parameter \"nope\": this runbook takes `version`, `free`, `n`, `neg`, `dry_run`, `service`"),
+        ];
+        for &(name, text, expected) in cases {
+            let mut given = BTreeMap::from([("version".to_owned(), "v1".to_owned())]);
+            given.insert(name.to_owned(), text.to_owned());
+            let errors = rb.validate(&given).unwrap_err();
+            assert_eq!(errors.len(), 1, "{name}={text:?}: {errors:?}");
+            let message = errors[0].to_string();
+            assert!(message.contains(expected), "{name}={text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        let rb = runbook();
+        let given = BTreeMap::from([
+            ("n".to_owned(), "5".to_owned()),
+            ("dry_run".to_owned(), "maybe".to_owned()),
+            ("extra".to_owned(), "1".to_owned()),
+        ]);
+        let errors = rb.validate(&given).unwrap_err();
+        let names: Vec<&str> = errors
+            .iter()
+            .map(|e| match e {
+                ParamError::Missing { name }
+                | ParamError::OutOfRange { name, .. }
+                | ParamError::NotABool { name, .. }
+                | ParamError::Unknown { name, .. } => name.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["version", "n", "dry_run", "\"extra\""]);
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let rb = runbook();
+        let given = BTreeMap::from([("n".to_owned(), "x".repeat(10_000))]);
+        let errors = rb.validate(&given).unwrap_err();
+        assert!(
+            errors.iter().all(|e| e.to_string().len() < 200),
+            "{errors:?}"
+        );
     }
 }
