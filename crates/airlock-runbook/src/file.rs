@@ -187,12 +187,68 @@ pub fn parse(file: &Path, text: &str) -> Result<Runbook, Vec<Diagnostic>> {
     parse_with_name_line(file, text).map(|(runbook, _)| runbook)
 }
 
+impl Runbooks {
+    /// Checks what the runbooks name in airlock.toml: roles and approvers must be `[[role]]`s,
+    /// a sql step's resource a `[[resource]]` with a credential for the step's access. Reports
+    /// every problem at the runbook file's line. The gateway calls this at start and on reload,
+    /// after [`load_dir`] and [`airlock_config::Config::load`].
+    pub fn check_config(&self, config: &airlock_config::Config) -> Result<(), Vec<Diagnostic>> {
+        let mut found = Vec::new();
+        let config_file = config.path.display();
+        for runbook in self.iter() {
+            let mut problem = |key: String, message: String| {
+                let line = runbook.lines.get(&key).copied().unwrap_or(1);
+                found.push(diagnostic(
+                    &runbook.file,
+                    line,
+                    &key,
+                    format!("`{key}`: {message}"),
+                ));
+            };
+            let lists = [("roles", &runbook.roles), ("approvers", &runbook.approvers)];
+            for (key, roles) in lists {
+                for (i, role) in roles.iter().enumerate() {
+                    if config.role(role.as_str()).is_none() {
+                        problem(
+                            format!("{key}[{i}]"),
+                            format!("there is no [[role]] {:?} in {config_file}: fix the name or add the role", role.as_str()),
+                        );
+                    }
+                }
+            }
+            for step in &runbook.steps {
+                let StepAction::Sql(sql) = &step.action else {
+                    continue;
+                };
+                let key = format!("step[{}]", step.index);
+                match config.resource(sql.resource.as_str()) {
+                    None => problem(
+                        format!("{key}.resource"),
+                        format!("there is no [[resource]] {:?} in {config_file}", sql.resource.as_str()),
+                    ),
+                    Some(resource) if resource.credential(sql.access).is_none() => problem(
+                        format!("{key}.access"),
+                        format!("resource {:?} has no {} credential in {config_file}: add `{}` to it or use the other access", sql.resource.as_str(), sql.access, sql.access),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(found)
+        }
+    }
+}
+
 fn parse_with_name_line(file: &Path, text: &str) -> Result<(Runbook, usize), Vec<Diagnostic>> {
     let raw: RawRunbook = toml::from_str(text).map_err(|e| vec![toml_error(file, text, &e)])?;
     let mut cx = Cx {
         file,
         text,
         found: Vec::new(),
+        lines: BTreeMap::new(),
     };
     let runbook = cx.runbook(raw);
     match runbook {
@@ -215,6 +271,8 @@ struct Cx<'a> {
     file: &'a Path,
     text: &'a str,
     found: Vec<Diagnostic>,
+    /// Lines of keys that name things in airlock.toml.
+    lines: BTreeMap<String, usize>,
 }
 
 impl Cx<'_> {
@@ -328,6 +386,7 @@ impl Cx<'_> {
             steps,
             file: self.file.to_path_buf(),
             digest: hex::encode(sha2::Sha256::digest(self.text.as_bytes())),
+            lines: std::mem::take(&mut self.lines),
         };
         Some((runbook, name_line))
     }
@@ -335,6 +394,8 @@ impl Cx<'_> {
     fn roles(&mut self, list: &[Spanned<String>], key: &str) -> Vec<RoleName> {
         let mut roles = Vec::new();
         for (i, role) in list.iter().enumerate() {
+            let line = self.line(role.span().start);
+            self.lines.insert(format!("{key}[{i}]"), line);
             match RoleName::new(role.get_ref().clone()) {
                 Ok(r) => roles.push(r),
                 Err(e) => {
@@ -743,6 +804,10 @@ impl Cx<'_> {
         let access = self.needs(&s.access, step, key, "access", "access = \"read\"");
         let sql = self.needs(&s.sql, step, key, "sql", "sql = \"SELECT ...\"");
         let (resource, access, sql) = (resource?, access?, sql?);
+        for (field, span) in [("resource", resource.span()), ("access", access.span())] {
+            let line = self.line(span.start);
+            self.lines.insert(format!("{key}.{field}"), line);
+        }
         let resource = match ResourceName::new(resource.get_ref().clone()) {
             Ok(r) => Some(r),
             Err(e) => self.err(resource.span(), &format!("{key}.resource"), e),
@@ -1714,6 +1779,84 @@ argv = ["/bin/echo", "{{service}}"]
             load_dir(&dir.path().join("missing")),
             Err(RunbookError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn references_to_airlock_toml_are_checked() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let config = airlock_config::Config::load(&examples.join("airlock.toml")).unwrap();
+        load_dir(&examples.join("runbooks"))
+            .unwrap()
+            .check_config(&config)
+            .unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"name = "x"
+roles = ["oncall", "nobody"] # HERE roles[1]
+approvals = 1
+approvers = ["ghost"] # HERE approvers[0]
+
+[[step]]
+kind = "sql"
+resource = "billing" # HERE step[0].resource
+access = "read"
+sql = "SELECT 1"
+"#;
+        std::fs::write(dir.path().join("x.toml"), text).unwrap();
+        let runbooks = load_dir(dir.path()).unwrap();
+        let found = runbooks.check_config(&config).unwrap_err();
+        let got: Vec<(usize, &str)> = found.iter().map(|d| (d.line, d.key.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (2, "roles[1]"),
+                (4, "approvers[0]"),
+                (8, "step[0].resource")
+            ]
+        );
+        assert!(
+            found[0]
+                .message
+                .contains("there is no [[role]] \"nobody\" in"),
+            "{}",
+            found[0]
+        );
+
+        // A resource without the credential for the step's access.
+        let config = airlock_config::Config::from_str(
+            r#"
+[gateway]
+listen_postgres = "127.0.0.1:7432"
+listen_http = "127.0.0.1:7480"
+data_dir = "./data"
+
+[[resource]]
+name = "orders"
+kind = "postgres"
+host = "127.0.0.1"
+database = "orders"
+read = { user = "orders_ro" }
+
+[[role]]
+name = "oncall"
+
+[[role]]
+name = "sre-lead"
+"#,
+            Path::new("airlock.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let found = load_dir(&examples.join("runbooks"))
+            .unwrap()
+            .check_config(&config)
+            .unwrap_err();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "step[0].access");
+        assert_eq!(found[0].line, 24);
+        assert!(found[0]
+            .message
+            .contains("resource \"orders\" has no write credential in airlock.toml"));
+        assert!(found[0].file.ends_with("kill-long-queries.toml"));
     }
 
     #[test]

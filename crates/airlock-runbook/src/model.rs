@@ -40,6 +40,10 @@ pub struct Runbook {
     pub file: PathBuf,
     /// Hex SHA-256 of the file's text: which version of the runbook ran.
     pub digest: String,
+    /// Lines of the keys that refer to airlock.toml (`roles[0]`, `step[1].resource`), for
+    /// [`crate::Runbooks::check_config`]'s diagnostics.
+    #[serde(skip)]
+    pub(crate) lines: BTreeMap<String, usize>,
 }
 
 impl Runbook {
