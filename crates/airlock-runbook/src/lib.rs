@@ -18,6 +18,7 @@
 //! element is one argument. Validation is about what a value means, not about filtering
 //! characters; the rendering is what keeps values data.
 
+mod check;
 mod command;
 mod file;
 mod model;
