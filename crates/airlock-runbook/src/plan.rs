@@ -395,3 +395,62 @@ fn opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::E
         None => s.serialize_none(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn example(name: &str) -> crate::Runbook {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/runbooks");
+        crate::load_dir(&dir).unwrap().get(name).unwrap().clone()
+    }
+
+    /// The shape `--dry-run` shows and the audit log records.
+    #[test]
+    fn plans_serialize_for_dry_run_and_audit() {
+        let rb = example("rollback-service");
+        let given = BTreeMap::from([
+            ("service".to_owned(), "orders".to_owned()),
+            ("version".to_owned(), "v1.2.3".to_owned()),
+        ]);
+        let plan = rb.plan(&rb.validate(&given).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&plan).unwrap(),
+            serde_json::json!({
+                "runbook": "rollback-service",
+                "digest": rb.digest,
+                "params": {"service": "orders", "version": "v1.2.3"},
+                "timeout": "5m",
+                "steps": [{
+                    "index": 0,
+                    "name": "ask the pipeline",
+                    "timeout": "30s",
+                    "max_output": 65536,
+                    "kind": "http",
+                    "method": "POST",
+                    "url": "http://127.0.0.1:8088/deploy",
+                    "headers": [
+                        {"name": "authorization", "value": "Bearer <secret from env DEPLOY_TOKEN>"},
+                        {"name": "x-reason", "value": "rollback"}
+                    ],
+                    "body": {"service": "orders", "version": "v1.2.3", "action": "rollback"},
+                    "expect_status": [200, 202]
+                }]
+            })
+        );
+        assert_eq!(plan.steps[0].summary(), "POST http://127.0.0.1:8088/deploy");
+
+        let rb = example("kill-long-queries");
+        let given = BTreeMap::from([("min_seconds".to_owned(), "300".to_owned())]);
+        let plan = rb.plan(&rb.validate(&given).unwrap()).unwrap();
+        let step = serde_json::to_value(&plan.steps[0]).unwrap();
+        assert_eq!(step["kind"], "sql");
+        assert_eq!(step["resource"], "orders");
+        assert_eq!(step["access"], "write");
+        assert_eq!(step["args"], serde_json::json!(["300"]));
+        assert!(plan.steps[0]
+            .summary()
+            .starts_with("sql on orders (write): SELECT pid, usename,"));
+    }
+}

@@ -918,3 +918,14 @@ async fn exit_statuses_are_recorded() {
         "{error}"
     );
 }
+
+#[test]
+fn a_run_can_be_spawned() {
+    // The gateway runs plans on their own tasks: the future must be Send.
+    fn send<T: Send>(_: T) {}
+    let rb = runbook("name = \"s\"\nroles = [\"oncall\"]\n[[step]]\nkind = \"command\"\nargv = [\"/bin/true\"]\n");
+    let plan = plan(&rb, &[]);
+    let runner = runner(&[]);
+    let (tx, _rx) = mpsc::channel(1);
+    send(runner.run(&plan, &tx));
+}
