@@ -24,9 +24,9 @@ pub mod state;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use explain::{explain, Explanation, Outcome};
 pub use requests::{
-    approvers_for, break_glass, can_approve, can_deny, can_revoke, can_run_statement,
-    is_grant_approver, may_view_request, request_access, request_statement, BreakGlassPlan,
-    RefusalKind, RequestPlan, RequestRefusal,
+    approvers_for, break_glass, can_approve, can_deny, can_revoke, can_run_runbook,
+    can_run_statement, is_grant_approver, may_view_request, request_access, request_runbook,
+    request_statement, BreakGlassPlan, RefusalKind, RequestPlan, RequestRefusal,
 };
 pub use state::{AccessRequest, Approval, GrantKind, GrantRecord, RequestKind, RequestState};
 

@@ -358,7 +358,7 @@ pub fn can_approve(
             approvers_for(config, &r.approver_roles, &r.user).join(", ")
         )));
     }
-    let Some(rule) = current_rule(config, r) else {
+    let Some((roles, approvals)) = approval_rule(config, r) else {
         return Err(RequestRefusal::new(
             RefusalKind::Conflict,
             "rule_removed",
@@ -369,7 +369,6 @@ pub fn can_approve(
         )
         .hint("the policy changed since the request was filed; deny it"));
     };
-    let roles: Vec<String> = rule.approvers.iter().map(|a| a.to_string()).collect();
     let holds = roles_of(config, approver)
         .iter()
         .any(|role| roles.iter().any(|a| a == role.name.as_str()));
@@ -389,8 +388,8 @@ pub fn can_approve(
             RefusalKind::Conflict,
             "already_approved_by_you",
             format!(
-                "you already approved request {}; it needs {} approval(s) from different people",
-                r.id, rule.approvals
+                "you already approved request {}; it needs {approvals} approval(s) from different people",
+                r.id
             ),
         ));
     }
@@ -402,7 +401,22 @@ pub fn can_approve(
         )
         .hint("deny the request"));
     }
-    Ok(rule.approvals)
+    Ok(approvals)
+}
+
+/// Who approves `r` and how many approvals it needs: the requestable rule in force for access
+/// and statement requests; for a runbook run, what the runbook said when the request was filed
+/// (runbooks are files beside the policy; the runner refuses a run whose runbook changed since).
+fn approval_rule(config: &Config, r: &AccessRequest) -> Option<(Vec<String>, u32)> {
+    if r.kind == RequestKind::Runbook {
+        return Some((r.approver_roles.clone(), r.approvals_required));
+    }
+    current_rule(config, r).map(|rule| {
+        (
+            rule.approvers.iter().map(|a| a.to_string()).collect(),
+            rule.approvals,
+        )
+    })
 }
 
 /// Whether `by` may deny `r` now: approvers may deny requests they could approve.
@@ -445,8 +459,8 @@ pub fn can_deny(
 /// Whether `user` holds a role that approves `r`, by the rule in force or, if it was removed,
 /// by the roles recorded on the request.
 fn is_approver_of(config: &Config, r: &AccessRequest, user: &str) -> bool {
-    let roles: Vec<String> = match current_rule(config, r) {
-        Some(rule) => rule.approvers.iter().map(|a| a.to_string()).collect(),
+    let roles: Vec<String> = match approval_rule(config, r) {
+        Some((roles, _)) => roles,
         None => r.approver_roles.clone(),
     };
     roles_of(config, user)
@@ -599,6 +613,136 @@ pub fn can_run_statement(
             format!(
                 "the policy no longer lets user \"{user}\" request {} on \"{}\" through role \"{}\"",
                 r.access, r.resource, r.role
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What to store for a runbook run that needs approval: `approvals` approvals from users
+/// (other than `user`) holding one of `approver_roles`, filed under `role`, the runbook role
+/// `user` holds. The approval is good for `window` (the time to start the run once approved).
+#[allow(clippy::too_many_arguments)]
+pub fn request_runbook(
+    config: &Config,
+    user: &str,
+    role: &str,
+    approvals: u32,
+    approver_roles: &[String],
+    window: Duration,
+    reason: &str,
+    now_ms: i64,
+) -> Result<RequestPlan, RequestRefusal> {
+    check_reason(reason, "a runbook run that needs approval")?;
+    let approvers = approvers_for(config, approver_roles, user);
+    if approvers.len() < approvals as usize {
+        return Err(RequestRefusal::new(
+            RefusalKind::Conflict,
+            "not_enough_approvers",
+            format!(
+                "the run needs {approvals} approval(s) from role {}, and only {} other user(s) hold it",
+                approver_roles.join(" or "),
+                approvers.len()
+            ),
+        )
+        .hint("ask the policy's owners to add approvers"));
+    }
+    Ok(RequestPlan {
+        role: role.to_owned(),
+        duration_ms: window.as_millis() as i64,
+        approvals_required: approvals,
+        approver_roles: approver_roles.to_vec(),
+        expires_ms: now_ms + config.access.request_ttl.as_millis() as i64,
+        approvers,
+    })
+}
+
+/// Whether `user` may start the approved runbook request `r` now: once, by the requester, within
+/// the window after approval, while they still hold the role it was filed under. That the
+/// runbook is unchanged is the runner's check.
+pub fn can_run_runbook(
+    config: &Config,
+    r: &AccessRequest,
+    user: &str,
+    now_ms: i64,
+) -> Result<(), RequestRefusal> {
+    if r.kind != RequestKind::Runbook {
+        return Err(RequestRefusal::new(
+            RefusalKind::BadInput,
+            "not_a_runbook_run",
+            format!("request {} is not a runbook run", r.id),
+        ));
+    }
+    if r.user != user {
+        return Err(RequestRefusal::new(
+            RefusalKind::Forbidden,
+            "not_requester",
+            format!("only {} can start the run of request {}", r.user, r.id),
+        ));
+    }
+    match r.state_at(now_ms) {
+        RequestState::Approved => {}
+        RequestState::Executed => {
+            return Err(RequestRefusal::new(
+                RefusalKind::Conflict,
+                "already_executed",
+                format!(
+                    "the run of request {} already started at {}",
+                    r.id,
+                    format_ms(r.executed_ms.unwrap_or(0))
+                ),
+            )
+            .hint("an approved run runs once; file a new request to run it again"))
+        }
+        RequestState::Pending => {
+            return Err(RequestRefusal::new(
+                RefusalKind::Conflict,
+                "not_approved",
+                format!(
+                    "request {} has {} of {} approval(s)",
+                    r.id,
+                    r.approvals.len(),
+                    r.approvals_required
+                ),
+            )
+            .hint(format!(
+                "wait for an approver: {}",
+                approvers_for(config, &r.approver_roles, &r.user).join(", ")
+            )))
+        }
+        other => {
+            return Err(not_pending(r, now_ms).unwrap_or_else(|| {
+                RequestRefusal::new(
+                    RefusalKind::Conflict,
+                    "not_runnable",
+                    format!("request {} is {other}", r.id),
+                )
+            }))
+        }
+    }
+    let approved = r.decided_ms.unwrap_or(r.created_ms);
+    if now_ms >= approved + r.duration_ms {
+        return Err(RequestRefusal::new(
+            RefusalKind::Conflict,
+            "approval_expired",
+            format!(
+                "the approval of request {} lapsed at {}",
+                r.id,
+                format_ms(approved + r.duration_ms)
+            ),
+        )
+        .hint("file the run again for a new review"));
+    }
+    if !config
+        .user(user)
+        .is_some_and(|u| u.roles.iter().any(|x| x.as_str() == r.role))
+    {
+        return Err(RequestRefusal::new(
+            RefusalKind::Forbidden,
+            "rule_removed",
+            format!(
+                "user \"{user}\" no longer holds role \"{}\", under which the run was requested",
+                r.role
             ),
         ));
     }

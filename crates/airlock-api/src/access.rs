@@ -227,10 +227,21 @@ pub async fn create_request(
         runbook: None,
         approvals: Vec::new(),
     };
+    store_new_request(&s, &caller, r, &plan.approvers).await
+}
+
+/// Stores a new request, announces it (audit log and webhooks) and answers
+/// with its view. Shared by access, statement and runbook requests.
+pub(crate) async fn store_new_request(
+    s: &ApiState,
+    caller: &Caller,
+    r: AccessRequest,
+    approvers: &[String],
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
     let store = s.store.clone();
     let stored = r.clone();
     blocking("storing a request", move || store.insert_request(&stored)).await?;
-    let what = match kind {
+    let what = match r.kind {
         RequestKind::Access => format!(
             "{} access to {} for {}",
             r.access,
@@ -248,10 +259,12 @@ pub async fn create_request(
             r.user,
             r.reason,
             r.id,
-            plan.approvers.join(", ")
+            approvers.join(", ")
         ),
-        json!({ "request": &r, "approvers": &plan.approvers }),
+        json!({ "request": &r, "approvers": approvers }),
     );
+    let config = s.config.borrow().clone();
+    let now = s.clock.now_ms();
     Ok((StatusCode::CREATED, Json(view(&config, r, now))))
 }
 

@@ -29,6 +29,7 @@ pub mod credentials;
 pub mod error;
 pub mod exec;
 pub mod openapi;
+pub mod runbooks;
 pub mod telemetry;
 pub mod tls_listener;
 pub mod tokens;
@@ -60,6 +61,8 @@ pub struct ApiState {
     pub tokens: Arc<tokens::TokenLedger>,
     /// Stored telemetry: the timeline, traces, compare, deploy markers.
     pub telemetry: Arc<dyn airlock_store::telemetry::TelemetryStore>,
+    /// Runbooks: the catalog in force, the runner, the gateway's own listener.
+    pub runbooks: runbooks::RunbookContext,
 }
 
 impl ApiState {
@@ -116,6 +119,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/requests/{id}/approve", post(access::approve))
         .route("/api/v1/requests/{id}/deny", post(access::deny))
         .route("/api/v1/requests/{id}/execute", post(exec::execute))
+        .route("/api/v1/requests/{id}/run", post(runbooks::run_request))
+        .route("/api/v1/runbooks", get(runbooks::list))
+        .route("/api/v1/runbooks/{name}/runs", post(runbooks::start))
         .route("/api/v1/grants", get(access::list_grants))
         .route("/api/v1/grants/{id}/revoke", post(access::revoke))
         .route("/api/v1/break-glass", post(access::break_glass))

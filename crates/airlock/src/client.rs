@@ -70,6 +70,7 @@ pub struct Api {
     http: reqwest::Client,
     server: String,
     token: String,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -80,7 +81,9 @@ struct ApiErrorBody {
 
 /// TLS for talking to the gateway: the system's roots plus, when given, the
 /// gateway's own CA (the one it generated, saved by `airlock login --ca-file`).
-fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
@@ -128,6 +131,7 @@ impl Api {
             http,
             server: server.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
         })
     }
 
@@ -176,6 +180,32 @@ impl Api {
             .await
             .map_err(|e| reach_error(&self.server, e))?;
         Ok(Self::check(resp).await?.json().await?)
+    }
+
+    /// POSTs `body` and hands back the successful response unread, for
+    /// answers streamed as they happen (runbook runs). No overall timeout:
+    /// a run lasts as long as its runbook allows.
+    pub async fn post_streaming(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<reqwest::Response> {
+        let resp = self
+            .http_streaming()?
+            .post(format!("{}{path}", self.server))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| reach_error(&self.server, e))?;
+        Self::check(resp).await
+    }
+
+    fn http_streaming(&self) -> anyhow::Result<reqwest::Client> {
+        Ok(reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .tls_backend_preconfigured(tls_config(self.ca_file.as_deref())?)
+            .build()?)
     }
 }
 

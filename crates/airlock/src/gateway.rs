@@ -175,6 +175,23 @@ pub async fn run(
     };
 
     let pg_addr = listeners.postgres.local_addr()?;
+    let runbooks = crate::runbooks::load_at_start(&config)?;
+    let (runbooks_tx, runbooks_rx) = watch::channel(Arc::new(runbooks));
+    // Runbook http steps trust the system's CAs; redirects are never followed.
+    let runner = airlock_runbook::Runner::with_http_client(
+        reqwest::Client::builder().tls_backend_preconfigured(crate::client::tls_config(None)?),
+    )?;
+    // Runbook SQL logs in to this listener; a wildcard address is reached
+    // on loopback.
+    let postgres_local = match pg_addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::SocketAddr::from(([127, 0, 0, 1], pg_addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, pg_addr.port()))
+        }
+        _ => pg_addr,
+    };
     let http_addr = listeners.http.local_addr()?;
     let metrics = Arc::new(ProxyMetrics::default());
     let mut registry = prometheus_client::registry::Registry::with_prefix("");
@@ -232,6 +249,11 @@ pub async fn run(
         audit_index,
         tokens: token_ledger.clone(),
         telemetry,
+        runbooks: airlock_api::runbooks::RunbookContext {
+            catalog: runbooks_rx,
+            runner,
+            postgres_local,
+        },
     })
     .merge(airlock_telemetry::otlp_http::router(receiver.clone()));
     {
@@ -271,6 +293,12 @@ pub async fn run(
         webhooks.clone(),
         audit.clone(),
         token_ledger,
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::runbooks::watch(
+        config_rx.clone(),
+        runbooks_tx,
+        audit.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(crate::reload::watch(

@@ -10,6 +10,8 @@ pub mod gateway;
 pub mod policy;
 pub mod quickstart;
 pub mod reload;
+pub mod runbook_cli;
+pub mod runbooks;
 pub mod telemetry_cli;
 
 use tokio_util::sync::CancellationToken;

@@ -178,6 +178,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The runbooks you may run, with their parameters and steps.
+    Runbooks {
+        /// Only this one.
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a runbook: `run NAME --param k=v --reason TEXT` (or `--dry-run`); a runbook that
+    /// needs approval files a request, and `run --request ID` starts the approved run.
+    Run(Box<airlock::runbook_cli::RunArgs>),
     /// Webhook delivery status.
     Webhooks {
         #[command(subcommand)]
@@ -536,6 +546,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => airlock::telemetry_cli::compare(&service, &from, &to, &since, json),
         Command::Deploy { command } => airlock::telemetry_cli::deploy(command),
+        Command::Runbooks { name, json } => airlock::runbook_cli::list(name.as_deref(), json),
+        Command::Run(args) => airlock::runbook_cli::run(*args),
         Command::Replay {
             session_id,
             config,
