@@ -180,6 +180,26 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "columns, rows, command tag, or the database error" },
                     "403": err("not the requester"), "409": err("not approved, already run, or the approval lapsed") }
             }},
+            "/api/v1/requests/{id}/run": { "post": {
+                "summary": "Start the approved runbook run of a request, exactly as filed (same runbook digest, same parameters), once; the events stream as JSON lines",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "application/x-ndjson: run_started, step_started, output, step_finished, finished, outcome" },
+                    "403": err("not the requester"), "404": err("no such request you can see"),
+                    "409": err("not approved, already started, the approval lapsed, or the runbook changed since"),
+                    "503": err("the audit log cannot be written") }
+            }},
+            "/api/v1/runbooks": { "get": {
+                "summary": "The runbooks the caller may run, with parameters and steps",
+                "responses": { "200": { "description": "{runbooks}" } }
+            }},
+            "/api/v1/runbooks/{name}/runs": { "post": {
+                "summary": "Run a runbook: {params: {name: text}, reason?, dry_run?}. A dry run answers the plan (secrets redacted); a runbook with approvals files a request (201); otherwise the run's events stream as JSON lines",
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "the plan (dry run), or application/x-ndjson events" },
+                    "201": { "description": "the request filed for approval" },
+                    "400": err("bad parameters, every problem named"), "403": err("no role of the caller may run it"),
+                    "404": err("no such runbook"), "503": err("the audit log cannot be written") }
+            }},
             "/api/v1/grants": { "get": {
                 "summary": "The caller's live time-boxed grants; all=true adds ended ones and those the caller approves",
                 "parameters": [{ "name": "all", "in": "query", "schema": { "type": "boolean" } }],
@@ -283,6 +303,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/requests/{id}/approve"),
     ("post", "/api/v1/requests/{id}/deny"),
     ("post", "/api/v1/requests/{id}/execute"),
+    ("post", "/api/v1/requests/{id}/run"),
+    ("get", "/api/v1/runbooks"),
+    ("post", "/api/v1/runbooks/{name}/runs"),
     ("get", "/api/v1/grants"),
     ("post", "/api/v1/grants/{id}/revoke"),
     ("post", "/api/v1/break-glass"),

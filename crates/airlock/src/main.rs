@@ -315,9 +315,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // upstream passwords from the environment, as in production.
             std::env::set_var("ORDERS_RO_PASSWORD", &prepared.ro_password);
             std::env::set_var("ORDERS_RW_PASSWORD", &prepared.rw_password);
+            // The rollback-service runbook's token, as a deployment would
+            // give it to the gateway.
+            std::env::set_var("DEPLOY_TOKEN", &prepared.deploy_token);
             let config = airlock_config::Config::load(&prepared.config_path)?;
             let result = runtime()?.block_on(async {
                 let listeners = gateway::Listeners::bind(&config).await?;
+                quickstart::serve_pipeline(prepared.pipeline_port, prepared.deploy_token.clone())
+                    .await?;
                 std::fs::create_dir_all(&config.gateway.data_dir)?;
                 let store = gateway::open_store(&config.gateway.data_dir)?;
                 let now = airlock_access::Clock::now_ms(&airlock_access::SystemClock);
@@ -370,6 +375,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("Next, in another terminal, as the on-call user:");
                 println!("  {}", login(&oncall.secret));
                 println!("  airlock connect orders --exec psql");
+                println!("  airlock runbooks");
+                println!("  airlock run verify-replica-lag");
+                println!("  airlock run rollback-service -p service=checkout -p version=v1.4.1 --reason \"INC-1 tour\"");
+                println!("  airlock run kill-long-queries -p min_seconds=60 --reason \"INC-1 tour\"   # needs lead1's approval");
                 println!();
                 println!("The SRE lead (read and write) logs in with:");
                 println!("  {}", login(&lead.secret));

@@ -19,7 +19,34 @@ pub struct Prepared {
     pub config_path: PathBuf,
     pub ro_password: String,
     pub rw_password: String,
+    /// Where the stand-in deploy pipeline listens (the `rollback-service`
+    /// runbook's target), and the token it expects (`DEPLOY_TOKEN`).
+    pub pipeline_port: u16,
+    pub deploy_token: String,
 }
+
+/// The example runbooks (`examples/runbooks/`), shipped in the binary.
+const RUNBOOKS: &[(&str, &str)] = &[
+    (
+        "verify-replica-lag.toml",
+        include_str!("../../../examples/runbooks/verify-replica-lag.toml"),
+    ),
+    (
+        "rollback-service.toml",
+        include_str!("../../../examples/runbooks/rollback-service.toml"),
+    ),
+    (
+        "restart-instance.toml",
+        include_str!("../../../examples/runbooks/restart-instance.toml"),
+    ),
+    (
+        "kill-long-queries.toml",
+        include_str!("../../../examples/runbooks/kill-long-queries.toml"),
+    ),
+];
+
+/// The example's pipeline address, replaced by the stand-in's.
+const EXAMPLE_PIPELINE: &str = "http://127.0.0.1:8088/";
 
 /// Picks `preferred` if it is free, else any free port.
 fn port(preferred: u16) -> anyhow::Result<u16> {
@@ -51,6 +78,18 @@ pub fn prepare(dir: &Path, pg_port: u16, http_port: u16) -> anyhow::Result<Prepa
     let pg_port = port(pg_port)?;
     let http_port = port(http_port)?;
     let grpc_port = port(4317)?;
+    let pipeline_port = port(8088)?;
+    let runbooks = dir.join("runbooks");
+    std::fs::create_dir_all(&runbooks)
+        .with_context(|| format!("creating {}", runbooks.display()))?;
+    for (name, text) in RUNBOOKS {
+        let text = text.replace(
+            EXAMPLE_PIPELINE,
+            &format!("http://127.0.0.1:{pipeline_port}/"),
+        );
+        let path = runbooks.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     let config = format!(
         r#"# Written by `airlock quickstart`. Secrets are never in this file: the
 # upstream passwords come from the environment variables named below.
@@ -87,6 +126,11 @@ roles = ["oncall"]
 [[user]]
 name = "lead1"
 roles = ["sre-lead"]
+
+# Reviewed actions (`airlock runbooks`, `airlock run`); copies of
+# examples/runbooks, the rollback pointed at a stand-in deploy pipeline.
+[runbooks]
+dir = "./runbooks"
 "#,
         upstream = cluster.port()
     );
@@ -98,5 +142,40 @@ roles = ["sre-lead"]
         config_path,
         ro_password,
         rw_password,
+        pipeline_port,
+        deploy_token: secret(),
     })
+}
+
+/// A stand-in for a deploy pipeline, so the tour can run `rollback-service`
+/// for real: it checks the bearer token, prints what it was asked, and
+/// answers 202 as a pipeline that queued the job would.
+pub async fn serve_pipeline(port: u16, token: String) -> anyhow::Result<()> {
+    use axum::http::{HeaderMap, StatusCode};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{port} for the stand-in pipeline"))?;
+    let expected = format!("Bearer {token}");
+    let app = axum::Router::new().route(
+        "/deploy",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let ok = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == expected);
+            async move {
+                if !ok {
+                    return (StatusCode::UNAUTHORIZED, "bad token\n".to_owned());
+                }
+                eprintln!("[stand-in deploy pipeline] queued: {body}");
+                (StatusCode::ACCEPTED, format!("queued: {body}\n"))
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("the stand-in deploy pipeline stopped: {e}");
+        }
+    });
+    Ok(())
 }

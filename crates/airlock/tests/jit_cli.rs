@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::cli::{airlock_in, has, row, word_after, Run, User};

@@ -99,6 +99,45 @@ fn quickstart_then_login_connect_and_ctrl_c() {
         String::from_utf8_lossy(&o.stderr)
     );
 
+    // The example runbooks are loaded, and each of the tour's runs for real:
+    // sql through the gateway, http to the stand-in pipeline, a process.
+    let list = run(&["runbooks"]);
+    for name in [
+        "verify-replica-lag",
+        "rollback-service",
+        "restart-instance",
+        "kill-long-queries",
+    ] {
+        assert!(list.contains(name), "{list}");
+    }
+    let out = run(&["run", "verify-replica-lag"]);
+    assert!(out.contains("run verify-replica-lag: ok"), "{out}");
+    let out = run(&[
+        "run",
+        "rollback-service",
+        "-p",
+        "service=checkout",
+        "-p",
+        "version=v1.4.1",
+        "--reason",
+        "INC-1 tour",
+    ]);
+    assert!(
+        out.contains("(HTTP 202)") && out.contains("queued"),
+        "{out}"
+    );
+    let out = run(&["run", "restart-instance", "-p", "instance=orders-7"]);
+    assert!(out.contains("restarting orders-7"), "{out}");
+    let out = run(&[
+        "run",
+        "kill-long-queries",
+        "-p",
+        "min_seconds=60",
+        "--reason",
+        "INC-1 tour",
+    ]);
+    assert!(out.contains("needs approval: request req_"), "{out}");
+
     // The sessions just run are listed, in a table and as JSON.
     std::thread::sleep(Duration::from_millis(300));
     let table = run(&["sessions"]);
