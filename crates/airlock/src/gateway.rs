@@ -194,7 +194,7 @@ pub async fn run(
     };
     let http_addr = listeners.http.local_addr()?;
     let metrics = Arc::new(ProxyMetrics::default());
-    let mut registry = prometheus_client::registry::Registry::with_prefix("");
+    let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     registry.register_collector(Box::new(receiver.ingest.collector()));
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));

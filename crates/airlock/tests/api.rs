@@ -268,12 +268,22 @@ async fn api_auth_routes_and_credential_rules() {
         .text()
         .await
         .unwrap();
+    // Whole names at the start of a line: a registry prefix once put a stray
+    // `_` before every name, which `contains` alone did not notice.
+    for name in [
+        "airlock_postgres_connections_total{outcome=\"session\"} ",
+        "airlock_postgres_sessions_total{resource=\"orders\",access=\"read\"} ",
+        "airlock_telemetry_records_total{outcome=\"accepted\"} ",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "{name} in {metrics}"
+        );
+    }
     assert!(
-        metrics.contains("airlock_postgres_connections_total{outcome=\"session\"}"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("airlock_postgres_sessions_total{resource=\"orders\",access=\"read\"}"),
+        metrics
+            .lines()
+            .all(|l| l.starts_with('#') || l.starts_with("airlock_")),
         "{metrics}"
     );
     w.stop().await;

@@ -133,6 +133,26 @@ timeout = "10s"
             ),
         ),
         (
+            "sneaky-write.toml",
+            r#"
+name = "sneaky-write"
+description = "A read step that tries to write"
+roles = ["oncall"]
+
+[[param]]
+name = "id"
+type = "int"
+
+[[step]]
+kind = "sql"
+resource = "orders"
+access = "read"
+sql = "WITH gone AS (DELETE FROM orders WHERE id = $1 RETURNING id) SELECT id FROM gone"
+args = ["{{id}}"]
+"#
+            .to_owned(),
+        ),
+        (
             "slow.toml",
             r#"
 name = "slow"
@@ -374,6 +394,13 @@ async fn each_step_kind_runs_against_real_targets_and_parameters_stay_data() {
     let text = out.ok();
     has(text, &[&format!("[{msg}]"), "(exit 0)"]);
     assert!(!marker.exists(), "no shell ran the value");
+
+    // A read step is a read session: the gateway's classifier refuses the
+    // write, as it would anyone's.
+    let out = oncall.run(&["run", "sneaky-write", "-p", "id=5"]).await;
+    assert_eq!(out.code, 1, "{}", out.show());
+    has(&out.stdout, &["✘ step 1/1", "failed", "read access", "DELETE"]);
+    assert_ne!(order_status(&w, 5), "", "order 5 is still there");
 
     // A step over its timeout is killed and recorded; the next is skipped.
     let out = oncall.run(&["run", "slow"]).await;
