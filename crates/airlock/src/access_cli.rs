@@ -166,6 +166,27 @@ pub fn requests(pending: bool, mine: bool, json_out: bool) -> anyhow::Result<Exi
         if let Some(sql) = &r.statement {
             println!("    statement: {}", sql.replace('\n', "\n               "));
         }
+        if let Some(run) = &r.runbook {
+            // What the approver approves: the parameters and each step as
+            // it will run.
+            let params: Vec<String> = run["params"]
+                .as_object()
+                .map(|p| {
+                    p.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!("    parameters: {}", params.join(" "));
+            for s in run["plan"]["steps"].as_array().into_iter().flatten() {
+                println!(
+                    "    step {}: {} ({})",
+                    s["index"].as_u64().unwrap_or(0) + 1,
+                    s["name"].as_str().unwrap_or(""),
+                    s["kind"].as_str().unwrap_or("")
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -186,6 +207,14 @@ pub fn approve(id: &str, comment: Option<&str>, json_out: bool) -> anyhow::Resul
                 "approved request {id}: {} has {}, grant {g}",
                 r.user,
                 describe(&v)
+            )
+        }
+        (airlock_access::RequestState::Approved, None)
+            if r.kind == airlock_access::RequestKind::Runbook =>
+        {
+            println!(
+                "approved request {id}: {} may start the run of runbook {} once (airlock run --request {id})",
+                r.user, r.resource
             )
         }
         (airlock_access::RequestState::Approved, None) => {

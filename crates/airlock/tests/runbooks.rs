@@ -399,7 +399,10 @@ async fn each_step_kind_runs_against_real_targets_and_parameters_stay_data() {
     // write, as it would anyone's.
     let out = oncall.run(&["run", "sneaky-write", "-p", "id=5"]).await;
     assert_eq!(out.code, 1, "{}", out.show());
-    has(&out.stdout, &["✘ step 1/1", "failed", "read access", "DELETE"]);
+    has(
+        &out.stdout,
+        &["✘ step 1/1", "failed", "read access", "DELETE"],
+    );
     assert_ne!(order_status(&w, 5), "", "order 5 is still there");
 
     // A step over its timeout is killed and recorded; the next is skipped.
@@ -535,7 +538,23 @@ async fn roles_approvals_and_run_exactly_as_approved() {
     assert_eq!(filed["kind"], "runbook");
     assert_eq!(filed["runbook"]["params"]["status"], "cancelled");
     assert_eq!(filed["runbook"]["params"]["id"], "11");
-    lead.run(&["approve", &id, "--comment", "ok"]).await.ok();
+    let out = lead.run(&["requests", "--pending"]).await;
+    has(
+        out.ok(),
+        &[
+            "runbook fix-order",
+            "parameters: id=11 status=cancelled",
+            "step 1: sql 0 (sql)",
+        ],
+    );
+    let out = lead.run(&["approve", &id, "--comment", "ok"]).await;
+    has(
+        out.ok(),
+        &[
+            "may start the run of runbook fix-order once",
+            "airlock run --request",
+        ],
+    );
     // oncall1 has no write access of their own; the approval stands in for
     // it, for this run only.
     let out = oncall.run(&["run", "--request", &id]).await;
