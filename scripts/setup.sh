@@ -17,6 +17,11 @@ have pkg-config || need_apt+=(pkg-config)
 # pg_query (PostgreSQL's own parser) generates its bindings with bindgen.
 have_libclang() { compgen -G "/usr/lib/llvm-*/lib/libclang.so" >/dev/null || [ -e /usr/lib/x86_64-linux-gnu/libclang.so ]; }
 have_libclang || need_apt+=(libclang-dev)
+# The web console's end-to-end test drives Debian's Chromium with Playwright
+# (playwright-core from npm; it never downloads a browser of its own).
+have chromium || need_apt+=(chromium)
+have node || need_apt+=(nodejs)
+have npm || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
@@ -45,6 +50,12 @@ if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.htt
   pkgs=(opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-exporter-otlp-proto-grpc)
   python3 -m pip install -q --disable-pip-version-check "${pkgs[@]}" 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${pkgs[@]}"
+fi
+
+console_e2e="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/crates/airlock/tests/console"
+if [ ! -d "$console_e2e/node_modules/playwright-core" ]; then
+  echo "setup: installing playwright-core for the console test (npm ci)" >&2
+  (cd "$console_e2e" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 have cargo || { echo "setup: cargo is missing; install Rust from your package manager or rustup" >&2; exit 1; }

@@ -25,6 +25,7 @@ use airlock_store::Store;
 
 pub mod access;
 pub mod audit;
+pub mod console;
 pub mod credentials;
 pub mod error;
 pub mod exec;
@@ -134,6 +135,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/deploys",
             get(telemetry::list_deploys).post(telemetry::mark_deploy),
         )
+        .merge(console::router())
         .fallback(not_found)
         .with_state(state)
 }
@@ -342,6 +344,10 @@ async fn resources(
         })
         .collect();
     for g in access::live_grants(&s.store, &caller.user, None, now).await? {
+        // A runbook grant serves its run only; it is not the user's access.
+        if g.kind == airlock_access::GrantKind::Runbook {
+            continue;
+        }
         if let Ok(live) = airlock_access::check_grant(&config, &g, now) {
             list.push(ResourceAccess {
                 resource: g.resource,
