@@ -370,6 +370,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("Airlock is ready.");
                 println!("  PostgreSQL clients: {}", listeners.postgres.local_addr()?);
                 println!("  HTTP API:           {http}/api/openapi.json");
+                println!("  web console:        {http}/  (sign in with a token below)");
                 println!("  config:             {}", prepared.config_path.display());
                 println!();
                 println!("Next, in another terminal, as the on-call user:");

@@ -24,7 +24,31 @@ async fn console_sign_in_request_approve_countdown_timeline_and_replay() {
         "playwright-core is not installed in {}: run scripts/setup.sh (npm ci there)",
         dir.display()
     );
-    let w = jit_world("").await;
+    // One runbook, to run from the browser.
+    let books = tempfile::tempdir().unwrap();
+    std::fs::write(
+        books.path().join("greet.toml"),
+        r#"
+name = "greet"
+description = "Say hello through a real process"
+roles = ["oncall"]
+
+[[param]]
+name = "who"
+type = "string"
+pattern = "[a-z ]+"
+
+[[step]]
+kind = "command"
+argv = ["/usr/bin/printf", "hello, %s\n", "{{who}}"]
+"#,
+    )
+    .unwrap();
+    let w = jit_world(&format!(
+        "\n[runbooks]\ndir = \"{}\"\n",
+        books.path().display()
+    ))
+    .await;
     let http = w.http_client();
 
     // A span of checkout v2, thirty seconds ago: its first sight is also an

@@ -169,6 +169,15 @@ for (const [link, heading, name] of [
   assert.equal(await oncall.locator(".error-box").count(), 0, `${link}: ${await oncall.locator(".error-box").allInnerTexts()}`);
   await shot(oncall, name);
 }
+// A runbook from its form: the run's output streams onto the page.
+await oncall.getByRole("link", { name: "Runbooks", exact: true }).click();
+const greet = oncall.getByRole("article", { name: "Runbook greet" });
+await greet.getByLabel(/^who/).fill("on call");
+await greet.getByRole("button", { name: "Run", exact: true }).click();
+await greet.getByText("hello, on call").waitFor();
+await greet.getByText(/^Run ok in \d+ ms$/).waitFor();
+await shot(oncall, "16-runbook-run");
+
 // Filters go through the address (no token there): compare two versions.
 await oncall.getByRole("link", { name: "Compare", exact: true }).click();
 await oncall.getByRole("heading", { name: "Compare versions" }).waitFor();
@@ -199,6 +208,17 @@ await oncall.getByRole("heading", { name: "Requests", exact: true }).waitFor();
 await oncall.getByRole("button", { name: "Sign out" }).click();
 await oncall.getByLabel("API token").waitFor();
 assert.equal(await oncall.evaluate(() => sessionStorage.length), 0);
+
+// Dark theme follows the system.
+const dark = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: "dark", ignoreHTTPSErrors: true });
+const night = await dark.newPage();
+await night.goto(base + "/");
+await night.getByLabel("API token").fill(process.env.LEAD_TOKEN);
+await night.getByRole("button", { name: "Sign in" }).click();
+await night.getByRole("heading", { name: "My access" }).waitFor();
+const bg = await night.evaluate(() => getComputedStyle(document.body).backgroundColor);
+assert.equal(bg, "rgb(18, 19, 23)", "the dark palette");
+await shot(night, "17-dark-my-access");
 
 await browser.close();
 if (problems.length) {
