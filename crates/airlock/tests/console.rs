@@ -45,7 +45,7 @@ argv = ["/usr/bin/printf", "hello, %s\n", "{{who}}"]
     )
     .unwrap();
     let w = jit_world(&format!(
-        "\n[runbooks]\ndir = \"{}\"\n",
+        "\n[audit]\nauditor_roles = [\"sre-lead\"]\n\n[runbooks]\ndir = \"{}\"\n",
         books.path().display()
     ))
     .await;

@@ -111,6 +111,12 @@ await card.getByLabel("Comment (required to deny)").fill("ok, go");
 await card.getByRole("button", { name: "Approve" }).click();
 await lead.getByText(`Approved write access to orders for 30m for oncall1 (${requestId}).`).waitFor();
 await shot(lead, "06-approved-phone");
+// The lead is an auditor: verify the log from the Audit page.
+await lead.getByRole("link", { name: "Audit", exact: true }).click();
+await lead.getByRole("button", { name: "Verify the log" }).click();
+await lead.getByText("intact").waitFor();
+assert.ok(await lead.getByText("Last checkpoint").isVisible());
+await shot(lead, "06b-audit-verify-phone");
 
 // --- The requester sees the grant and its countdown, without reloading.
 const countdown = oncall.getByRole("region", { name: "Access to orders" }).locator(".countdown");
