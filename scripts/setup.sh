@@ -53,6 +53,11 @@ if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.htt
 fi
 
 console_e2e="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/crates/airlock/tests/console"
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+  echo "setup: the console test needs Node.js 20 or newer (Playwright); found $(node --version 2>/dev/null || echo none). Install it from nodejs.org or NodeSource." >&2
+  exit 1
+fi
 if [ ! -d "$console_e2e/node_modules/playwright-core" ]; then
   echo "setup: installing playwright-core for the console test (npm ci)" >&2
   (cd "$console_e2e" && npm ci --no-audit --no-fund --loglevel=error)
