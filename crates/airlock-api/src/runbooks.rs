@@ -446,7 +446,13 @@ async fn run(
     });
     let runner = s.runbooks.runner.clone().with_sql(executor);
     let (events_tx, mut events_rx) = mpsc::channel::<RunEvent>(256);
-    let (lines_tx, lines_rx) = mpsc::channel::<Bytes>(256);
+    // A slow caller must not slow the run, so nothing here waits for them:
+    // output lines are dropped when the queue is short of room, which keeps
+    // room for every step's start and end, the end of the run and the
+    // outcome (at most 2 per step, and steps are few), so those always
+    // arrive. The full output is in the outcome and the audit log.
+    let lifecycle_room = 2 * airlock_runbook::MAX_STEPS + 8;
+    let (lines_tx, lines_rx) = mpsc::channel::<Bytes>(lifecycle_room + 512);
     let head = json!({
         "event": "run_started", "run": run_id, "runbook": runbook.name,
         "digest": runbook.digest, "request": request, "steps": plan.steps.len(),
@@ -503,8 +509,11 @@ async fn run(
                         }),
                     );
                 }
-                // A caller gone or slow loses lines, never the run.
-                let _ = lines_tx.try_send(line(&event));
+                // A caller gone or slow loses output lines, never the run.
+                let is_output = matches!(event, RunEvent::Output { .. });
+                if !is_output || lines_tx.capacity() > lifecycle_room {
+                    let _ = lines_tx.try_send(line(&event));
+                }
             }
             lines_tx
         })
