@@ -393,8 +393,10 @@ pub async fn approve(
                 "{} approved request {id} of {} ({count} of {required} approvals)",
                 caller.user, r.user
             ),
+            // `user` and `resource` make it the requester's record too.
             json!({ "request_id": id, "approver": caller.user, "comment": comment,
-                    "approvals": count, "required": required, "complete": false }),
+                    "approvals": count, "required": required, "complete": false,
+                    "user": r.user, "resource": r.resource }),
         ),
         ApproveOutcome::Approved { grant } => {
             let what = match &grant {
@@ -406,6 +408,10 @@ pub async fn approve(
                     airlock_access::format_ms(g.expires_ms),
                     g.id
                 ),
+                None if r.kind == RequestKind::Runbook => format!(
+                    "{} may start the run of runbook {} once",
+                    r.user, r.resource
+                ),
                 None => format!("{} may run the reviewed statement once", r.user),
             };
             s.announce(
@@ -413,7 +419,8 @@ pub async fn approve(
                 "request.approved",
                 format!("{} approved request {id}: {what}", caller.user),
                 json!({ "request_id": id, "approver": caller.user, "comment": comment,
-                        "complete": true, "grant": grant }),
+                        "complete": true, "grant": grant, "user": r.user,
+                        "resource": r.resource }),
             );
         }
     }

@@ -37,7 +37,7 @@ fn policy() -> String {
 deny = ["drop", "truncate", "alter_table", "grant"]
 require_where = true
 max_rows = 50
-statement_timeout = "5s"
+statement_timeout = "10s"
 
 [[resource.masking]]
 columns = ["email", "*_ssn"]
@@ -166,7 +166,7 @@ async fn guardrails_refuse_what_they_should_and_pass_the_rest() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(shown, "5s");
+    assert_eq!(shown, "10s");
     for sql in [
         "SET statement_timeout = 0",
         "SET LOCAL statement_timeout = '1h'",
@@ -174,7 +174,7 @@ async fn guardrails_refuse_what_they_should_and_pass_the_rest() {
     ] {
         let e = db.batch_execute(sql).await.unwrap_err();
         assert_eq!(code(&e), "42501", "{sql}: {}", text(&e));
-        assert!(text(&e).contains("fixed at 5s"), "{}", text(&e));
+        assert!(text(&e).contains("fixed at 10s"), "{}", text(&e));
     }
     db.batch_execute("RESET statement_timeout; RESET ALL")
         .await
@@ -184,7 +184,7 @@ async fn guardrails_refuse_what_they_should_and_pass_the_rest() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(shown, "5s");
+    assert_eq!(shown, "10s");
     let started = Instant::now();
     let e = db.batch_execute("SELECT pg_sleep(30)").await.unwrap_err();
     assert_eq!(code(&e), "57014", "{}", text(&e));
@@ -228,8 +228,9 @@ async fn results_past_max_rows_are_cut_with_an_error() {
         .unwrap_err();
     assert_eq!(code(&e), "54000", "{}", text(&e));
     // A long result (ten billion rows) is cancelled upstream rather than
-    // read to its end; the statement_timeout (5s) would say "statement
-    // timeout" instead.
+    // read to its end; the statement_timeout would say "statement timeout"
+    // instead. (10s, not 5s: on a loaded 2-core machine the cancel once
+    // landed after 5s, a flake rather than a bug.)
     let e = db
         .simple_query("SELECT a, b FROM generate_series(1, 100000) a, generate_series(1, 100000) b")
         .await

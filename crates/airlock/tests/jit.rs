@@ -372,8 +372,15 @@ async fn break_glass_is_immediate_marked_and_announced() {
         .unwrap();
     drop(client);
     let api = w.api("oncall1");
-    let sessions: Vec<airlock_audit::index::SessionRow> =
-        api.get("/api/v1/sessions").await.unwrap();
+    // The index follows the log a moment behind: wait for the session.
+    let mut sessions: Vec<airlock_audit::index::SessionRow> = Vec::new();
+    for _ in 0..50 {
+        sessions = api.get("/api/v1/sessions").await.unwrap();
+        if sessions.iter().any(|s| s.access == "write") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let s = sessions
         .iter()
         .find(|s| s.access == "write")

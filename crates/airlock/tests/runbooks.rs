@@ -555,6 +555,21 @@ async fn roles_approvals_and_run_exactly_as_approved() {
             "airlock run --request",
         ],
     );
+    let out = oncall
+        .run(&[
+            "timeline",
+            "--since",
+            "10m",
+            "--kinds",
+            "access",
+            "--grep",
+            "approved request",
+        ])
+        .await;
+    has(
+        out.ok(),
+        &["oncall1 may start the run of runbook fix-order once"],
+    );
     // oncall1 has no write access of their own; the approval stands in for
     // it, for this run only.
     let out = oncall.run(&["run", "--request", &id]).await;
