@@ -187,6 +187,9 @@ pub async fn create_request(
                 &req.reason,
                 now,
             )?;
+            // What the gateway refuses at every access level is refused
+            // here too: no review can make it safe to send.
+            crate::exec::refuse_refused_class(sql, &req.resource).await?;
             (plan, RequestKind::Statement)
         }
         None => {

@@ -28,6 +28,37 @@ pub struct ExecOutcome {
     pub error: Option<StatementError>,
 }
 
+/// Refuses a statement of a class the gateway refuses at every access level
+/// (unparsable, too long or deep, turning off standard_conforming_strings,
+/// changing the client encoding), with the proxy's own message. Reviewed
+/// statements may pass guardrails (that is what the review is for), never
+/// these. Classified on a thread with a large stack, as the proxy does:
+/// PostgreSQL's parser recurses.
+pub(crate) async fn refuse_refused_class(sql: &str, resource: &str) -> Result<(), ApiError> {
+    let text = sql.to_owned();
+    let verdict = tokio::task::spawn_blocking(move || {
+        std::thread::Builder::new()
+            .name("airlock-exec-classify".into())
+            .stack_size(64 * 1024 * 1024)
+            .spawn(move || airlock_sql::classify(&text))
+            .map(|t| t.join())
+    })
+    .await
+    .map_err(|e| ApiError::internal("classifying a reviewed statement", e))?
+    .map_err(|e| ApiError::internal("classifying a reviewed statement", e))?
+    .map_err(|_| {
+        ApiError::internal("classifying a reviewed statement", "the classifier stopped")
+    })?;
+    if verdict.class() != airlock_sql::Class::Refused {
+        return Ok(());
+    }
+    let u = airlock_proxy::gate::refusal(&verdict, airlock_config::Access::Write, resource);
+    Err(
+        ApiError::new(StatusCode::BAD_REQUEST, "statement_refused", u.message)
+            .hint(u.hint.unwrap_or_else(|| "change the statement".to_owned())),
+    )
+}
+
 pub async fn execute(
     State(s): State<ApiState>,
     caller: Caller,
@@ -49,6 +80,8 @@ pub async fn execute(
     let now = s.clock.now_ms();
     airlock_access::can_run_statement(&config, &r, &caller.user, now)?;
     let statement = r.statement.clone().unwrap_or_default();
+    // Filed before this check existed, or the rules changed since.
+    refuse_refused_class(&statement, &r.resource).await?;
     let resource = config.resource(&r.resource).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,

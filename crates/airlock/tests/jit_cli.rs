@@ -611,6 +611,32 @@ secret_env = "{WEBHOOK_SECRET_ENV}"
     has(run.fails(), &["give the statement to review with -c"]);
     let run = oncall1.run(&["exec"]).await;
     has(run.usage_error(), &["<RESOURCE>"]);
+    // What the gateway refuses at every level is not even filed for review.
+    let run = oncall1
+        .run(&[
+            "exec",
+            "orders",
+            "-c",
+            "SET standard_conforming_strings = off",
+            "--reason",
+            "x",
+        ])
+        .await;
+    has(
+        run.fails(),
+        &["refused by Airlock at every access level", "(400"],
+    );
+    let run = oncall1
+        .run(&[
+            "exec",
+            "orders",
+            "-c",
+            "UPDAT orders SET x = 1",
+            "--reason",
+            "x",
+        ])
+        .await;
+    has(run.fails(), &["could not parse this statement"]);
     let out = oncall1
         .run(&["exec", "orders", "-c", sql, "--reason", "refund INC-7"])
         .await;
