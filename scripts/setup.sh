@@ -4,6 +4,10 @@
 # cluster), a C toolchain for bundled SQLite, and Python's psycopg for the
 # client tests. Safe to run again; installs only what is missing.
 set -euo pipefail
+# `--tests` (from scripts/test.sh) adds what only the tests need: Chromium,
+# Node.js and Playwright for the web console's end-to-end test.
+for_tests=0
+[ "${1:-}" = "--tests" ] && for_tests=1
 
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -19,9 +23,11 @@ have_libclang() { compgen -G "/usr/lib/llvm-*/lib/libclang.so" >/dev/null || [ -
 have_libclang || need_apt+=(libclang-dev)
 # The web console's end-to-end test drives Debian's Chromium with Playwright
 # (playwright-core from npm; it never downloads a browser of its own).
-have chromium || need_apt+=(chromium)
-have node || need_apt+=(nodejs)
-have npm || need_apt+=(npm)
+if [ "$for_tests" = 1 ]; then
+  have chromium || need_apt+=(chromium)
+  have node || need_apt+=(nodejs)
+  have npm || need_apt+=(npm)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
@@ -52,15 +58,17 @@ if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.htt
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${pkgs[@]}"
 fi
 
-console_e2e="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/crates/airlock/tests/console"
-node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
-if [ "$node_major" -lt 20 ]; then
-  echo "setup: the console test needs Node.js 20 or newer (Playwright); found $(node --version 2>/dev/null || echo none). Install it from nodejs.org or NodeSource." >&2
-  exit 1
-fi
-if [ ! -d "$console_e2e/node_modules/playwright-core" ]; then
-  echo "setup: installing playwright-core for the console test (npm ci)" >&2
-  (cd "$console_e2e" && npm ci --no-audit --no-fund --loglevel=error)
+if [ "$for_tests" = 1 ]; then
+  console_e2e="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/crates/airlock/tests/console"
+  node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [ "$node_major" -lt 20 ]; then
+    echo "setup: the console test needs Node.js 20 or newer (Playwright); found $(node --version 2>/dev/null || echo none). Install it from nodejs.org or NodeSource." >&2
+    exit 1
+  fi
+  if [ ! -d "$console_e2e/node_modules/playwright-core" ]; then
+    echo "setup: installing playwright-core for the console test (npm ci)" >&2
+    (cd "$console_e2e" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi
 
 have cargo || { echo "setup: cargo is missing; install Rust from your package manager or rustup" >&2; exit 1; }

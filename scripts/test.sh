@@ -4,7 +4,7 @@
 # pgbench, tokio-postgres and psycopg as clients), plus format and lint checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 log=$(mktemp)
