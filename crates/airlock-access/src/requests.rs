@@ -542,26 +542,74 @@ pub fn can_run_statement(
             r.resource, r.access
         )));
     }
+    approved_once(
+        config,
+        r,
+        user,
+        now_ms,
+        Once {
+            action: "run the statement",
+            done: "ran",
+            again: "a reviewed statement runs once; file a new request to run it again",
+            lapsed: "file the statement again for a new review",
+        },
+    )?;
+    if current_rule(config, r).is_none() || !holds_role(config, user, &r.role) {
+        return Err(RequestRefusal::new(
+            RefusalKind::Forbidden,
+            "rule_removed",
+            format!(
+                "the policy no longer lets user \"{user}\" request {} on \"{}\" through role \"{}\"",
+                r.access, r.resource, r.role
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The words of [`approved_once`]'s refusals for one kind of request.
+struct Once {
+    /// "run the statement", "start the run".
+    action: &'static str,
+    /// "ran", "started".
+    done: &'static str,
+    /// The hint when it already happened.
+    again: &'static str,
+    /// The hint when the approval lapsed.
+    lapsed: &'static str,
+}
+
+/// What statement and runbook requests share: only the requester, only once, only when
+/// approved, only within `duration_ms` of the approval.
+fn approved_once(
+    config: &Config,
+    r: &AccessRequest,
+    user: &str,
+    now_ms: i64,
+    words: Once,
+) -> Result<(), RequestRefusal> {
     if r.user != user {
         return Err(RequestRefusal::new(
             RefusalKind::Forbidden,
             "not_requester",
-            format!("only {} can run the statement of request {}", r.user, r.id),
+            format!("only {} can {} of request {}", r.user, words.action, r.id),
         ));
     }
     match r.state_at(now_ms) {
         RequestState::Approved => {}
         RequestState::Executed => {
+            let what = words.action.split_once(' ').map_or("", |(_, w)| w);
             return Err(RequestRefusal::new(
                 RefusalKind::Conflict,
                 "already_executed",
                 format!(
-                    "the statement of request {} already ran at {}",
+                    "{what} of request {} already {} at {}",
                     r.id,
+                    words.done,
                     format_ms(r.executed_ms.unwrap_or(0))
                 ),
             )
-            .hint("a reviewed statement runs once; file a new request to run it again"))
+            .hint(words.again));
         }
         RequestState::Pending => {
             return Err(RequestRefusal::new(
@@ -600,23 +648,15 @@ pub fn can_run_statement(
                 format_ms(approved + r.duration_ms)
             ),
         )
-        .hint("file the statement again for a new review"));
-    }
-    if current_rule(config, r).is_none()
-        || !config
-            .user(user)
-            .is_some_and(|u| u.roles.iter().any(|x| x.as_str() == r.role))
-    {
-        return Err(RequestRefusal::new(
-            RefusalKind::Forbidden,
-            "rule_removed",
-            format!(
-                "the policy no longer lets user \"{user}\" request {} on \"{}\" through role \"{}\"",
-                r.access, r.resource, r.role
-            ),
-        ));
+        .hint(words.lapsed));
     }
     Ok(())
+}
+
+fn holds_role(config: &Config, user: &str, role: &str) -> bool {
+    config
+        .user(user)
+        .is_some_and(|u| u.roles.iter().any(|x| x.as_str() == role))
 }
 
 /// What to store for a runbook run that needs approval: `approvals` approvals from users
@@ -673,70 +713,19 @@ pub fn can_run_runbook(
             format!("request {} is not a runbook run", r.id),
         ));
     }
-    if r.user != user {
-        return Err(RequestRefusal::new(
-            RefusalKind::Forbidden,
-            "not_requester",
-            format!("only {} can start the run of request {}", r.user, r.id),
-        ));
-    }
-    match r.state_at(now_ms) {
-        RequestState::Approved => {}
-        RequestState::Executed => {
-            return Err(RequestRefusal::new(
-                RefusalKind::Conflict,
-                "already_executed",
-                format!(
-                    "the run of request {} already started at {}",
-                    r.id,
-                    format_ms(r.executed_ms.unwrap_or(0))
-                ),
-            )
-            .hint("an approved run runs once; file a new request to run it again"))
-        }
-        RequestState::Pending => {
-            return Err(RequestRefusal::new(
-                RefusalKind::Conflict,
-                "not_approved",
-                format!(
-                    "request {} has {} of {} approval(s)",
-                    r.id,
-                    r.approvals.len(),
-                    r.approvals_required
-                ),
-            )
-            .hint(format!(
-                "wait for an approver: {}",
-                approvers_for(config, &r.approver_roles, &r.user).join(", ")
-            )))
-        }
-        other => {
-            return Err(not_pending(r, now_ms).unwrap_or_else(|| {
-                RequestRefusal::new(
-                    RefusalKind::Conflict,
-                    "not_runnable",
-                    format!("request {} is {other}", r.id),
-                )
-            }))
-        }
-    }
-    let approved = r.decided_ms.unwrap_or(r.created_ms);
-    if now_ms >= approved + r.duration_ms {
-        return Err(RequestRefusal::new(
-            RefusalKind::Conflict,
-            "approval_expired",
-            format!(
-                "the approval of request {} lapsed at {}",
-                r.id,
-                format_ms(approved + r.duration_ms)
-            ),
-        )
-        .hint("file the run again for a new review"));
-    }
-    if !config
-        .user(user)
-        .is_some_and(|u| u.roles.iter().any(|x| x.as_str() == r.role))
-    {
+    approved_once(
+        config,
+        r,
+        user,
+        now_ms,
+        Once {
+            action: "start the run",
+            done: "started",
+            again: "an approved run runs once; file a new request to run it again",
+            lapsed: "file the run again for a new review",
+        },
+    )?;
+    if !holds_role(config, user, &r.role) {
         return Err(RequestRefusal::new(
             RefusalKind::Forbidden,
             "rule_removed",

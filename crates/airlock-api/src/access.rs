@@ -120,7 +120,11 @@ impl ApiState {
         }
     }
 
-    async fn load_request(&self, caller: &Caller, id: &str) -> Result<AccessRequest, ApiError> {
+    pub(crate) async fn load_request(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<AccessRequest, ApiError> {
         let store = self.store.clone();
         let key = id.to_owned();
         let found = blocking("reading a request", move || store.request(&key)).await?;

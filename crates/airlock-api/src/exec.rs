@@ -65,18 +65,8 @@ pub async fn execute(
     Path(id): Path<String>,
 ) -> Result<Json<ExecOutcome>, ApiError> {
     s.require_audit()?;
-    let store = s.store.clone();
-    let key = id.clone();
-    let found = blocking("reading a request", move || store.request(&key)).await?;
+    let r = s.load_request(&caller, &id).await?;
     let config = s.config.borrow().clone();
-    let Some(r) = found.filter(|r| airlock_access::may_view_request(&config, r, &caller.user))
-    else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no request {id} that you can see"),
-        ));
-    };
     let now = s.clock.now_ms();
     airlock_access::can_run_statement(&config, &r, &caller.user, now)?;
     let statement = r.statement.clone().unwrap_or_default();

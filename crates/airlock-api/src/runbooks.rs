@@ -34,7 +34,7 @@ use airlock_access::{AccessRequest, Grant, GrantKind, GrantRecord, RequestKind, 
 use airlock_config::{Access, Config};
 use airlock_runbook::{
     BoxFuture, Plan, PlannedAction, RunEvent, RunOutcome, Runbook, Runbooks, Runner, SqlExecutor,
-    SqlOutput, SqlRequest,
+    SqlOutput, SqlRequest, StepAction,
 };
 
 use crate::access::{blocking, live_grants, RequestView};
@@ -91,21 +91,18 @@ fn view(r: &Runbook) -> RunbookView {
         steps: r
             .steps
             .iter()
-            .map(|s| {
-                let v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
-                let text = |k: &str| v[k].as_str().unwrap_or("").to_owned();
-                let kind = text("kind");
-                let target = match kind.as_str() {
-                    "sql" => format!("{} ({})", text("resource"), text("access")),
-                    "http" => format!("{} {}", text("method"), text("url")),
-                    "command" => v["argv"][0].as_str().unwrap_or("").to_owned(),
-                    _ => String::new(),
-                };
-                StepView {
-                    name: text("name"),
-                    kind,
-                    target,
-                }
+            .map(|s| StepView {
+                name: s.name.clone(),
+                kind: s.action.kind().as_str().to_owned(),
+                target: match &s.action {
+                    StepAction::Sql(q) => format!("{} ({})", q.resource, q.access),
+                    StepAction::Http(h) => format!("{} {}", h.method, h.url.source()),
+                    StepAction::Command(c) => c
+                        .argv
+                        .first()
+                        .map(|a| a.source().to_owned())
+                        .unwrap_or_default(),
+                },
             })
             .collect(),
     }
@@ -194,6 +191,7 @@ fn plan_for(r: &Runbook, given: &BTreeMap<String, String>) -> Result<Plan, ApiEr
             "bad_params",
             format!("runbook {}: {e}", r.name),
         )
+        .hint("change that parameter's value; --dry-run shows what a run would send")
     })
 }
 
@@ -295,18 +293,8 @@ pub async fn run_request(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     s.require_audit()?;
-    let store = s.store.clone();
-    let key = id.clone();
-    let found = blocking("reading a request", move || store.request(&key)).await?;
+    let r = s.load_request(&caller, &id).await?;
     let config = s.config.borrow().clone();
-    let Some(r) = found.filter(|r| airlock_access::may_view_request(&config, r, &caller.user))
-    else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no request {id} that you can see"),
-        ));
-    };
     let now = s.clock.now_ms();
     airlock_access::can_run_runbook(&config, &r, &caller.user, now)?;
     let filed = r.runbook.clone().unwrap_or_default();
@@ -491,10 +479,7 @@ async fn run(
                             "runbook {name} (run {run_id}) step {} \"{}\": {}{}",
                             o.index + 1,
                             o.name,
-                            serde_json::to_value(o.status)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_owned))
-                                .unwrap_or_default(),
+                            o.status.as_str(),
                             o.error
                                 .as_deref()
                                 .map(|e| format!(": {e}"))
@@ -530,19 +515,8 @@ async fn run(
             let lines_tx = recorder.await.ok();
             revoke_all(&s, &grants, "the run ended").await;
             let (status, error, duration) = match &outcome {
-                Some(o) => (
-                    serde_json::to_value(o.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    o.error.clone(),
-                    o.duration_ms,
-                ),
-                None => (
-                    "failed".to_owned(),
-                    Some("the run stopped unexpectedly".to_owned()),
-                    0,
-                ),
+                Some(o) => (o.status.as_str(), o.error.clone(), o.duration_ms),
+                None => ("failed", Some("the run stopped unexpectedly".to_owned()), 0),
             };
             s.record(
                 &user,

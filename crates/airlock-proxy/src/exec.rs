@@ -72,31 +72,7 @@ pub async fn run_statement(
     let run = async {
         let mut out = BytesMut::new();
         FrontendMessage::Query(Query::new("BEGIN")).encode(&mut out);
-        FrontendMessage::Parse(Parse {
-            name: Bytes::new(),
-            query: Bytes::copy_from_slice(sql.as_bytes()),
-            param_types: vec![],
-        })
-        .encode(&mut out);
-        FrontendMessage::Bind(Bind {
-            portal: Bytes::new(),
-            statement: Bytes::new(),
-            param_formats: vec![],
-            params: vec![],
-            result_formats: vec![],
-        })
-        .encode(&mut out);
-        FrontendMessage::Describe(Describe {
-            kind: b'P',
-            name: Bytes::new(),
-        })
-        .encode(&mut out);
-        FrontendMessage::Execute(Execute {
-            portal: Bytes::new(),
-            max_rows: 0,
-        })
-        .encode(&mut out);
-        FrontendMessage::Sync.encode(&mut out);
+        encode_one(&mut out, sql, &[]);
         stream.write_all(&out).await.map_err(io)?;
         stream.flush().await.map_err(io)?;
 
@@ -173,34 +149,7 @@ pub async fn run_query(
     let stream = &mut up.stream;
     let run = async {
         let mut out = BytesMut::new();
-        FrontendMessage::Parse(Parse {
-            name: Bytes::new(),
-            query: Bytes::copy_from_slice(sql.as_bytes()),
-            param_types: vec![],
-        })
-        .encode(&mut out);
-        FrontendMessage::Bind(Bind {
-            portal: Bytes::new(),
-            statement: Bytes::new(),
-            param_formats: vec![],
-            params: args
-                .iter()
-                .map(|a| Some(Bytes::copy_from_slice(a.as_bytes())))
-                .collect(),
-            result_formats: vec![],
-        })
-        .encode(&mut out);
-        FrontendMessage::Describe(Describe {
-            kind: b'P',
-            name: Bytes::new(),
-        })
-        .encode(&mut out);
-        FrontendMessage::Execute(Execute {
-            portal: Bytes::new(),
-            max_rows: 0,
-        })
-        .encode(&mut out);
-        FrontendMessage::Sync.encode(&mut out);
+        encode_one(&mut out, sql, args);
         stream.write_all(&out).await.map_err(io)?;
         stream.flush().await.map_err(io)?;
         let mut result = StatementResult {
@@ -230,6 +179,40 @@ pub async fn run_query(
     up.read_buf = buf;
     result.duration_ms = started.elapsed().as_millis() as i64;
     Ok(result)
+}
+
+/// One statement through the unnamed statement and portal: Parse (parameter
+/// types left to PostgreSQL), Bind with `args` as text, Describe, Execute all
+/// rows, Sync. One statement only: PostgreSQL refuses several in one Parse.
+fn encode_one(out: &mut BytesMut, sql: &str, args: &[String]) {
+    FrontendMessage::Parse(Parse {
+        name: Bytes::new(),
+        query: Bytes::copy_from_slice(sql.as_bytes()),
+        param_types: vec![],
+    })
+    .encode(out);
+    FrontendMessage::Bind(Bind {
+        portal: Bytes::new(),
+        statement: Bytes::new(),
+        param_formats: vec![],
+        params: args
+            .iter()
+            .map(|a| Some(Bytes::copy_from_slice(a.as_bytes())))
+            .collect(),
+        result_formats: vec![],
+    })
+    .encode(out);
+    FrontendMessage::Describe(Describe {
+        kind: b'P',
+        name: Bytes::new(),
+    })
+    .encode(out);
+    FrontendMessage::Execute(Execute {
+        portal: Bytes::new(),
+        max_rows: 0,
+    })
+    .encode(out);
+    FrontendMessage::Sync.encode(out);
 }
 
 fn io(e: std::io::Error) -> StatementError {

@@ -117,6 +117,18 @@ pub enum StepStatus {
     Skipped,
 }
 
+impl StepStatus {
+    /// As serialized: `ok`, `failed`, `timed_out`, `skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Ok => "ok",
+            StepStatus::Failed => "failed",
+            StepStatus::TimedOut => "timed_out",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+}
+
 /// `ok`, `failed` or `timed_out`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,6 +139,17 @@ pub enum RunStatus {
     Failed,
     /// A step hit a time limit.
     TimedOut,
+}
+
+impl RunStatus {
+    /// As serialized: `ok`, `failed`, `timed_out`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+        }
+    }
 }
 
 /// Which stream an output chunk came from.

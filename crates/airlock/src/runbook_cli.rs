@@ -368,7 +368,7 @@ async fn follow(mut response: reqwest::Response, json_out: bool) -> anyhow::Resu
         Some(true) => Ok(ExitCode::SUCCESS),
         Some(false) => Ok(ExitCode::FAILURE),
         None => bail!(
-            "the connection closed before the run ended; the run goes on in the gateway: see airlock audit search --kind access --grep runbook"
+            "the connection closed before the run ended; the run goes on in the gateway; follow its records with: airlock timeline --kinds access --grep runbook --follow"
         ),
     }
 }
