@@ -17,6 +17,7 @@ use pg_query::protobuf::{self, a_const, node::Node as N};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::functions::{FunctionCall, BUILTIN_SCHEMAS};
 use crate::rule::{Class, Rule};
 use crate::settings::{function_rule, setting_rule, SettingValue};
 
@@ -54,6 +55,15 @@ pub struct Statement {
     /// `insert`, `update`, `delete`, `merge`.
     pub nested: Vec<&'static str>,
     pub prepared: Option<Prepared>,
+    /// Every function the statement calls by name (once each), for the
+    /// read allowlist and the catalog check ([`crate::functions`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<FunctionCall>,
+    /// The statement can change a reported setting in a way the classifier
+    /// cannot decide (`set_config` with arguments that are not constants):
+    /// what PostgreSQL reports afterwards decides.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub changes_settings_opaquely: bool,
 }
 
 impl Statement {
@@ -67,6 +77,8 @@ impl Statement {
             also: Vec::new(),
             nested: Vec::new(),
             prepared: None,
+            functions: Vec::new(),
+            changes_settings_opaquely: false,
         }
     }
 
@@ -145,6 +157,7 @@ pub fn classify(sql: &str) -> Verdict {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
+        cx.text = statement_text(sql, raw.stmt_location, raw.stmt_len);
         statements.push(cx.statement(node));
     }
     if statements.is_empty() {
@@ -172,10 +185,23 @@ fn parse_error(e: pg_query::Error) -> Verdict {
     }
 }
 
+/// The text of one statement of a multi-statement string.
+fn statement_text(sql: &str, location: i32, len: i32) -> String {
+    let start = usize::try_from(location).unwrap_or(0).min(sql.len());
+    let end = match usize::try_from(len) {
+        Ok(0) | Err(_) => sql.len(),
+        Ok(n) => start.saturating_add(n).min(sql.len()),
+    };
+    sql.get(start..end).unwrap_or(sql).to_owned()
+}
+
 #[derive(Default)]
 struct Cx {
     literal_sensitive: bool,
     too_deep: Option<String>,
+    /// The text of the statement being classified (for what the tree does
+    /// not keep: see [`copy_to_client`]).
+    text: String,
 }
 
 /// Something found inside a statement's tree, with where it was found
@@ -193,6 +219,8 @@ struct Walk {
     unqualified: Option<&'static str>,
     nested: Vec<&'static str>,
     max_location: i64,
+    functions: Vec<FunctionCall>,
+    changes_settings_opaquely: bool,
 }
 
 impl Cx {
@@ -225,7 +253,16 @@ impl Cx {
             N::MergeStmt(_) => self.with_walk(Statement::new(Rule::Merge, kind), node),
             N::ExplainStmt(e) => {
                 if !self.explain_analyzes(&e.options) {
-                    return Statement::new(Rule::Explain, kind);
+                    // Not executed, but planning can evaluate functions
+                    // (constant folding, selectivity estimates): the
+                    // statement's calls face the read allowlist all the same.
+                    let mut s = Statement::new(Rule::Explain, kind);
+                    if let Some(inner) = e.query.as_ref().and_then(|q| q.node.as_ref()) {
+                        let inner = self.statement(inner);
+                        s.functions = inner.functions;
+                        s.changes_settings_opaquely = inner.changes_settings_opaquely;
+                    }
+                    return s;
                 }
                 match e.query.as_ref().and_then(|q| q.node.as_ref()) {
                     Some(inner) => {
@@ -280,7 +317,11 @@ impl Cx {
                     Statement::new(Rule::CopyProgram, kind)
                 } else if c.is_from {
                     Statement::new(Rule::CopyFrom, kind)
-                } else if !c.filename.is_empty() {
+                } else if !c.filename.is_empty() || !copy_to_client(&self.text) {
+                    // The tree cannot tell `TO STDOUT` from `TO ''` (both
+                    // leave the file name empty), and the shape cache maps
+                    // `TO ''` and `TO '/a/file'` to one key: decide from the
+                    // tokens, which the key keeps.
                     Statement::new(Rule::CopyToFile, kind)
                 } else {
                     self.wrapped(c.query.as_deref(), Rule::CopyToClient, kind)
@@ -364,6 +405,8 @@ impl Cx {
             }
         }
         s.nested = walk.nested;
+        s.functions = walk.functions;
+        s.changes_settings_opaquely = walk.changes_settings_opaquely;
         if s.unqualified.is_none() {
             s.unqualified = walk.unqualified;
         }
@@ -435,12 +478,25 @@ impl Cx {
     }
 
     fn func_call(&mut self, call: &Value, position: i64, w: &mut Walk) {
-        let name = call
-            .get("funcname")
-            .and_then(Value::as_array)
+        let parts = call.get("funcname").and_then(Value::as_array);
+        let name = parts
             .and_then(|parts| parts.last())
             .and_then(string_node)
             .unwrap_or_default();
+        let schema = parts
+            .filter(|p| p.len() >= 2)
+            .and_then(|p| p.get(p.len() - 2))
+            .and_then(string_node);
+        let mut record = FunctionCall::new(schema.clone(), name.clone());
+        if name == "set_config" {
+            // Decided by its arguments below, not by the allowlist.
+            record.allowed = schema
+                .as_deref()
+                .is_none_or(|s| BUILTIN_SCHEMAS.contains(&s));
+        }
+        if !w.functions.contains(&record) {
+            w.functions.push(record);
+        }
         if name == "set_config" {
             let args = call.get("args").and_then(Value::as_array);
             let arg = |i: usize| args.and_then(|a| a.get(i));
@@ -449,6 +505,9 @@ impl Cx {
             let value = arg(1)
                 .and_then(const_node)
                 .map_or(SettingValue::Unknown, SettingValue::Const);
+            if setting.is_none() || value == SettingValue::Unknown {
+                w.changes_settings_opaquely = true;
+            }
             let rule = match &setting {
                 Some(setting) => {
                     w.settings.push(setting.to_ascii_lowercase());
@@ -637,6 +696,31 @@ fn const_node(v: &Value) -> Option<String> {
         );
     }
     None
+}
+
+/// Whether a COPY statement's target is the client: the token after the
+/// COPY's own `TO` (outside any parentheses) is `STDOUT`. A string constant
+/// there is a server file, even an empty one.
+fn copy_to_client(text: &str) -> bool {
+    use pg_query::protobuf::Token as T;
+    let Some(tokens) = crate::classifier::scan_tokens(text) else {
+        return false;
+    };
+    let mut depth = 0i32;
+    let mut after_to = false;
+    for t in &tokens {
+        let token = T::try_from(t.token).unwrap_or(T::Nul);
+        if after_to {
+            return token == T::Stdout;
+        }
+        match token {
+            T::Ascii40 => depth += 1,
+            T::Ascii41 => depth -= 1,
+            T::To if depth == 0 => after_to = true,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn locking_strength(clause: &Value) -> String {
@@ -984,10 +1068,63 @@ mod tests {
         assert_eq!(rule("prepare p as delete from t"), "delete");
         assert_eq!(rule("execute p(nextval('s'))"), "sequence_function");
         assert_eq!(rule("copy t to stdout"), "copy_to_client");
+        assert_eq!(rule("COPY t TO STDOUT (FORMAT csv)"), "copy_to_client");
+        assert_eq!(rule("copy (select 'to') to stdout"), "copy_to_client");
+        // Regression: `TO ''` parses like `TO STDOUT` (an empty file name),
+        // and was cached for `TO '/path/file'`, which has the same shape.
+        assert_eq!(rule("copy t to ''"), "copy_to_file");
+        assert_eq!(rule("copy (select 1) to ''"), "copy_to_file");
         assert_eq!(rule("copy (delete from t returning *) to stdout"), "delete");
         assert_eq!(rule("copy t to '/tmp/x'"), "copy_to_file");
         assert_eq!(rule("copy t from stdin"), "copy_from");
         assert_eq!(rule("copy t from program 'x'"), "copy_program");
+    }
+
+    #[test]
+    fn function_calls_are_collected_for_the_allowlist() {
+        let names = |sql: &str| -> Vec<(Option<String>, String, bool)> {
+            classify(sql)
+                .deciding()
+                .functions
+                .iter()
+                .map(|f| (f.schema.clone(), f.name.clone(), f.allowed))
+                .collect()
+        };
+        assert_eq!(
+            names("select lower(x), lower(y), pg_catalog.upper(x), app.f(1) from t"),
+            vec![
+                (None, "lower".into(), true),
+                (Some("pg_catalog".into()), "upper".into(), true),
+                (Some("app".into()), "f".into(), false),
+            ]
+        );
+        assert_eq!(
+            names("select * from query_to_xml('select 1', true, true, '')"),
+            vec![(None, "query_to_xml".into(), false)]
+        );
+        assert_eq!(
+            rule("select * from query_to_xml('select 1', true, true, '')"),
+            "executes_sql"
+        );
+        assert_eq!(rule("select ts_stat('select v from t')"), "executes_sql");
+        // EXPLAIN does not run the statement, but planning may call its
+        // functions: they are collected all the same.
+        assert_eq!(
+            names("explain select txid_current()"),
+            vec![(None, "txid_current".into(), false)]
+        );
+        assert_eq!(
+            names("declare c cursor for select my_func()"),
+            vec![(None, "my_func".into(), false)]
+        );
+        let v = classify("select set_config('client_encoding', $1, false)");
+        assert_eq!(v.rule(), Rule::Query);
+        assert!(v.deciding().changes_settings_opaquely);
+        assert!(
+            !classify("select set_config('application_name', 'x', false)")
+                .deciding()
+                .changes_settings_opaquely
+        );
     }
 
     #[test]

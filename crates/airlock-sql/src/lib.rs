@@ -5,12 +5,14 @@
 //! texts and acts on its verdicts.
 
 pub mod classify;
+pub mod functions;
 pub mod guard;
 pub mod mask;
 pub mod rule;
 pub mod settings;
 
 pub use classify::{classify, Prepared, Statement, Verdict};
+pub use functions::{FunctionCall, FunctionCatalog, FunctionCheck};
 pub use rule::{Class, Rule};
 pub mod classifier;
 pub use classifier::{Classifier, ClassifierOptions};

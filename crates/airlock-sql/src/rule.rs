@@ -111,6 +111,9 @@ rules! {
     LockTable => "lock_table", Write, "LOCK TABLE";
     TwoPhase => "two_phase", Write, "two-phase commit";
     Admin => "admin", Write, "server administration (LOAD, ALTER SYSTEM)";
+    ExecutesSql => "executes_sql", Write, "a function that runs SQL given as text or reads whole tables (query_to_xml, ts_stat, table_to_xml, ...)";
+    FunctionNotAllowed => "function_not_allowed", Write, "a built-in or extension function that is not on Airlock's read allowlist";
+    UnknownFunction => "unknown_function", Write, "a function that is not in the database's catalog as Airlock last read it";
     // Refused at every access level.
     SyntaxError => "syntax_error", Refused, "a statement PostgreSQL's grammar rejects";
     TooLong => "too_long", Refused, "a statement longer than the gateway's limit";

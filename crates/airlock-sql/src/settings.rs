@@ -4,10 +4,9 @@
 //! Settings are an allowlist: a setting not named here needs write access,
 //! because settings are how a session lifts PostgreSQL's own read-only
 //! protection (`transaction_read_only`), changes who it is (`role`), or
-//! changes what a name means (`search_path`). Functions are a denylist of
-//! PostgreSQL's built-ins that write or administer the server even inside a
-//! read-only transaction; user functions that write are stopped by the
-//! database's read-only mode, the second layer.
+//! changes what a name means (`search_path`). The function names here get
+//! their own rule (and message); which built-ins a read session may call at
+//! all is the allowlist in [`crate::functions`].
 
 use crate::rule::Rule;
 
@@ -137,10 +136,12 @@ pub fn setting_rule(name: &str, value: &SettingValue) -> Option<Rule> {
         "role" | "session_authorization" => Some(Rule::IdentitySetting),
         "search_path" => Some(Rule::SearchPath),
         "standard_conforming_strings" => (!is_on(value)).then_some(Rule::StandardConformingStrings),
+        // A value that is not a constant (a bound parameter) is decided by
+        // what PostgreSQL reports once it is set: the proxy watches every
+        // ParameterStatus and ends a session whose encoding became unsafe.
         "client_encoding" => match value {
-            SettingValue::Default => None,
-            SettingValue::Const(v) if !is_unsafe_encoding(v) => None,
-            _ => Some(Rule::ClientEncoding),
+            SettingValue::Const(v) if is_unsafe_encoding(v) => Some(Rule::ClientEncoding),
+            _ => None,
         },
         n if READ_SETTINGS.contains(&n)
             || READ_SETTING_PREFIXES.iter().any(|p| n.starts_with(p)) =>
@@ -223,14 +224,51 @@ pub fn function_rule(name: &str) -> Option<Rule> {
         "pg_import_system_collations",
         "pg_log_backend_memory_contexts",
         "pg_sync_replication_slots",
+        "pg_read_file_old",
+        "pg_rotate_logfile_old",
+        "pg_export_snapshot",
+        "pg_extension_config_dump",
+        "pg_nextoid",
+        "pg_stop_making_pinned_objects",
+        "pg_stat_force_next_flush",
+        "brin_summarize_range",
+        "brin_summarize_new_values",
+        "brin_desummarize_range",
+        "gin_clean_pending_list",
     ];
-    const ADMIN_PREFIXES: &[&str] = &["pg_replication_origin_", "pg_stat_reset", "dblink"];
+    const ADMIN_PREFIXES: &[&str] = &[
+        "pg_replication_origin_",
+        "pg_stat_reset",
+        "pg_ls_",
+        "binary_upgrade_",
+        "dblink",
+    ];
+    const EXECUTES_SQL: &[&str] = &[
+        "query_to_xml",
+        "query_to_xmlschema",
+        "query_to_xml_and_xmlschema",
+        "cursor_to_xml",
+        "cursor_to_xmlschema",
+        "table_to_xml",
+        "table_to_xmlschema",
+        "table_to_xml_and_xmlschema",
+        "schema_to_xml",
+        "schema_to_xmlschema",
+        "schema_to_xml_and_xmlschema",
+        "database_to_xml",
+        "database_to_xmlschema",
+        "database_to_xml_and_xmlschema",
+        "ts_stat",
+        "ts_rewrite",
+    ];
     if SEQUENCE.contains(&name) {
         Some(Rule::SequenceFunction)
     } else if ADVISORY.contains(&name) {
         Some(Rule::AdvisoryLock)
     } else if LARGE_OBJECT.contains(&name) {
         Some(Rule::LargeObject)
+    } else if EXECUTES_SQL.contains(&name) {
+        Some(Rule::ExecutesSql)
     } else if name == "pg_notify" {
         Some(Rule::ListenNotify)
     } else if ADMIN.contains(&name) || ADMIN_PREFIXES.iter().any(|p| name.starts_with(p)) {
@@ -283,9 +321,10 @@ mod tests {
             setting_rule("client_encoding", &c("gbk")),
             Some(Rule::ClientEncoding)
         );
+        // A bound value is decided by what PostgreSQL reports.
         assert_eq!(
             setting_rule("client_encoding", &SettingValue::Unknown),
-            Some(Rule::ClientEncoding)
+            None
         );
     }
 
