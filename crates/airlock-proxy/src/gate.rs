@@ -20,6 +20,18 @@
 //! (forwarding Flush, so a client waiting on it is answered) and forwards the
 //! Sync: the client's ReadyForQuery comes from PostgreSQL and carries the
 //! true transaction status. Nothing of the refused statement is forwarded.
+//!
+//! **Read sessions.** Every function a statement calls must be on the read
+//! allowlist or, by the resource's catalog, a user-defined one
+//! ([`airlock_sql::functions`]). A statement that may run code the gateway
+//! cannot see into (a user function, `set_config` with arguments that are
+//! not constants, FETCH or EXECUTE of something prepared earlier) is
+//! *opaque*: it must end its Query or its pipeline (Sync), since PostgreSQL
+//! reports what such code changed only before the next ReadyForQuery. And
+//! after each Query and each Sync the gate forwards nothing more until that
+//! ReadyForQuery has come back: the watch on ParameterStatus
+//! ([`crate::parameters`]) always acts before the client's next statement reaches
+//! the server.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +43,10 @@ use airlock_config::Access;
 use airlock_pgwire::messages::tag::frontend as ftag;
 use airlock_pgwire::sqlstate;
 use airlock_pgwire::Frame;
-use airlock_sql::{Class, Classifier, Guardrails, Rule, Verdict, Violation};
+use airlock_sql::{
+    Class, Classifier, FunctionCatalog, FunctionCheck, Guardrails, Prepared, Rule, Statement,
+    Verdict, Violation,
+};
 
 use crate::audit::{Protocol, SessionLog};
 use crate::completion::{Completions, Names, Track};
@@ -113,6 +128,43 @@ pub struct Gate {
     /// What the upstream→client side needs to record how statements end.
     completions: Arc<Completions>,
     names: Names,
+    /// Read sessions: see the module docs.
+    read: Option<ReadChecks>,
+}
+
+/// What a read session's gate keeps beyond the rest.
+struct ReadChecks {
+    /// The upstream's functions.
+    functions: Arc<FunctionCatalog>,
+    /// ReadyForQuery messages the upstream→client side has seen.
+    ready: tokio::sync::watch::Receiver<u64>,
+    /// Query and Sync messages sent upstream: each is answered by exactly one
+    /// ReadyForQuery (a read session never enters COPY FROM, where Sync
+    /// would be ignored).
+    syncs_sent: u64,
+    /// Forward nothing more until this many ReadyForQuery have been seen.
+    barrier: Option<u64>,
+    /// Whether each prepared statement and portal is opaque; a name not
+    /// here (forgotten past the bound) counts as opaque.
+    statements: std::collections::HashMap<Vec<u8>, bool>,
+    portals: std::collections::HashMap<Vec<u8>, bool>,
+    /// The portal of an opaque Execute since the last Sync.
+    opaque_in_batch: Option<Vec<u8>>,
+}
+
+/// Names kept per session, at most (as for [`Names`]).
+const MAX_OPAQUE_NAMES: usize = 10_000;
+
+fn remember(map: &mut std::collections::HashMap<Vec<u8>, bool>, name: &[u8], opaque: bool) {
+    if map.len() >= MAX_OPAQUE_NAMES && !map.contains_key(name) {
+        map.clear();
+    }
+    map.insert(name.to_vec(), opaque);
+}
+
+/// A name-terminated field at the start of `body`.
+fn first_name(body: &[u8]) -> &[u8] {
+    body.split(|&b| b == 0).next().unwrap_or(b"")
 }
 
 impl Gate {
@@ -137,6 +189,50 @@ impl Gate {
             paused: None,
             completions: Arc::new(Completions::default()),
             names: Names::default(),
+            read: None,
+        }
+    }
+
+    /// A read session's checks: `functions` is the upstream's catalog,
+    /// `ready` counts the ReadyForQuery messages the upstream sent.
+    pub fn with_read_checks(
+        mut self,
+        functions: Arc<FunctionCatalog>,
+        ready: tokio::sync::watch::Receiver<u64>,
+    ) -> Gate {
+        self.read = Some(ReadChecks {
+            functions,
+            ready,
+            syncs_sent: 0,
+            barrier: None,
+            statements: Default::default(),
+            portals: Default::default(),
+            opaque_in_batch: None,
+        });
+        self
+    }
+
+    /// After a message that must be answered before anything more is sent:
+    /// the number of ReadyForQuery to wait for ([`Gate::wait_ready`]).
+    pub fn take_barrier(&mut self) -> Option<u64> {
+        self.read.as_mut().and_then(|r| r.barrier.take())
+    }
+
+    /// Waits until the upstream has sent `n` ReadyForQuery messages (and the
+    /// upstream→client side has checked everything before them). Returns at
+    /// once if that side has ended.
+    pub async fn wait_ready(&mut self, n: u64) {
+        if let Some(r) = self.read.as_mut() {
+            let _ = r.ready.wait_for(|seen| *seen >= n).await;
+        }
+    }
+
+    /// A Query or Sync went upstream.
+    fn sent_sync(&mut self) {
+        if let Some(r) = self.read.as_mut() {
+            r.syncs_sent += 1;
+            r.barrier = Some(r.syncs_sent);
+            r.opaque_in_batch = None;
         }
     }
 
@@ -184,6 +280,8 @@ impl Gate {
     pub fn inspects(&self, tag: u8) -> bool {
         self.discarding
             || matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL)
+            || (self.read.is_some()
+                && matches!(tag, ftag::SYNC | ftag::BIND | ftag::EXECUTE | ftag::CLOSE))
             || ((crate::audit::RECORDS || self.expect.is_some())
                 && matches!(tag, ftag::EXECUTE | ftag::DESCRIBE | ftag::SYNC))
             || (crate::audit::RECORDS && matches!(tag, ftag::BIND | ftag::CLOSE))
@@ -216,6 +314,7 @@ impl Gate {
                     self.expect(Expect::Sync);
                     self.track(Track::Sync);
                     out.extend_from_slice(&msg);
+                    self.sent_sync();
                 }
                 ftag::FLUSH => out.extend_from_slice(&msg),
                 _ => {}
@@ -236,10 +335,11 @@ impl Gate {
                         let u = crate::audit::refusal(&e, &self.resource);
                         self.refuse("audit_failed", u, Provoke::Query, out);
                     }
-                    (Ok(n), Ok(())) => {
+                    (Ok(n), Ok(_)) => {
                         self.expect(Expect::Query);
                         self.track(Track::Query { n, at });
                         out.extend_from_slice(&msg);
+                        self.sent_sync();
                     }
                     (Ok(_), Err((e, label))) => self.refuse(label, e, Provoke::Query, out),
                 }
@@ -248,7 +348,9 @@ impl Gate {
                 let name = body.split(|&b| b == 0).next().unwrap_or(b"");
                 let text = parse_query_text(body);
                 let verdict = self.classify(text).await;
-                let decision = self.decide(&verdict);
+                let decision = self
+                    .pipelined_after_opaque()
+                    .and_then(|()| self.decide(&verdict));
                 let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
                 match (
                     log.statement(Protocol::Extended, text, &verdict, refused),
@@ -260,8 +362,11 @@ impl Gate {
                         self.refuse("audit_failed", u, Provoke::Parse, out);
                         self.discarding = true;
                     }
-                    (Ok(n), Ok(())) => {
+                    (Ok(n), Ok(opaque)) => {
                         self.names.parsed(name, n);
+                        if let Some(r) = self.read.as_mut() {
+                            remember(&mut r.statements, name, opaque);
+                        }
                         self.track(Track::Parse { n, at });
                         out.extend_from_slice(&msg);
                     }
@@ -294,6 +399,12 @@ impl Gate {
             }
             ftag::BIND => {
                 self.names.bound(body);
+                if let Some(r) = self.read.as_mut() {
+                    let mut parts = body.splitn(3, |&b| b == 0);
+                    let (portal, stmt) = (parts.next().unwrap_or(b""), parts.next().unwrap_or(b""));
+                    let opaque = r.statements.get(stmt).copied().unwrap_or(true);
+                    remember(&mut r.portals, portal, opaque);
+                }
                 out.extend_from_slice(&msg);
             }
             ftag::CLOSE => {
@@ -301,6 +412,20 @@ impl Gate {
                 out.extend_from_slice(&msg);
             }
             ftag::EXECUTE => {
+                let portal = first_name(body);
+                if let Some(r) = self.read.as_mut() {
+                    // Continuing the same portal runs no new statement.
+                    if r.opaque_in_batch.as_deref().is_some_and(|p| p != portal) {
+                        let (e, label) = pipelined_refusal(&self.resource);
+                        tracing::info!(resource = %self.resource, "refused an Execute pipelined after a user-function call");
+                        self.refuse(label, e, Provoke::Parse, out);
+                        self.discarding = true;
+                        return;
+                    }
+                    if r.portals.get(portal).copied().unwrap_or(true) {
+                        r.opaque_in_batch = Some(portal.to_vec());
+                    }
+                }
                 let (n, formats) = self.names.executed(body);
                 if self.masking {
                     // Describe the portal right before it runs: the result
@@ -331,15 +456,53 @@ impl Gate {
                 self.expect(Expect::Sync);
                 self.track(Track::Sync);
                 out.extend_from_slice(&msg);
+                self.sent_sync();
             }
             _ => out.extend_from_slice(&msg),
         }
     }
 
-    /// Access, then guardrails, then what masking cannot cover. The label
-    /// names the rule for metrics.
-    fn decide(&self, verdict: &Verdict) -> Result<(), (UserFacingError, &'static str)> {
+    /// In a read session, a statement parsed after an opaque Execute in the
+    /// same pipeline is refused: PostgreSQL would parse and run it before
+    /// reporting what the opaque one changed.
+    fn pipelined_after_opaque(&self) -> Result<(), (UserFacingError, &'static str)> {
+        match &self.read {
+            Some(r) if r.opaque_in_batch.is_some() => Err(pipelined_refusal(&self.resource)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Under read access, the functions each statement calls, by the
+    /// upstream's catalog. `Ok(true)`: the text is opaque (see the module
+    /// docs); it may only be the last statement of its text.
+    fn check_reads(&self, verdict: &Verdict) -> Result<bool, (UserFacingError, &'static str)> {
+        let Some(r) = &self.read else {
+            return Ok(false);
+        };
+        let mut opaque_before_last = false;
+        let mut opaque = false;
+        for s in &verdict.statements {
+            opaque_before_last |= opaque;
+            opaque = match r.functions.check(&s.functions) {
+                FunctionCheck::Transparent => runs_unseen_code(s),
+                FunctionCheck::Opaque => true,
+                FunctionCheck::Refused(rule, call) => {
+                    return Err((function_refusal(rule, &call, &self.resource), rule.as_str()));
+                }
+            };
+        }
+        if opaque_before_last {
+            return Err(pipelined_refusal(&self.resource));
+        }
+        Ok(opaque)
+    }
+
+    /// Access, then the read checks, then guardrails, then what masking
+    /// cannot cover. The label names the rule for metrics. `Ok(true)`: the
+    /// text is opaque (read sessions only).
+    fn decide(&self, verdict: &Verdict) -> Result<bool, (UserFacingError, &'static str)> {
         decide(verdict, self.access, &self.resource).map_err(|e| (e, verdict.rule().as_str()))?;
+        let opaque = self.check_reads(verdict)?;
         if let Err(v) = self.rails.check(verdict) {
             return Err(guardrail_refusal(&v, &self.resource));
         }
@@ -362,7 +525,7 @@ impl Gate {
                 "masking_copy",
             ));
         }
-        Ok(())
+        Ok(opaque)
     }
 
     async fn classify(&self, text: &[u8]) -> Arc<Verdict> {
@@ -409,6 +572,7 @@ impl Gate {
             Provoke::Query => {
                 self.expect(Expect::Query);
                 self.track(Track::Query { n: 0, at });
+                self.sent_sync();
                 ftag::QUERY
             }
             Provoke::Parse => {
@@ -499,6 +663,48 @@ pub fn refusal(verdict: &Verdict, access: Access, resource: &str) -> UserFacingE
         .hint("keep standard_conforming_strings on and use UTF8 (or another ASCII-safe client encoding)"),
         _ => read_refusal(resource, &what, rule, none_ran),
     }
+}
+
+/// Whether a statement runs code prepared or declared earlier (FETCH from a
+/// cursor, EXECUTE of a prepared statement), which may call anything.
+fn runs_unseen_code(s: &Statement) -> bool {
+    s.changes_settings_opaquely
+        || s.kind == "fetch"
+        || matches!(s.prepared, Some(Prepared::Execute(_)))
+}
+
+/// The error for a function the read checks refused, and its rule.
+fn function_refusal(rule: Rule, call: &str, resource: &str) -> UserFacingError {
+    match rule {
+        Rule::UnknownFunction => UserFacingError::error(
+            "42883",
+            format!(
+                "function {call} is not in the catalog of \"{resource}\" as Airlock last read it, so it was not sent"
+            ),
+        )
+        .detail("read sessions may call PostgreSQL's functions on Airlock's read allowlist and the database's own user-defined functions")
+        .hint(format!(
+            "check the name and its schema; a function created in the last {} is known to new read sessions after that: reconnect then",
+            airlock_config::format_duration(crate::catalog::FUNCTION_CATALOG_TTL)
+        )),
+        _ => read_refusal(resource, &format!("{}: {call}", rule.describe()), rule, ""),
+    }
+}
+
+/// The error for a statement that a read session sent after an opaque one
+/// in the same Query or pipeline.
+fn pipelined_refusal(resource: &str) -> (UserFacingError, &'static str) {
+    (
+        UserFacingError::error(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            format!(
+                "read access to \"{resource}\": a statement that calls a user-defined function (or runs a cursor or prepared statement) must be the last of its query or pipeline"
+            ),
+        )
+        .detail("Airlock checks what such a call changed in the session before the next statement reaches the database; PostgreSQL reports it only when the query or pipeline ends. Nothing after the call was run.")
+        .hint("send the statements as separate queries, or end the pipeline (Sync) after the call"),
+        "opaque_pipelined",
+    )
 }
 
 /// The error for a statement a guardrail refused, and its metrics label.

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod backend;
 pub mod cancel;
 pub mod cancel_request;
+pub mod catalog;
 pub mod completion;
 pub mod enforcer;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod frontend;
 pub mod gate;
 pub mod io;
 pub mod metrics;
+pub mod parameters;
 
 pub mod relay;
 pub mod results;
@@ -57,4 +59,6 @@ pub struct ProxyContext {
     pub sessions: Arc<enforcer::SessionRegistry>,
     /// Classifies every statement before it is forwarded.
     pub classifier: airlock_sql::Classifier,
+    /// What the gateway read from each upstream's catalog.
+    pub catalogs: Arc<catalog::Catalogs>,
 }

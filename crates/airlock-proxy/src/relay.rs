@@ -24,6 +24,7 @@ use crate::audit::SessionLog;
 use crate::completion::Tracker;
 use crate::error::UserFacingError;
 use crate::gate::{Gate, Substitutions};
+use crate::parameters::ParameterWatch;
 use crate::results::{Out, ResultFilter};
 use crate::scanner::{Scanner, Step};
 
@@ -56,6 +57,9 @@ pub enum EndReason {
     ProtocolViolation(String),
     /// An IO error on one side.
     Io(String),
+    /// What PostgreSQL reported shows the session's protection moved
+    /// ([`crate::parameters`]); the text says what changed.
+    ProtectionLost(String),
     /// The audit log could not make the session's records durable
     /// (`fsync = "always"`): nothing more is forwarded.
     AuditFailed(String),
@@ -72,6 +76,7 @@ impl EndReason {
             EndReason::AccessEnded(s) => s.clone(),
             EndReason::ProtocolViolation(s) => format!("protocol violation: {s}"),
             EndReason::Io(s) => format!("connection error: {s}"),
+            EndReason::ProtectionLost(s) => format!("session protection lost: {s}"),
             EndReason::AuditFailed(s) => format!("audit log failed: {s}"),
         }
     }
@@ -87,6 +92,11 @@ pub struct RelayLimits {
     /// Set by the access enforcer when the session's grant ends: the text
     /// names the grant and why.
     pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    /// Checks every ParameterStatus the upstream sends.
+    pub watch: ParameterWatch,
+    /// Counts the upstream's ReadyForQuery messages for the gate of a read
+    /// session, which waits on them.
+    pub ready: Option<tokio::sync::watch::Sender<u64>>,
 }
 
 pub struct RelayStats {
@@ -143,6 +153,7 @@ where
             tracker,
             &mut u2c_stats,
             &ending,
+            (&mut limits.watch, limits.ready.as_ref()),
         );
         tokio::pin!(c2u);
         tokio::pin!(u2c);
@@ -233,6 +244,14 @@ where
             format!("terminating connection: {why}"),
         )),
         EndReason::ProtocolViolation(s) => Some(UserFacingError::protocol(s.clone())),
+        EndReason::ProtectionLost(s) => Some(
+            UserFacingError::fatal(
+                airlock_pgwire::sqlstate::ADMIN_SHUTDOWN,
+                format!("terminating connection: {s}"),
+            )
+            .detail("Airlock ends a session whose protection moved, before anything more of it reaches the database; the audit log records what changed")
+            .hint("a function or setting changed the session; reconnect, and do not change this setting"),
+        ),
         EndReason::AuditFailed(s) => Some(
             UserFacingError::fatal(
                 airlock_pgwire::sqlstate::IO_ERROR,
@@ -346,21 +365,21 @@ where
                 Some(total) => {
                     let msg = buf.split_to(total).freeze();
                     gate.handle(msg, &mut out, sink).await;
+                    if let Some(n) = gate.take_barrier() {
+                        // A read session: nothing more goes upstream until
+                        // this message's ReadyForQuery (and every
+                        // ParameterStatus before it) has been seen.
+                        if let Err(end) = send(upstream, &mut out, sink, gate).await {
+                            return end;
+                        }
+                        gate.wait_ready(n).await;
+                    }
                 }
                 None => break,
             }
         }
-        if !out.is_empty() {
-            // Records first, bytes second: what reaches the upstream has been
-            // written to the audit log (and synced, with fsync = "always").
-            if let Err(e) = sink.durable().await {
-                return EndReason::AuditFailed(e.to_string());
-            }
-            gate.unpaused().await;
-            if let Err(e) = write_out(upstream, &out).await {
-                return EndReason::Io(format!("writing to upstream: {e}"));
-            }
-            out.clear();
+        if let Err(end) = send(upstream, &mut out, sink, gate).await {
+            return end;
         }
         if stop {
             return EndReason::ClientTerminated;
@@ -372,6 +391,29 @@ where
             Err(e) => return EndReason::Io(format!("reading from client: {e}")),
         }
     }
+}
+
+/// Sends what the gate put in `out`. Records first, bytes second: what
+/// reaches the upstream has been written to the audit log (and synced, with
+/// fsync = "always").
+async fn send<W: AsyncWrite + Unpin>(
+    upstream: &mut W,
+    out: &mut BytesMut,
+    sink: &mut SessionLog,
+    gate: &mut Gate,
+) -> Result<(), EndReason> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = sink.durable().await {
+        return Err(EndReason::AuditFailed(e.to_string()));
+    }
+    gate.unpaused().await;
+    if let Err(e) = write_out(upstream, out).await {
+        return Err(EndReason::Io(format!("writing to upstream: {e}")));
+    }
+    out.clear();
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -386,6 +428,10 @@ async fn upstream_to_client<R, W>(
     tracker: &mut Tracker,
     bytes_out: &mut u64,
     ending: &CancellationToken,
+    (watch, ready): (
+        &mut ParameterWatch,
+        Option<&tokio::sync::watch::Sender<u64>>,
+    ),
 ) -> EndReason
 where
     R: AsyncRead + Unpin,
@@ -406,10 +452,12 @@ where
             // ErrorResponses are looked at only while a refusal is on its way.
             let watch_errors = subs.any();
             let mut replacement: Option<Bytes> = None;
+            let mut broken: Option<String> = None;
             let scanned = scanner.scan::<ProtocolError>(
                 &buf,
                 |t| {
                     let whole = t == btag::READY_FOR_QUERY
+                        || t == btag::PARAMETER_STATUS
                         || (watch_errors && t == btag::ERROR_RESPONSE)
                         || (t < 128 && (filter_tags | tracked_tags) & (1 << t) != 0)
                         || (t == btag::DATA_ROW && want_rows.get());
@@ -419,9 +467,21 @@ where
                     whole
                 },
                 |tag, body| {
+                    if tag == btag::PARAMETER_STATUS {
+                        if let Err(why) = watch.observe_body(body) {
+                            // Neither this nor anything after it reaches
+                            // the client; the session ends here.
+                            broken = Some(why);
+                            replacement = Some(Bytes::new());
+                            return Ok(Step::Hold);
+                        }
+                    }
                     if tag == btag::READY_FOR_QUERY {
                         if let Some(&status) = body.first() {
                             txn_status.store(status, Ordering::Relaxed);
+                        }
+                        if let Some(ready) = ready {
+                            ready.send_modify(|n| *n += 1);
                         }
                     }
                     if let Some(f) = filter.as_deref_mut() {
@@ -454,6 +514,14 @@ where
                 }
             };
             need = scanned.need;
+            if let Some(why) = broken {
+                out.extend_from_slice(&buf[..scanned.forward]);
+                if let Err(e) = write_out(client, &out).await {
+                    return EndReason::Io(format!("writing to client: {e}"));
+                }
+                *bytes_out += out.len() as u64;
+                return EndReason::ProtectionLost(why);
+            }
             let (Some(total), Some(r)) = (scanned.held, replacement) else {
                 // Nothing replaced in this scan.
                 if out.is_empty() {

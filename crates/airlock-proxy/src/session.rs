@@ -147,6 +147,52 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         }
     };
     let mut upstream = upstream;
+    // What the upstream reported at login must already hold (a read
+    // credential that is a superuser, a read-only default that did not
+    // take), and every later report is checked in the relay.
+    let watch = match crate::parameters::ParameterWatch::new(auth.access, &upstream.parameters) {
+        Ok(w) => w,
+        Err(why) => {
+            outcome(&ctx, "refused");
+            tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, why = %why, "session refused: the upstream session is not protected");
+            let u = UserFacingError::fatal(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("Airlock refused the session on \"{}\": {why}", auth.resource),
+            )
+            .hint("tell the gateway's operator: the resource's credential or server settings do not give the protection its access level needs");
+            frontend::record_refusal(&ctx, &startup, peer, &u);
+            let _ = frontend::send(
+                &mut stream,
+                &[BackendMessage::ErrorResponse(u.to_response())],
+            )
+            .await;
+            return;
+        }
+    };
+    // Read sessions decide function calls against the upstream's catalog.
+    let functions = if auth.access == airlock_config::Access::Read {
+        match ctx.catalogs.functions(&auth.resource, &mut upstream).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                // Fail closed: without the catalog no function call could be decided.
+                outcome(&ctx, "upstream_error");
+                tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "reading the function catalog failed");
+                let u = UserFacingError::fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!("Airlock could not read the function catalog of \"{}\"", auth.resource),
+                )
+                .hint("read sessions need to read pg_catalog.pg_proc with the resource's read credential; tell the gateway's operator");
+                let _ = frontend::send(
+                    &mut stream,
+                    &[BackendMessage::ErrorResponse(u.to_response())],
+                )
+                .await;
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mask = match mask_rules {
         None => None,
         Some(rules) => match load_mask_catalog(&mut upstream, &rules).await {
@@ -299,11 +345,14 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         ),
         _ => None,
     };
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(0u64);
     let limits = RelayLimits {
         max_message: config.gateway.max_message_size.as_usize(),
         deadline: Some(Instant::now() + Duration::from_millis(remaining_ms)),
         deadline_message,
         stop: Some(stop),
+        watch,
+        ready: functions.is_some().then_some(ready_tx),
     };
     let mut log = SessionLog::new(ctx.audit.clone(), session_id.clone());
     let txn_status = AtomicU8::new(upstream.status.byte());
@@ -314,6 +363,9 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         ctx.metrics.clone(),
     )
     .with_guardrails(rails.clone());
+    if let Some(functions) = functions {
+        gate = gate.with_read_checks(functions, ready_rx);
+    }
     let mut filter = if mask.is_some() || rails.max_rows.is_some() {
         let expect = Arc::new(Expectations::default());
         let (paused_tx, paused_rx) = tokio::sync::watch::channel(false);
@@ -400,7 +452,6 @@ async fn load_mask_catalog(
     upstream: &mut backend::Upstream,
     rules: &airlock_config::MaskRules,
 ) -> Result<std::collections::HashSet<(u32, i16)>, String> {
-    use airlock_pgwire::messages::tag::backend as btag;
     /// A bound on what one session keeps.
     const MAX_COLUMNS: usize = 1_000_000;
     let mut catalog = std::collections::HashSet::new();
@@ -416,51 +467,25 @@ async fn load_mask_catalog(
         "SELECT attrelid, attnum FROM pg_catalog.pg_attribute WHERE attnum > 0 AND NOT attisdropped AND ({})",
         likes.join(" OR ")
     );
-    let mut out = BytesMut::new();
-    airlock_pgwire::messages::FrontendMessage::Query(airlock_pgwire::messages::Query::new(&sql))
-        .encode(&mut out);
-    write_all_flush(&mut upstream.stream, &out)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut failure = None;
-    loop {
-        let frame = crate::io::read_frame(&mut upstream.stream, &mut upstream.read_buf, 1 << 20)
-            .await
-            .map_err(|e| e.to_string())?;
-        match frame.tag {
-            btag::DATA_ROW => {
-                let (_, mut values) = airlock_pgwire::messages::data_row_values(&frame.body)
-                    .map_err(|e| e.to_string())?;
-                let mut text = || -> Option<String> {
-                    Some(String::from_utf8_lossy(values.next()?.ok()??).into_owned())
-                };
-                let (Some(rel), Some(num)) = (text(), text()) else {
-                    return Err("unexpected row from pg_attribute".into());
-                };
-                let (Ok(rel), Ok(num)) = (rel.parse::<u32>(), num.parse::<i16>()) else {
-                    return Err("unexpected row from pg_attribute".into());
-                };
-                if catalog.len() >= MAX_COLUMNS {
-                    // Fail closed: a column left out would leak under an alias.
-                    return Err(format!(
-                        "more than {MAX_COLUMNS} table columns match the masking patterns; narrow the patterns"
-                    ));
-                }
-                catalog.insert((rel, num));
-            }
-            btag::ERROR_RESPONSE => {
-                let e = airlock_pgwire::messages::ErrorResponse::decode(frame.body.clone())
-                    .map_err(|e| e.to_string())?;
-                failure = Some(e.to_string());
-            }
-            btag::READY_FOR_QUERY => break,
-            _ => {}
+    crate::catalog::query_each(upstream, &sql, |[rel, num]| {
+        let parse = |v: Option<&[u8]>| v.and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned);
+        let (Some(Ok(rel)), Some(Ok(num))) = (
+            parse(rel).map(|r| r.parse::<u32>()),
+            parse(num).map(|n| n.parse::<i16>()),
+        ) else {
+            return Err("unexpected row from pg_attribute".into());
+        };
+        if catalog.len() >= MAX_COLUMNS {
+            // Fail closed: a column left out would leak under an alias.
+            return Err(format!(
+                "more than {MAX_COLUMNS} table columns match the masking patterns; narrow the patterns"
+            ));
         }
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(catalog),
-    }
+        catalog.insert((rel, num));
+        Ok(())
+    })
+    .await?;
+    Ok(catalog)
 }
 
 async fn write_all_flush(

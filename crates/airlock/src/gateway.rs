@@ -234,6 +234,7 @@ pub async fn run(
             max_statement_bytes: config.gateway.max_statement_size.as_usize(),
             ..airlock_sql::ClassifierOptions::default()
         }),
+        catalogs: Arc::default(),
     });
     let api = airlock_api::router(airlock_api::ApiState {
         config: config_rx.clone(),
