@@ -701,5 +701,6 @@ fn self_resource(resource: &str, user: &str, addr: SocketAddr) -> airlock_config
         write: Some(credential),
         guardrails: Vec::new(),
         masking: Vec::new(),
+        read_credential_can_write: false,
     }
 }

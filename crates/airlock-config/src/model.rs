@@ -254,6 +254,11 @@ pub struct Resource {
     pub tls: UpstreamTls,
     /// CA bundle for `verify-full`, resolved against the config file's directory.
     pub ca_file: Option<PathBuf>,
+    /// `read_credential_can_write = "allow"`: accept a read credential that
+    /// can write (the gateway checks at start and before read sessions, and
+    /// refuses one that can, unless this is set; loudly logged). Default
+    /// `"refuse"`.
+    pub read_credential_can_write: bool,
     /// Credential used for read sessions.
     pub read: Option<UpstreamCredential>,
     /// Credential used for write sessions.

@@ -148,6 +148,8 @@ pub(crate) struct RawResource {
     #[serde(default)]
     pub ca_file: Option<Spanned<String>>,
     #[serde(default)]
+    pub read_credential_can_write: Option<Spanned<String>>,
+    #[serde(default)]
     pub read: Option<Spanned<RawCredential>>,
     #[serde(default)]
     pub write: Option<Spanned<RawCredential>>,

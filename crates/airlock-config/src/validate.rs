@@ -1055,8 +1055,39 @@ impl Checker<'_> {
                 ),
             );
         }
+        let read_can_write = match &raw.read_credential_can_write {
+            None => Some(false),
+            Some(v) => match v.get_ref().as_str() {
+                "allow" => Some(true),
+                "refuse" => Some(false),
+                other => {
+                    self.error(
+                        v.span(),
+                        key("read_credential_can_write"),
+                        format!(
+                            "`read_credential_can_write` {place}: {other:?} is not \"refuse\" (the default) or \"allow\""
+                        ),
+                    );
+                    None
+                }
+            },
+        };
         let read = self.credential(raw.read.as_ref(), &key("read"), "read", &place);
         let write = self.credential(raw.write.as_ref(), &key("write"), "write", &place);
+        if let (Some(Some(r)), Some(Some(w)), Some(false)) = (&read, &write, read_can_write) {
+            // The read-only promise cannot rest on a credential that writes.
+            if r.user == w.user {
+                self.error(
+                    raw.name.span(),
+                    key("read"),
+                    format!(
+                        "[[resource]] {:?}: the read credential is the same database user as the write credential ({:?}), so read sessions could write; give read sessions their own user with SELECT only (or set read_credential_can_write = \"allow\" to accept the risk)",
+                        raw.name.get_ref(),
+                        r.user
+                    ),
+                );
+            }
+        }
         let guardrails: Option<Vec<Guardrail>> = raw
             .guardrails
             .iter()
@@ -1082,6 +1113,7 @@ impl Checker<'_> {
             database: database?,
             tls: tls?,
             ca_file: ca_file?,
+            read_credential_can_write: read_can_write?,
             read: read?,
             write: write?,
             guardrails: guardrails?,

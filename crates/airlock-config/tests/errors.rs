@@ -81,6 +81,23 @@ fn single_problems_are_reported_with_line_and_key() {
             "unknown key `until` in `standing[0]` of [[role]] \"oncall\"",
         ),
         (
+            "read and write credentials are the same database user",
+            with(
+                "read = { user = \"ro\", password_env = \"RO_PW\" }",
+                "read = { user = \"app\", password_env = \"RO_PW\" }\nwrite = { user = \"app\", password_env = \"RW_PW\" }",
+            ),
+            7,
+            "resource[0].read",
+            "the read credential is the same database user as the write credential (\"app\"), so read sessions could write",
+        ),
+        (
+            "read_credential_can_write takes refuse or allow",
+            with("database = \"orders\"", "database = \"orders\"\nread_credential_can_write = \"yes\""),
+            11,
+            "resource[0].read_credential_can_write",
+            "`read_credential_can_write` in [[resource]] \"orders\": \"yes\" is not \"refuse\" (the default) or \"allow\"",
+        ),
+        (
             "inline password",
             with("password_env = \"RO_PW\"", "password = \"hunter2\""),
             11,

@@ -679,7 +679,7 @@ fn function_refusal(rule: Rule, call: &str, resource: &str) -> UserFacingError {
         Rule::UnknownFunction => UserFacingError::error(
             "42883",
             format!(
-                "function {call} is not in the catalog of \"{resource}\" as Airlock last read it, so it was not sent"
+                "function {call} is not in the catalog of \"{resource}\" as Airlock last read it, so it was not sent (rule unknown_function)"
             ),
         )
         .detail("read sessions may call PostgreSQL's functions on Airlock's read allowlist and the database's own user-defined functions")

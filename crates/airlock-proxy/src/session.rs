@@ -171,17 +171,32 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     };
     // Read sessions decide function calls against the upstream's catalog.
     let functions = if auth.access == airlock_config::Access::Read {
-        match ctx.catalogs.functions(&auth.resource, &mut upstream).await {
+        match ctx.catalogs.read_session(&resource, &mut upstream).await {
             Ok(f) => Some(f),
             Err(e) => {
-                // Fail closed: without the catalog no function call could be decided.
-                outcome(&ctx, "upstream_error");
-                tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "reading the function catalog failed");
-                let u = UserFacingError::fatal(
-                    sqlstate::CONNECTION_FAILURE,
-                    format!("Airlock could not read the function catalog of \"{}\"", auth.resource),
-                )
-                .hint("read sessions need to read pg_catalog.pg_proc with the resource's read credential; tell the gateway's operator");
+                // Fail closed: a read credential that can write, or no
+                // catalog to decide function calls with.
+                let u = match &e {
+                    crate::catalog::ReadSetupError::CanWrite(_) => {
+                        outcome(&ctx, "refused");
+                        tracing::error!(resource = %auth.resource, error = %e, "read sessions refused: the resource's read credential can write");
+                        UserFacingError::fatal(
+                            sqlstate::INSUFFICIENT_PRIVILEGE,
+                            format!("Airlock refuses read sessions on \"{}\": its read credential can write", auth.resource),
+                        )
+                        .hint("tell the gateway's operator: give the read credential SELECT only (the gateway's log says what it can do)")
+                    }
+                    crate::catalog::ReadSetupError::Query(_) => {
+                        outcome(&ctx, "upstream_error");
+                        tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "reading the catalog for a read session failed");
+                        UserFacingError::fatal(
+                            sqlstate::CONNECTION_FAILURE,
+                            format!("Airlock could not read the catalog of \"{}\" for a read session", auth.resource),
+                        )
+                        .hint("read sessions need to read pg_catalog with the resource's read credential; tell the gateway's operator")
+                    }
+                };
+                frontend::record_refusal(&ctx, &startup, peer, &u);
                 let _ = frontend::send(
                     &mut stream,
                     &[BackendMessage::ErrorResponse(u.to_response())],

@@ -217,6 +217,7 @@ pub async fn run(
     };
     let sessions = Arc::new(airlock_proxy::enforcer::SessionRegistry::default());
     let upstream_tls = UpstreamTlsConfigs::default();
+    check_read_credentials(&config, &upstream_tls).await?;
 
     let http_tls_config = tls.http_server_config.clone();
     let ctx = Arc::new(ProxyContext {
@@ -692,4 +693,37 @@ async fn sweep_expiries(
             );
         }
     }
+}
+
+/// The database layer of read-only: each resource's read credential must
+/// not be able to write (`airlock_proxy::catalog`). One that can stops the
+/// start, unless the resource allows it (then a warning). An upstream that
+/// cannot be reached now is checked again before its first read session.
+async fn check_read_credentials(config: &Config, tls: &UpstreamTlsConfigs) -> anyhow::Result<()> {
+    let mut checks = tokio::task::JoinSet::new();
+    for r in config.resources.iter().filter(|r| r.read.is_some()) {
+        if r.read_credential_can_write {
+            tracing::warn!(resource = %r.name, "read_credential_can_write = \"allow\": read sessions on this resource rely on the classifier and the watch alone; the database would not stop a write");
+            continue;
+        }
+        let (r, tls, timeout) = (r.clone(), tls.clone(), config.gateway.connect_timeout);
+        checks.spawn(async move {
+            let found = airlock_proxy::catalog::check_read_credential(&r, &tls, timeout).await;
+            (r.name, found)
+        });
+    }
+    while let Some(done) = checks.join_next().await {
+        let (name, found) = done.context("checking a read credential")?;
+        match found {
+            Ok(problems) if problems.is_empty() => {}
+            Ok(problems) => anyhow::bail!(
+                "resource \"{name}\": its read credential can write: {}; give it SELECT only (or, to accept the risk, set read_credential_can_write = \"allow\" on the resource)",
+                problems.join("; ")
+            ),
+            Err(e) => {
+                tracing::warn!(resource = %name, error = %e, "could not check the read credential now; it is checked again before the first read session");
+            }
+        }
+    }
+    Ok(())
 }
