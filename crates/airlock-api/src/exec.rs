@@ -105,6 +105,7 @@ pub async fn execute(
         decision: "allowed".into(),
         rule: "reviewed".into(),
         sqlstate: None,
+        param_types: Vec::new(),
     };
     recorded.set_text(statement.as_bytes());
     let start = [

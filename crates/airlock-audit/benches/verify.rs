@@ -42,6 +42,7 @@ fn main() {
             decision: "allowed".into(),
             rule: "read".into(),
             sqlstate: None,
+            param_types: Vec::new(),
         };
         s.set_text(format!("SELECT abalance FROM pgbench_accounts WHERE aid = {i}").as_bytes());
         batch.push(Event::Statement(s));

@@ -61,6 +61,9 @@ pub enum Event {
     },
     Statement(Statement),
     StatementDone(StatementDone),
+    /// The values bound to a prepared statement (a Bind message), written
+    /// before the Bind is forwarded.
+    Bind(Bind),
     /// An access event (request, approval, denial, expiry, revocation,
     /// break-glass, reviewed exec, token issuance, policy reload, runbook
     /// run): the same `event` name, text and data the webhooks receive.
@@ -85,6 +88,7 @@ impl Event {
             Event::SessionEnd { .. } => "session_end",
             Event::Statement(_) => "statement",
             Event::StatementDone(_) => "statement_done",
+            Event::Bind(_) => "bind",
             Event::Access { .. } => "access",
         }
     }
@@ -101,6 +105,7 @@ impl Event {
         "session_end",
         "statement",
         "statement_done",
+        "bind",
         "access",
     ];
 
@@ -174,6 +179,13 @@ impl Event {
                     d.tags.join(", ")
                 ),
             },
+            Event::Bind(b) => format!(
+                "{} #{} bound {} value{}",
+                b.session,
+                b.n,
+                b.params.len(),
+                if b.params.len() == 1 { "" } else { "s" }
+            ),
             Event::Access { event, text, .. } => format!("{event}: {text}"),
         }
     }
@@ -198,6 +210,7 @@ impl Event {
             Event::SessionEnd { session, .. } => Some(session),
             Event::Statement(s) => Some(&s.session),
             Event::StatementDone(s) => Some(&s.session),
+            Event::Bind(b) => Some(&b.session),
             _ => None,
         }
     }
@@ -251,6 +264,10 @@ pub struct Statement {
     /// The SQLSTATE the client was sent, for a refusal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
+    /// The parameter types a Parse declared (type OIDs; 0 = unspecified),
+    /// for a faithful replay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub param_types: Vec<u32>,
 }
 
 impl Statement {
@@ -278,6 +295,111 @@ impl Statement {
                 self.text_base64 = Some(base64::engine::general_purpose::STANDARD.encode(raw));
             }
         }
+    }
+}
+
+/// A Bind: the values a portal runs its statement with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    pub session: String,
+    /// The `n` of the statement the portal is bound from; 0 when the
+    /// statement is unknown to the gateway.
+    pub n: u64,
+    /// The portal's name; empty for the unnamed portal.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub portal: String,
+    pub params: Vec<BoundParam>,
+}
+
+/// One bound value, bounded: at most [`BoundParam::MAX_VALUE`] bytes of it
+/// are kept (and at most [`BoundParam::MAX_MESSAGE`] over one Bind), with
+/// the whole value's length and, when cut, its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundParam {
+    /// A text-format value that is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A binary-format (or non-UTF-8) value, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+    /// The value's length in bytes; -1 for NULL.
+    pub len: i64,
+    /// The format code: 0 text, 1 binary.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub format: i16,
+    /// SHA-256 (hex) of the whole value, when what is kept is cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+fn is_zero(v: &i16) -> bool {
+    *v == 0
+}
+
+impl BoundParam {
+    /// Bytes of one value kept.
+    pub const MAX_VALUE: usize = 1024;
+    /// Bytes kept over all the values of one Bind.
+    pub const MAX_MESSAGE: usize = 8 * 1024;
+
+    /// The values of one Bind, bounded. `formats` as in the message: empty
+    /// means all text, one code applies to all.
+    pub fn capture(formats: &[i16], values: &[Option<&[u8]>]) -> Vec<BoundParam> {
+        let mut budget = Self::MAX_MESSAGE;
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let format = match formats {
+                    [] => 0,
+                    [one] => *one,
+                    many => many.get(i).copied().unwrap_or(0),
+                };
+                let Some(v) = v else {
+                    return BoundParam {
+                        text: None,
+                        base64: None,
+                        len: -1,
+                        format,
+                        sha256: None,
+                    };
+                };
+                let keep = v.len().min(Self::MAX_VALUE).min(budget);
+                budget -= keep;
+                let mut kept = &v[..keep];
+                let text = if format == 0 {
+                    match std::str::from_utf8(kept) {
+                        Ok(t) => Some(t.to_owned()),
+                        // Cut inside a character: keep the whole ones.
+                        Err(e) if e.error_len().is_none() && keep < v.len() => {
+                            kept = &kept[..e.valid_up_to()];
+                            std::str::from_utf8(kept).ok().map(str::to_owned)
+                        }
+                        Err(_) => None,
+                    }
+                } else {
+                    None
+                };
+                let base64 = match &text {
+                    Some(_) => None,
+                    None => {
+                        use base64::Engine as _;
+                        Some(base64::engine::general_purpose::STANDARD.encode(kept))
+                    }
+                };
+                let sha256 = (kept.len() < v.len()).then(|| {
+                    use sha2::Digest as _;
+                    crate::record::hex(&sha2::Sha256::digest(v).into())
+                });
+                BoundParam {
+                    text,
+                    base64,
+                    len: v.len() as i64,
+                    format,
+                    sha256,
+                }
+            })
+            .collect()
     }
 }
 
@@ -335,5 +457,47 @@ pub fn micros(us: u64) -> String {
         format!("{:.1}ms", us as f64 / 1e3)
     } else {
         format!("{us}µs")
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::BoundParam;
+
+    #[test]
+    fn bound_values_are_kept_bounded_with_a_digest_when_cut() {
+        let long = "é".repeat(600); // 1200 bytes, two per character
+        let big = vec![7u8; 3000];
+        let values = [
+            Some("short".as_bytes()),
+            None,
+            Some(long.as_bytes()),
+            Some(&big[..]),
+        ];
+        let p = BoundParam::capture(&[0, 0, 0, 1], &values);
+        assert_eq!(p[0].text.as_deref(), Some("short"));
+        assert_eq!((p[0].len, p[0].sha256.is_none()), (5, true));
+        assert_eq!(p[1].len, -1);
+        // Cut at 1024 bytes, inside no character.
+        assert_eq!(p[2].text.as_ref().unwrap().len(), 1024);
+        assert_eq!(p[2].len, 1200);
+        assert_eq!(p[2].sha256.as_ref().unwrap().len(), 64);
+        assert!(p[3].base64.is_some() && p[3].sha256.is_some());
+        // Over one message, at most MAX_MESSAGE bytes are kept in all.
+        let many: Vec<Option<&[u8]>> = (0..20).map(|_| Some(&big[..])).collect();
+        let p = BoundParam::capture(&[1], &many);
+        let kept: usize = p
+            .iter()
+            .map(|v| {
+                use base64::Engine as _;
+                let b = v.base64.as_deref().unwrap_or_default();
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert!(kept <= BoundParam::MAX_MESSAGE, "{kept}");
+        assert!(p.iter().all(|v| v.len == 3000 && v.sha256.is_some()));
     }
 }

@@ -81,7 +81,7 @@ const SCHEMA_VERSION: &str = "2";
 
 /// The record kinds kept as spans, not rows.
 fn is_bulk(kind: &str) -> bool {
-    kind == "statement" || kind == "statement_done"
+    kind == "statement" || kind == "statement_done" || kind == "bind"
 }
 
 /// A session's statement records in one segment.

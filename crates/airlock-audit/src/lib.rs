@@ -18,7 +18,7 @@ pub mod record;
 pub mod segment;
 pub mod verify;
 
-pub use event::{Classified, Event, SessionStart, Statement, StatementDone};
+pub use event::{Bind, BoundParam, Classified, Event, SessionStart, Statement, StatementDone};
 pub use key::{PublicKey, SigningKey};
 pub use log::{AuditLog, Failing, FsyncMode, Options};
 pub use verify::{verify_dir, verify_file, verify_live_dir, Expect, Problem, ProblemKind, Report};

@@ -89,6 +89,7 @@ fn statement(i: u64) -> Event {
         decision: "allowed".into(),
         rule: "read".into(),
         sqlstate: None,
+        param_types: Vec::new(),
     };
     s.set_text(format!("SELECT {i} -- \"quoted\" ünï").as_bytes());
     Event::Statement(s)

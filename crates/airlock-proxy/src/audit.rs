@@ -78,6 +78,8 @@ pub struct SessionLog {
     /// The last record this session wrote: what `durable` waits for.
     last_seq: u64,
     deferred: std::sync::Arc<Deferred>,
+    /// Bind records waiting for [`SessionLog::flush`].
+    binds: Vec<Event>,
 }
 
 impl SessionLog {
@@ -88,6 +90,7 @@ impl SessionLog {
             n: 0,
             last_seq: 0,
             deferred: std::sync::Arc::default(),
+            binds: Vec::new(),
         }
     }
 
@@ -103,6 +106,7 @@ impl SessionLog {
         &mut self,
         protocol: Protocol,
         text: &[u8],
+        param_types: &[u32],
         verdict: &Verdict,
         refusal: Option<(&str, &str)>,
     ) -> Result<u64, AuditError> {
@@ -135,15 +139,60 @@ impl SessionLog {
                 None => verdict.rule().as_str().to_owned(),
             },
             sqlstate: refusal.map(|(_, code)| code.to_owned()),
+            param_types: param_types.to_vec(),
         };
         s.set_text(text);
         // Completions waiting ride along: one write for all. If it fails
         // they are lost with it (the statements they describe have their
         // records); the statement is refused.
         let mut batch = self.deferred.take();
+        batch.append(&mut self.binds);
         batch.push(Event::Statement(s));
         self.last_seq = self.audit.append(&batch)?;
         Ok(self.n)
+    }
+
+    /// Records the values of a Bind of statement `n`. The record waits for
+    /// [`SessionLog::flush`], which the relay calls before it forwards
+    /// anything: the Bind and the messages after it usually arrive in one
+    /// read, so they cost one write together.
+    pub fn bind(&mut self, n: u64, body: &[u8]) {
+        if !RECORDS {
+            return;
+        }
+        let event =
+            match airlock_pgwire::messages::Bind::decode(bytes::Bytes::copy_from_slice(body)) {
+                Ok(b) => {
+                    let values: Vec<Option<&[u8]>> =
+                        b.params.iter().map(|v| v.as_deref()).collect();
+                    airlock_audit::Bind {
+                        session: self.session.clone(),
+                        n,
+                        portal: String::from_utf8_lossy(&b.portal).into_owned(),
+                        params: airlock_audit::BoundParam::capture(&b.param_formats, &values),
+                    }
+                }
+                // PostgreSQL will refuse it; the record says what was sent.
+                Err(_) => airlock_audit::Bind {
+                    session: self.session.clone(),
+                    n,
+                    portal: String::new(),
+                    params: airlock_audit::BoundParam::capture(&[1], &[Some(body)]),
+                },
+            };
+        self.binds.push(Event::Bind(event));
+    }
+
+    /// Writes the Bind records waiting (with any completions waiting);
+    /// nothing may be forwarded if this fails.
+    pub fn flush(&mut self) -> Result<(), AuditError> {
+        if self.binds.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.deferred.take();
+        batch.append(&mut self.binds);
+        self.last_seq = self.audit.append(&batch)?;
+        Ok(())
     }
 
     /// Statements recorded so far.

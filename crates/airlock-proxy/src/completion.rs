@@ -135,16 +135,18 @@ impl Names {
 
     /// A Bind body: the portal, the statement it is bound from, and (after
     /// the parameters) the result formats.
-    pub fn bound(&mut self, body: &[u8]) {
+    /// Returns the statement's number (0 when unknown).
+    pub fn bound(&mut self, body: &[u8]) -> u64 {
         let mut parts = body.splitn(3, |&b| b == 0);
         let (Some(portal), Some(stmt), Some(rest)) = (parts.next(), parts.next(), parts.next())
         else {
-            return;
+            return 0;
         };
         let n = self.statements.get(stmt).copied().unwrap_or(0);
         // A malformed Bind is PostgreSQL's to refuse; binary is the safe guess.
         let formats = result_formats(rest).unwrap_or(Formats::Binary);
         insert_bounded(&mut self.portals, portal, (n, formats));
+        n
     }
 
     /// A Close body: `S` or `P`, then the name.

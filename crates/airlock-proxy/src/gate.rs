@@ -328,7 +328,7 @@ impl Gate {
                 let decision = self.decide(&verdict);
                 let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
                 match (
-                    log.statement(Protocol::Simple, text, &verdict, refused),
+                    log.statement(Protocol::Simple, text, &[], &verdict, refused),
                     decision,
                 ) {
                     (Err(e), _) => {
@@ -353,7 +353,13 @@ impl Gate {
                     .and_then(|()| self.decide(&verdict));
                 let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
                 match (
-                    log.statement(Protocol::Extended, text, &verdict, refused),
+                    log.statement(
+                        Protocol::Extended,
+                        text,
+                        &parse_param_types(body),
+                        &verdict,
+                        refused,
+                    ),
                     decision,
                 ) {
                     (Err(e), _) => {
@@ -389,6 +395,7 @@ impl Gate {
                 let e = match log.statement(
                     Protocol::FastPath,
                     text.as_bytes(),
+                    &[],
                     &verdict,
                     Some((rule, e.code)),
                 ) {
@@ -398,7 +405,8 @@ impl Gate {
                 self.refuse(rule, e, Provoke::Query, out);
             }
             ftag::BIND => {
-                self.names.bound(body);
+                let n = self.names.bound(body);
+                log.bind(n, body);
                 if let Some(r) = self.read.as_mut() {
                     let mut parts = body.splitn(3, |&b| b == 0);
                     let (portal, stmt) = (parts.next().unwrap_or(b""), parts.next().unwrap_or(b""));
@@ -588,6 +596,24 @@ impl Gate {
 enum Provoke {
     Query,
     Parse,
+}
+
+/// The parameter type OIDs a Parse body declares (after the name and the
+/// query); empty when there are none or the body is malformed (PostgreSQL
+/// refuses it then).
+fn parse_param_types(body: &[u8]) -> Vec<u32> {
+    let mut fields = body.splitn(3, |&b| b == 0);
+    let (Some(_), Some(_), Some(rest)) = (fields.next(), fields.next(), fields.next()) else {
+        return Vec::new();
+    };
+    let Some(count) = rest.get(..2).map(|c| i16::from_be_bytes([c[0], c[1]])) else {
+        return Vec::new();
+    };
+    rest[2..]
+        .chunks_exact(4)
+        .take(usize::try_from(count).unwrap_or(0))
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// The query text of a Parse body (name, then query, NUL-terminated).

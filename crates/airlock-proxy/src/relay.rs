@@ -405,6 +405,9 @@ async fn send<W: AsyncWrite + Unpin>(
     if out.is_empty() {
         return Ok(());
     }
+    if let Err(e) = sink.flush() {
+        return Err(EndReason::AuditFailed(e.to_string()));
+    }
     if let Err(e) = sink.durable().await {
         return Err(EndReason::AuditFailed(e.to_string()));
     }

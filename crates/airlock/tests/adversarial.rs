@@ -456,3 +456,73 @@ async fn a_read_credential_that_can_write_is_refused() {
     assert!(e.contains("read_credential_can_write = \"allow\""), "{e}");
     w.stop().await;
 }
+
+/// Over the extended protocol, SQL text and values travel as Bind
+/// parameters: they are recorded (bounded, binary as base64, a digest when
+/// cut) before the Bind is forwarded, with the Parse's parameter types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_parameters_are_audited() {
+    let w = World::start().await;
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    let long = "x".repeat(5000);
+    let row = client
+        .query_one(
+            "SELECT $1::text AS a, $2::bytea AS b, length($3::text) AS c, $4::int AS d",
+            &[&"select 'hidden'", &vec![0u8, 1, 255], &long, &None::<i32>],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>("c"), 5000);
+    let record = audited(&w, "SELECT $1::text AS a, $2::bytea").await;
+    assert!(
+        record.param_types.is_empty(),
+        "tokio-postgres leaves types to the server"
+    );
+    let mut bind = None;
+    for _ in 0..100 {
+        bind = entries(&w.data_dir())
+            .into_iter()
+            .find_map(|e| match e.event {
+                Event::Bind(b) if b.session == record.session && b.n == record.n => Some(b),
+                _ => None,
+            });
+        if bind.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let bind = bind.expect("a bind record");
+    let p = &bind.params;
+    assert_eq!(p.len(), 4);
+    // tokio-postgres sends every value in binary format.
+    assert_eq!(
+        p[0].base64.as_deref(),
+        Some("c2VsZWN0ICdoaWRkZW4n"),
+        "select 'hidden'"
+    );
+    assert_eq!(p[1].base64.as_deref(), Some("AAH/"), "binary as base64");
+    assert_eq!(p[1].format, 1);
+    assert_eq!(p[2].len, 5000);
+    assert_eq!(
+        p[2].base64.as_ref().map(String::len),
+        Some(1368),
+        "cut to 1024 bytes"
+    );
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(long.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(p[2].sha256.as_deref(), Some(hex.as_str()));
+    assert_eq!(p[3].len, -1, "NULL");
+    // Declared parameter types are kept for a faithful replay.
+    let typed = client
+        .prepare_typed("SELECT $1 AS typed", &[tokio_postgres::types::Type::INT4])
+        .await
+        .unwrap();
+    client.query(&typed, &[&7i32]).await.unwrap();
+    assert_eq!(
+        audited(&w, "SELECT $1 AS typed").await.param_types,
+        vec![23]
+    );
+    w.stop().await;
+}
