@@ -808,14 +808,21 @@ impl<'a> Verifier<'a> {
     }
 }
 
-/// A duration in ms for people: `950ms`, `12s`, `3m20s`, `26h`.
+/// A duration in ms for people, as the config writes them: `950ms`,
+/// `10s`, `2m30s`, `1h`, `26h5m`.
 fn duration_text(ms: i64) -> String {
-    match ms {
-        ms if ms < 1000 => format!("{ms}ms"),
-        ms if ms < 120_000 => format!("{}s", ms / 1000),
-        ms if ms < 7_200_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
-        ms => format!("{}h", ms / 3_600_000),
+    if ms < 1000 {
+        return format!("{ms}ms");
     }
+    let secs = ms / 1000;
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
 }
 
 fn parse_event(line: &[u8]) -> Option<Event> {
