@@ -958,3 +958,99 @@ async fn api_verify_finds_records_cut_from_a_live_log() {
     );
     w.stop().await;
 }
+
+/// The `audit.checkpoint` webhook carries the anchors to a receiver that
+/// asked for them (by name); its bodies, kept one per line, are what
+/// `verify --anchors` reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_reach_a_webhook_that_names_them_and_anchor_the_log() {
+    use std::sync::{Arc, Mutex};
+    const SECRET_ENV: &str = "AIRLOCK_TEST_ANCHOR_WEBHOOK_SECRET";
+    std::env::set_var(SECRET_ENV, "anchor-hook-secret");
+    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+    let store = bodies.clone();
+    let app = axum::Router::new().route(
+        "/anchors",
+        axum::routing::post(move |body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let w = World::start_with(Options {
+        policy: Some(format!(
+            "{DEFAULT_POLICY}\n[audit]\ncheckpoint_interval = \"1s\"\nanchors = [\"webhook\"]\n\n[[webhook]]\nurl = \"http://{addr}/anchors\"\nevents = [\"audit.checkpoint\"]\nsecret_env = \"{SECRET_ENV}\"\n"
+        )),
+        ..Options::default()
+    })
+    .await;
+    let config = w.dir.path().join("airlock.toml");
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    // Two rounds, each sealed within the interval and announced.
+    for round in 1..=2 {
+        client
+            .simple_query(&format!("SELECT {round} AS hooked"))
+            .await
+            .unwrap();
+        let mut arrived = false;
+        for _ in 0..100 {
+            if bodies.lock().unwrap().len() >= round {
+                arrived = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            arrived,
+            "an audit.checkpoint webhook arrives within the interval"
+        );
+    }
+    drop(client);
+    let keep = tempfile::tempdir().unwrap();
+    w.stop_keeping_files(keep.path()).await;
+    let text = bodies.lock().unwrap().join("\n");
+    let anchors = airlock_audit::Anchor::read_all(&text);
+    assert!(!anchors.is_empty(), "{text}");
+    assert!(text.contains("\"event\":\"audit.checkpoint\""), "{text}");
+    let hooks = keep.path().join("hooks.jsonl");
+    std::fs::write(&hooks, &text).unwrap();
+    let audit_dir = keep.path().join("audit");
+    let pem = keep.path().join("pinned.pem");
+    std::fs::copy(audit_dir.join(airlock_audit::PUBLIC_KEY_FILE), &pem).unwrap();
+    let verify = || {
+        airlock(
+            &[
+                "audit",
+                "verify",
+                "--public-key",
+                pem.to_str().unwrap(),
+                "--anchors",
+                hooks.to_str().unwrap(),
+                audit_dir.to_str().unwrap(),
+            ],
+            &config,
+        )
+    };
+    let ok = verify();
+    assert!(ok.status.success(), "{}\n{}", stdout(&ok), stderr(&ok));
+    // Cut back to just after the first anchored checkpoint.
+    assert!(anchors.len() >= 2, "{text}");
+    let first = anchors.iter().map(|a| a.seq).min().unwrap();
+    let seg = &airlock_audit::segment::list(&audit_dir).unwrap()[0].path;
+    let bytes = std::fs::read(seg).unwrap();
+    let (lines, _) = airlock_audit::segment::lines(&bytes);
+    let at = lines
+        .iter()
+        .position(|(_, l)| airlock_audit::record::parse_head(l).unwrap().seq == first)
+        .unwrap();
+    std::fs::write(seg, &bytes[..lines[at + 1].0 as usize]).unwrap();
+    let failed = verify();
+    assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
+    assert!(stdout(&failed).contains("truncated"), "{}", stdout(&failed));
+}
