@@ -121,7 +121,8 @@ pub(crate) async fn search(
 }
 
 /// `GET /api/v1/audit/verify`: the whole log checked against the gateway's
-/// own key: counts, time span, the last checkpoint, and the first problem.
+/// own key and its writer's count of what it wrote: counts, time span, the
+/// last checkpoint, and the first problem.
 pub(crate) async fn verify(
     State(s): State<ApiState>,
     caller: Caller,
@@ -131,11 +132,16 @@ pub(crate) async fn verify(
     }
     let key = s.audit.public_key();
     let dir = s.audit.dir().to_path_buf();
+    // Taken before the files are read: every record up to it is in them,
+    // unless someone cut them while the gateway runs.
     let expect = airlock_audit::Expect {
         key: Some(key),
+        written_seq: Some(s.audit.written_seq()),
+        terms: Some(s.audit.terms()),
         ..Default::default()
     };
-    // The log is being written: a line half-written at its end is not a truncation.
+    // The log is being written: a line half-written at its end is not a
+    // truncation, and its last records may not be sealed yet.
     let report = tokio::task::spawn_blocking(move || airlock_audit::verify_live_dir(&dir, &expect))
         .await
         .map_err(|e| ApiError::internal("verifying the audit log", e))?

@@ -124,9 +124,14 @@ pub async fn execute(
         }),
         airlock_audit::Event::Statement(recorded),
     ];
-    // Recorded before it is forwarded.
+    // Recorded before it is forwarded, and with `fsync = "always"` on disk
+    // before it is forwarded, as the proxy's relay waits for its records.
     let started = std::time::Instant::now();
-    if let Err(e) = s.audit.append(&start) {
+    let recorded = match s.audit.append(&start) {
+        Ok(seq) => s.audit.durable(seq).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "audit_unavailable",

@@ -102,7 +102,7 @@ pub fn document() -> Value {
                     "401": err("no or bad token"), "403": err("another user's records, and not an auditor") }
             }},
             "/api/v1/audit/verify": { "get": {
-                "summary": "Verify the whole audit log against the gateway's key: records, time span, last checkpoint, first problem (auditors only)",
+                "summary": "Verify the whole audit log against the gateway's key and its writer's count of records: records, time span, checkpoints and their signed rules, first problem (auditors only)",
                 "responses": { "200": { "description": "the report; ok is false when a problem was found" },
                     "401": err("no or bad token"), "403": err("not an auditor") }
             }},

@@ -409,8 +409,15 @@ async fn run(
             "params": plan.params, "reason": reason, "request": request, "steps": steps,
         }),
     };
-    // Fail closed: a run whose start is not on record does not start.
-    if let Err(e) = s.audit.append(&[started]) {
+    // Fail closed: a run whose start is not on record does not start; with
+    // `fsync = "always"`, not before the record is on disk (its http and
+    // command steps pass no gate that would wait; its SQL goes through the
+    // proxy, whose relay waits for each statement's record).
+    let recorded = match s.audit.append(&[started]) {
+        Ok(seq) => s.audit.durable(seq).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
         revoke_all(&s, &grants, "the run did not start").await;
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

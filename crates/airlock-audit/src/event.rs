@@ -25,12 +25,24 @@ pub enum Event {
         torn_bytes: u64,
     },
     /// Seals every record before it: `sig` is the Ed25519 signature of
-    /// ([`crate::key::checkpoint_message`]) this record's seq, ts and prev.
+    /// this record's seq, ts and prev and, in format 2 (`every` present),
+    /// of the writer's sealing rules ([`crate::key::checkpoint_message_v2`];
+    /// format 1, [`crate::key::checkpoint_message`], is still verified).
     Checkpoint {
         /// The last record sealed (this record's seq - 1).
         sealed: u64,
-        /// The signing key's id (see [`crate::key::key_id`]).
+        /// The signing key's id (see [`crate::key::PublicKey::id`]).
         key: String,
+        /// The writer's `checkpoint_every` (format 2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        every: Option<u64>,
+        /// The writer's `checkpoint_interval` in ms (format 2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interval_ms: Option<u64>,
+        /// Sealed later than the interval on purpose: the writer reopened a
+        /// log a crash left unsealed, or a write failed meanwhile.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        late: bool,
         sig: String,
     },
     /// Old segments were removed by retention; the chain's start is now the
@@ -125,8 +137,17 @@ impl Event {
                     "recovered after an unfinished write ({torn_bytes} bytes at the end of {segment})"
                 )
             }
-            Event::Checkpoint { sealed, key, .. } => {
-                format!("checkpoint: records 1 to {sealed} sealed by key {key}")
+            Event::Checkpoint {
+                sealed, key, late, ..
+            } => {
+                format!(
+                    "checkpoint: records 1 to {sealed} sealed by key {key}{}",
+                    if *late {
+                        " (late: after a restart or a failed write)"
+                    } else {
+                        ""
+                    }
+                )
             }
             Event::Retention {
                 retain,

@@ -23,6 +23,67 @@ const SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 const DOMAIN: &[u8] = b"airlock-audit-checkpoint/v1\0";
+/// Format 2 also signs the writer's sealing rules and its lateness.
+const DOMAIN_V2: &[u8] = b"airlock-audit-checkpoint/v2\0";
+
+/// What a format-2 checkpoint says about its writer, under its signature:
+/// the rules it sealed by, and whether it sealed this stretch later than
+/// they say (it reopened a log a crash left unsealed, or a write failed).
+/// The verifier holds the log to these rules, and only to signed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    /// The writer's `checkpoint_every`: at most this many records between
+    /// two checkpoints.
+    pub every: u64,
+    /// The writer's `checkpoint_interval`, in milliseconds.
+    pub interval_ms: u64,
+    /// The stretch this checkpoint seals was sealed late, on purpose.
+    pub late: bool,
+}
+
+impl Terms {
+    /// The verifier's slack over the writer's promise: twice the rule and a
+    /// constant, for scheduling delays and small clock steps.
+    const SLACK_RECORDS: u64 = 10;
+    const SLACK_MS: i64 = 60_000;
+
+    /// The most records allowed between two checkpoints (the checkpoint
+    /// itself not counted), or in an unsealed tail.
+    pub fn max_records(&self) -> u64 {
+        self.every
+            .saturating_mul(2)
+            .saturating_add(Self::SLACK_RECORDS)
+    }
+
+    /// The longest time allowed from the first record after a checkpoint to
+    /// the checkpoint that seals it, or across an unsealed tail.
+    pub fn max_span_ms(&self) -> i64 {
+        i64::try_from(self.interval_ms)
+            .unwrap_or(i64::MAX / 4)
+            .saturating_mul(2)
+            .saturating_add(Self::SLACK_MS)
+    }
+
+    /// The looser of two sets of rules (a writer restarted with new ones).
+    pub fn looser(&self, other: &Terms) -> Terms {
+        Terms {
+            every: self.every.max(other.every),
+            interval_ms: self.interval_ms.max(other.interval_ms),
+            late: self.late || other.late,
+        }
+    }
+}
+
+impl Default for Terms {
+    /// The gateway's defaults (`[audit]` without `checkpoint_*`).
+    fn default() -> Terms {
+        Terms {
+            every: 1000,
+            interval_ms: 10_000,
+            late: false,
+        }
+    }
+}
 
 pub struct SigningKey {
     pair: Ed25519KeyPair,
@@ -77,6 +138,15 @@ impl SigningKey {
     pub fn sign_checkpoint(&self, seq: u64, ts: i64, prev: &Hash) -> String {
         hex::encode(self.pair.sign(&checkpoint_message(seq, ts, prev)).as_ref())
     }
+
+    /// A format-2 signature: [`checkpoint_message_v2`].
+    pub fn sign_checkpoint_v2(&self, seq: u64, ts: i64, prev: &Hash, terms: &Terms) -> String {
+        hex::encode(
+            self.pair
+                .sign(&checkpoint_message_v2(seq, ts, prev, terms))
+                .as_ref(),
+        )
+    }
 }
 
 /// What a checkpoint's signature covers: its own seq and time, and the hash
@@ -90,6 +160,21 @@ pub fn checkpoint_message(seq: u64, ts: i64, prev: &Hash) -> Vec<u8> {
     m
 }
 
+/// What a format-2 checkpoint's signature covers: what format 1 covers, and
+/// the writer's [`Terms`], so nobody without the key can loosen the rules
+/// the log is checked against (or strip them: format 1's message differs).
+pub fn checkpoint_message_v2(seq: u64, ts: i64, prev: &Hash, terms: &Terms) -> Vec<u8> {
+    let mut m = Vec::with_capacity(DOMAIN_V2.len() + 65);
+    m.extend_from_slice(DOMAIN_V2);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&ts.to_be_bytes());
+    m.extend_from_slice(prev);
+    m.extend_from_slice(&terms.every.to_be_bytes());
+    m.extend_from_slice(&terms.interval_ms.to_be_bytes());
+    m.push(u8::from(terms.late));
+    m
+}
+
 impl PublicKey {
     /// A short, stable id: the first 16 hex digits of the key's SHA-256.
     pub fn id(&self) -> String {
@@ -98,11 +183,26 @@ impl PublicKey {
     }
 
     pub fn verify_checkpoint(&self, seq: u64, ts: i64, prev: &Hash, sig_hex: &str) -> bool {
+        self.verify_message(&checkpoint_message(seq, ts, prev), sig_hex)
+    }
+
+    pub fn verify_checkpoint_v2(
+        &self,
+        seq: u64,
+        ts: i64,
+        prev: &Hash,
+        terms: &Terms,
+        sig_hex: &str,
+    ) -> bool {
+        self.verify_message(&checkpoint_message_v2(seq, ts, prev, terms), sig_hex)
+    }
+
+    fn verify_message(&self, message: &[u8], sig_hex: &str) -> bool {
         let Ok(sig) = hex::decode(sig_hex) else {
             return false;
         };
         UnparsedPublicKey::new(&ED25519, &self.0)
-            .verify(&checkpoint_message(seq, ts, prev), &sig)
+            .verify(message, &sig)
             .is_ok()
     }
 
@@ -200,6 +300,32 @@ mod tests {
         assert!(!pk.verify_checkpoint(5, 1000, &[8; 32], &sig));
         assert!(!pk.verify_checkpoint(5, 1000, &[7; 32], "zz"));
         assert_eq!(PublicKey::parse(&hex::encode(pk.0)), Some(pk));
+        // Format 2 signs the terms too: none of them can be changed, and a
+        // format-2 signature is no format-1 one.
+        let terms = Terms {
+            every: 1000,
+            interval_ms: 10_000,
+            late: false,
+        };
+        let sig2 = k.sign_checkpoint_v2(5, 1000, &[7; 32], &terms);
+        assert!(pk.verify_checkpoint_v2(5, 1000, &[7; 32], &terms, &sig2));
+        assert!(!pk.verify_checkpoint(5, 1000, &[7; 32], &sig2));
+        for other in [
+            Terms {
+                every: 1001,
+                ..terms
+            },
+            Terms {
+                interval_ms: 10_001,
+                ..terms
+            },
+            Terms {
+                late: true,
+                ..terms
+            },
+        ] {
+            assert!(!pk.verify_checkpoint_v2(5, 1000, &[7; 32], &other, &sig2));
+        }
         assert_eq!(pk.id().len(), 16);
     }
 }

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod anchor;
 pub mod event;
 pub mod index;
 pub mod key;
@@ -18,8 +19,9 @@ pub mod record;
 pub mod segment;
 pub mod verify;
 
+pub use anchor::Anchor;
 pub use event::{Bind, BoundParam, Classified, Event, SessionStart, Statement, StatementDone};
-pub use key::{PublicKey, SigningKey};
+pub use key::{PublicKey, SigningKey, Terms};
 pub use log::{AuditLog, Failing, FsyncMode, Options};
 pub use verify::{verify_dir, verify_file, verify_live_dir, Expect, Problem, ProblemKind, Report};
 

@@ -13,6 +13,13 @@
 //! was: the partial bytes are cut off again, or, when even that fails, the
 //! next append starts a new segment with a `recovered` record. Until a write
 //! succeeds, [`AuditLog::health`] says why the log is failing.
+//!
+//! Checkpoints keep the promise the verifier holds the log to (and which
+//! each one signs, [`Terms`]): at most `checkpoint_every` records between
+//! two checkpoints, even inside one large batch, and at most the interval
+//! (plus the verifier's slack) in time, unless the checkpoint says it is
+//! late: it seals a tail that a crash left unsealed (done at once on open),
+//! or records that waited through a failed write or a clock jump.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -22,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::anchor::Anchor;
 use crate::event::{Event, RemovedSegment};
-use crate::key::SigningKey;
+use crate::key::{SigningKey, Terms};
 use crate::record::{self, Hash, GENESIS};
 use crate::segment::{self, Segment};
 use crate::AuditError;
@@ -104,6 +112,8 @@ struct Inner {
     durable: watch::Sender<Durable>,
     /// The highest seq written: the index follows it.
     written: watch::Sender<u64>,
+    /// The newest checkpoint, for sending off the host.
+    anchor: watch::Sender<Option<Anchor>>,
     failing: Mutex<Option<Failing>>,
 }
 
@@ -116,6 +126,11 @@ struct State {
     prev: Hash,
     unsealed: u64,
     first_unsealed: Option<Instant>,
+    /// The `ts` of the first unsealed record.
+    first_unsealed_ts: Option<i64>,
+    /// The unsealed records will be sealed late: they were left by an
+    /// earlier run, or a write failed while they waited.
+    late: bool,
     /// The first unsynced write, when there is one.
     dirty_since: Option<Instant>,
     written_seq: u64,
@@ -168,6 +183,8 @@ impl AuditLog {
                 prev: tail.prev,
                 unsealed: tail.unsealed,
                 first_unsealed: (tail.unsealed > 0).then_some(now),
+                first_unsealed_ts: None,
+                late: tail.unsealed > 0,
                 dirty_since: None,
                 written_seq,
                 torn,
@@ -181,13 +198,18 @@ impl AuditLog {
             })
             .0,
             written: watch::channel(written_seq).0,
+            anchor: watch::channel(None).0,
             failing: Mutex::new(None),
         });
         let log = AuditLog { inner };
         {
+            // Records a crash left unsealed are sealed now, marked late: the
+            // verifier accepts no long unsealed tail, and their time to this
+            // checkpoint is the time the gateway was down.
             let mut st = log.inner.lock();
-            if st.torn.is_some() {
-                log.inner.append_locked(&mut st, &[], false)?;
+            if st.torn.is_some() || st.unsealed > 0 {
+                let seal = st.unsealed > 0;
+                log.inner.append_locked(&mut st, &[], seal)?;
             }
         }
         let syncer = log.inner.clone();
@@ -209,6 +231,23 @@ impl AuditLog {
 
     pub fn key_id(&self) -> &str {
         &self.inner.key_id
+    }
+
+    /// The sealing rules this writer keeps (and signs in each checkpoint).
+    pub fn terms(&self) -> Terms {
+        self.inner.terms(false)
+    }
+
+    /// The seq of the last record written (handed to the kernel).
+    pub fn written_seq(&self) -> u64 {
+        *self.inner.written.borrow()
+    }
+
+    /// Follows the newest checkpoint, to send it off the host. When
+    /// checkpoints come faster than a reader reads, it sees the newest; its
+    /// signature covers every record before it.
+    pub fn anchors(&self) -> watch::Receiver<Option<Anchor>> {
+        self.inner.anchor.subscribe()
     }
 
     /// Writes `events` as consecutive records with one `write(2)`; returns
@@ -358,6 +397,37 @@ impl Inner {
         (self.opts.now_ms)()
     }
 
+    fn terms(&self, late: bool) -> Terms {
+        Terms {
+            every: self.opts.checkpoint_every.max(1),
+            interval_ms: u64::try_from(self.opts.checkpoint_interval.as_millis())
+                .unwrap_or(u64::MAX),
+            late,
+        }
+    }
+
+    /// Appends a checkpoint sealing everything before `seq` to `buf`.
+    fn seal(&self, buf: &mut Vec<u8>, seq: u64, prev: &Hash, ts: i64, late: bool) -> Anchor {
+        let terms = self.terms(late);
+        let sig = self.key.sign_checkpoint_v2(seq, ts, prev, &terms);
+        let e = Event::Checkpoint {
+            sealed: seq - 1,
+            key: self.key_id.clone(),
+            every: Some(terms.every),
+            interval_ms: Some(terms.interval_ms),
+            late,
+            sig: sig.clone(),
+        };
+        let hash = record::encode(buf, seq, prev, ts, &e);
+        Anchor {
+            seq,
+            hash,
+            ts,
+            key: self.key_id.clone(),
+            sig,
+        }
+    }
+
     fn append_locked(
         &self,
         st: &mut State,
@@ -405,29 +475,47 @@ impl Inner {
         force_checkpoint: bool,
     ) -> Result<u64, AuditError> {
         let ts = self.now_ms();
+        let every = self.opts.checkpoint_every.max(1);
+        let max_span = self.terms(false).max_span_ms();
         let mut buf = std::mem::take(&mut st.buf);
         buf.clear();
         let mut seq = st.next_seq;
         let mut prev = st.prev;
+        let mut unsealed = st.unsealed;
+        let mut first_ts = st.first_unsealed_ts;
+        let mut late = st.late;
+        let mut anchor = None;
+        // Whether a checkpoint in this batch sealed what was unsealed before it.
+        let mut sealed_old = false;
+        let mut seal =
+            |buf: &mut Vec<u8>, seq: &mut u64, prev: &mut Hash, first: Option<i64>, late: bool| {
+                // A wall clock that jumped (or a writer that stalled) makes the
+                // stretch longer than the rules: the checkpoint says so.
+                let late = late || first.is_some_and(|f| ts.saturating_sub(f) > max_span);
+                let a = self.seal(buf, *seq, prev, ts, late);
+                *prev = a.hash;
+                *seq += 1;
+                anchor = Some(a);
+            };
         for e in events {
             prev = record::encode(&mut buf, seq, &prev, ts, e);
             seq += 1;
+            unsealed += 1;
+            first_ts.get_or_insert(ts);
+            // A large batch is sealed every `every` records, like small ones.
+            if unsealed >= every {
+                seal(&mut buf, &mut seq, &mut prev, first_ts, late);
+                (unsealed, first_ts, late, sealed_old) = (0, None, false, true);
+            }
         }
-        let unsealed = st.unsealed + events.len() as u64;
-        let seal = unsealed > 0
+        let due = unsealed > 0
             && (force_checkpoint
-                || unsealed >= self.opts.checkpoint_every
                 || st
                     .first_unsealed
                     .is_some_and(|t| t.elapsed() >= self.opts.checkpoint_interval));
-        if seal {
-            let e = Event::Checkpoint {
-                sealed: seq - 1,
-                key: self.key_id.clone(),
-                sig: self.key.sign_checkpoint(seq, ts, &prev),
-            };
-            prev = record::encode(&mut buf, seq, &prev, ts, &e);
-            seq += 1;
+        if due {
+            seal(&mut buf, &mut seq, &mut prev, first_ts, late);
+            (unsealed, first_ts, late, sealed_old) = (0, None, false, true);
         }
         if buf.is_empty() {
             st.buf = buf;
@@ -437,6 +525,10 @@ impl Inner {
         let wrote = buf.len() as u64;
         st.buf = buf;
         if let Err(e) = result {
+            // What was unsealed waits through the failure: sealed late.
+            if st.unsealed > 0 {
+                st.late = true;
+            }
             let path = self.dir.join(&st.segment);
             // Cut off what part of the batch reached the file: it was never
             // acknowledged and the chain must not fork.
@@ -450,14 +542,13 @@ impl Inner {
         st.len += wrote;
         st.next_seq = seq;
         st.prev = prev;
-        if seal {
-            st.unsealed = 0;
+        st.unsealed = unsealed;
+        st.first_unsealed_ts = first_ts;
+        st.late = late;
+        if unsealed == 0 {
             st.first_unsealed = None;
-        } else {
-            st.unsealed = unsealed;
-            if st.first_unsealed.is_none() {
-                st.first_unsealed = Some(Instant::now());
-            }
+        } else if sealed_old || st.first_unsealed.is_none() {
+            st.first_unsealed = Some(Instant::now());
         }
         st.written_seq = seq - 1;
         if st.dirty_since.is_none() {
@@ -465,6 +556,9 @@ impl Inner {
             self.wake.notify_one();
         }
         self.written.send_replace(seq - 1);
+        if let Some(a) = anchor {
+            self.anchor.send_replace(Some(a));
+        }
         self.recovered();
         Ok(seq - 1)
     }

@@ -28,10 +28,10 @@ use std::sync::Arc;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    redact_url, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement,
-    Gateway, Guardrail, MaskRules, Masking, RequestableRule, Resource, ResourceKind, Role,
-    RunbookSettings, TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential, UpstreamTls,
-    User, Webhook, WEBHOOK_EVENTS,
+    redact_url, Access, AccessSettings, AnchorSink, AuditFsync, AuditSettings, BreakGlassRule,
+    Entitlement, Gateway, Guardrail, MaskRules, Masking, RequestableRule, Resource, ResourceKind,
+    Role, RunbookSettings, TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential,
+    UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
 };
 pub use names::{NameError, ResourceName, RoleName, UserName};
 pub use secret::{MissingSecret, Secret, SecretProblem};

@@ -497,6 +497,31 @@ impl AuditFsync {
     }
 }
 
+/// Where `[audit] anchors` sends each checkpoint's anchor (a line naming
+/// the checkpoint by seq and hash), so a copy of the chain's end lives off
+/// the host: `verify --anchors` checks a log against them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnchorSink {
+    /// One JSON line on standard output (journald, container logs).
+    Stdout,
+    /// The local syslog socket (`/dev/log`), facility local0.
+    Syslog,
+    /// The `audit.checkpoint` webhook event, to targets that list it.
+    Webhook,
+}
+
+impl AnchorSink {
+    pub const ALL: &'static [&'static str] = &["stdout", "syslog", "webhook"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnchorSink::Stdout => "stdout",
+            AnchorSink::Syslog => "syslog",
+            AnchorSink::Webhook => "webhook",
+        }
+    }
+}
+
 /// The `[audit]` table, with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSettings {
@@ -515,6 +540,8 @@ pub struct AuditSettings {
     /// Users with one of these roles may search the whole log and run
     /// verify through the API; everyone else sees only their own records.
     pub auditor_roles: Vec<RoleName>,
+    /// Where each checkpoint's anchor goes. Default `["stdout", "webhook"]`.
+    pub anchors: Vec<AnchorSink>,
 }
 
 impl AuditSettings {
@@ -543,6 +570,7 @@ impl Default for AuditSettings {
             replay_rows: Self::DEFAULT_REPLAY_ROWS,
             segment_size: Self::DEFAULT_SEGMENT_SIZE,
             auditor_roles: Vec::new(),
+            anchors: vec![AnchorSink::Stdout, AnchorSink::Webhook],
         }
     }
 }
@@ -662,6 +690,7 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "break_glass.used",
     "statement.executed",
     "policy.reloaded",
+    "audit.checkpoint",
 ];
 
 /// A `[[webhook]]`: where access events are POSTed, signed with a secret from the environment.

@@ -83,6 +83,8 @@ pub(crate) struct RawAudit {
     pub segment_size: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub auditor_roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub anchors: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,10 +13,10 @@ use serde_spanned::Spanned;
 
 use crate::error::Diagnostic;
 use crate::model::{
-    quoted_list, Access, AccessSettings, AuditFsync, AuditSettings, BreakGlassRule, Entitlement,
-    Gateway, Guardrail, Masking, RequestableRule, Resource, ResourceKind, Role, RunbookSettings,
-    TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential, UpstreamTls, User, Webhook,
-    WEBHOOK_EVENTS,
+    quoted_list, Access, AccessSettings, AnchorSink, AuditFsync, AuditSettings, BreakGlassRule,
+    Entitlement, Gateway, Guardrail, Masking, RequestableRule, Resource, ResourceKind, Role,
+    RunbookSettings, TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential, UpstreamTls,
+    User, Webhook, WEBHOOK_EVENTS,
 };
 use crate::names::{ResourceName, RoleName, UserName};
 use crate::raw::{
@@ -606,6 +606,35 @@ impl Checker<'_> {
             "audit.auditor_roles",
             "`auditor_roles` in [audit]",
         );
+        let anchors = match &raw.anchors {
+            None => Some(AuditSettings::default().anchors),
+            Some(list) => {
+                let mut out = Some(Vec::new());
+                for (i, v) in list.iter().enumerate() {
+                    let sink = match v.get_ref().as_str() {
+                        "stdout" => AnchorSink::Stdout,
+                        "syslog" => AnchorSink::Syslog,
+                        "webhook" => AnchorSink::Webhook,
+                        other => {
+                            self.error(
+                                v.span(),
+                                format!("audit.anchors[{i}]"),
+                                format!(
+                                    "`anchors` in [audit]: {other:?} is not a place anchors go; use {} (or [] to send none)",
+                                    quoted_list(AnchorSink::ALL.iter().copied())
+                                ),
+                            );
+                            out = None;
+                            continue;
+                        }
+                    };
+                    if let Some(o) = out.as_mut().filter(|o| !o.contains(&sink)) {
+                        o.push(sink);
+                    }
+                }
+                out
+            }
+        };
         Some(AuditSettings {
             fsync: fsync?,
             checkpoint_every: checkpoint_every?,
@@ -614,6 +643,7 @@ impl Checker<'_> {
             replay_rows: replay_rows?,
             segment_size: segment_size?,
             auditor_roles: auditor_roles?,
+            anchors: anchors?,
         })
     }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use airlock_config::{AuditFsync, AuditSettings, ByteSize, Config, ConfigError};
+use airlock_config::{AnchorSink, AuditFsync, AuditSettings, ByteSize, Config, ConfigError};
 
 const BASE: &str = r#"[gateway]
 listen_postgres = "127.0.0.1:7432"
@@ -43,6 +43,7 @@ checkpoint_interval = "2s"
 retain = "400d"
 replay_rows = 0
 segment_size = "1MiB"
+anchors = ["syslog", "webhook", "syslog"]
 "#,
     )
     .unwrap();
@@ -56,7 +57,29 @@ segment_size = "1MiB"
             replay_rows: 0,
             segment_size: ByteSize(1024 * 1024),
             auditor_roles: Vec::new(),
+            anchors: vec![AnchorSink::Syslog, AnchorSink::Webhook],
         }
+    );
+    assert_eq!(
+        c.audit
+            .anchors
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>(),
+        ["syslog", "webhook"]
+    );
+    assert!(load(
+        "[audit]
+anchors = []
+"
+    )
+    .unwrap()
+    .audit
+    .anchors
+    .is_empty());
+    assert_eq!(
+        AuditSettings::default().anchors,
+        [AnchorSink::Stdout, AnchorSink::Webhook]
     );
     assert_eq!(
         load("[audit]\nfsync = \"off\"\n").unwrap().audit.fsync,
@@ -110,6 +133,11 @@ fn mistakes() {
             "above the maximum",
         ),
         ("fsink = \"always\"", "fsink", "unknown key"),
+        (
+            "anchors = [\"stdout\", \"kafka\"]",
+            "`anchors` in [audit]: \"kafka\"",
+            "\"stdout\", \"syslog\", \"webhook\"",
+        ),
     ];
     for (line, key, why) in cases {
         let text = errors(&format!("[audit]\n{line}\n"));

@@ -74,13 +74,20 @@ pub use signature::{sign, verify, SIGNATURE_PREFIX};
 
 use worker::{Settings, TargetState};
 
+/// Event kinds a target gets only when its `events` names them: `"*"`
+/// means every access event, and `audit.checkpoint` (one per audit
+/// checkpoint, for keeping anchors off the host) is machine traffic no chat
+/// channel subscribed to everything wants.
+pub const EXPLICIT_ONLY: &[&str] = &["audit.checkpoint"];
+
 /// One configured receiver.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Target {
     /// `http://` or `https://` URL the events are POSTed to. Treated as a
     /// secret apart from its scheme, host and port.
     pub url: String,
-    /// Event kinds this receiver gets; `"*"` means all of them.
+    /// Event kinds this receiver gets; `"*"` means all of them but those
+    /// in [`EXPLICIT_ONLY`].
     pub events: Vec<String>,
     /// The HMAC-SHA256 key of `X-Airlock-Signature`.
     pub secret: String,
@@ -352,7 +359,8 @@ impl Dispatcher {
     }
 
     /// Never blocks, never fails: enqueues a delivery for every target whose
-    /// `events` contains `event.kind` (or `"*"`). A full queue drops the
+    /// `events` contains `event.kind` (or `"*"`, unless the kind is in
+    /// [`EXPLICIT_ONLY`]). A full queue drops the
     /// delivery, counts it in `dropped` and logs a warning. After shutdown
     /// it does nothing.
     pub fn emit(&self, event: Event) {

@@ -97,7 +97,11 @@ impl TargetState {
     }
 
     pub(crate) fn wants(&self, kind: &str) -> bool {
-        self.target.events.iter().any(|e| e == "*" || e == kind)
+        let wildcard = !crate::EXPLICIT_ONLY.contains(&kind);
+        self.target
+            .events
+            .iter()
+            .any(|e| (wildcard && e == "*") || e == kind)
     }
 
     /// Same (url, events, secret): a reload keeps this target's queue and

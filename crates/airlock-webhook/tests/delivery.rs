@@ -244,6 +244,39 @@ async fn delivers_a_signed_event_with_its_headers_and_body() -> anyhow::Result<(
     Ok(())
 }
 
+/// Audit checkpoints (anchors kept off the host) are frequent machine
+/// traffic: a chat target subscribed to `*` must not get them.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_checkpoints_go_only_to_targets_that_name_them() -> anyhow::Result<()> {
+    let receiver = Receiver::start(&[], Reply::Status(200)).await;
+    let shutdown = CancellationToken::new();
+    let dispatcher = Dispatcher::start(
+        vec![
+            target(&receiver.url("/all"), &["*"], "a"),
+            target(&receiver.url("/anchors"), &["audit.checkpoint"], "b"),
+        ],
+        fast_options(),
+        shutdown.clone(),
+    )?;
+    dispatcher.emit(event("audit.checkpoint"));
+    dispatcher.emit(event("grant.revoked"));
+    wait_for("both deliveries", || {
+        dispatcher.status().iter().map(|s| s.delivered).sum::<u64>() == 2
+    })
+    .await;
+    let kinds_on = |path: &str| -> Vec<String> {
+        receiver
+            .hits_on(path)
+            .iter()
+            .map(|h| h.header("x-airlock-event").to_owned())
+            .collect()
+    };
+    assert_eq!(kinds_on("/all"), ["grant.revoked"]);
+    assert_eq!(kinds_on("/anchors"), ["audit.checkpoint"]);
+    shutdown.cancel();
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_target_gets_only_its_event_kinds_in_order() -> anyhow::Result<()> {
     let receiver = Receiver::start(&[], Reply::Status(200)).await;

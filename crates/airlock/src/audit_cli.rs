@@ -59,7 +59,9 @@ pub struct QueryArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Check every hash link and checkpoint signature; prints OK or the first bad record.
+    /// Check every hash link and checkpoint signature, and that the log needs
+    /// them (a checkpoint at least every checkpoint_every records or
+    /// interval, no long unsigned tail); prints OK or the first bad record.
     Verify {
         /// An audit directory, or one exported file. Default: the config's data_dir/audit.
         path: Option<PathBuf>,
@@ -70,6 +72,12 @@ pub enum AuditCommand {
         /// export): detects a log cut back before it.
         #[arg(long)]
         anchor: Option<PathBuf>,
+        /// A file of anchors the gateway sent off the host ([audit] anchors:
+        /// its stdout, syslog or webhook bodies, one per line; other lines
+        /// are skipped): the log must still hold every checkpoint they name,
+        /// byte for byte. Repeatable.
+        #[arg(long)]
+        anchors: Vec<PathBuf>,
         #[arg(long, env = "AIRLOCK_CONFIG", default_value = "airlock.toml")]
         config: PathBuf,
         #[arg(long)]
@@ -125,9 +133,10 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             path,
             public_key,
             anchor,
+            anchors,
             config,
             json,
-        }) => verify(path, public_key, anchor, &config, json),
+        }) => verify(path, public_key, anchor, &anchors, &config, json),
         Some(AuditCommand::Export {
             format: _,
             since,
@@ -300,6 +309,7 @@ fn verify(
     path: Option<PathBuf>,
     public_key: Option<PathBuf>,
     anchor: Option<PathBuf>,
+    anchor_files: &[PathBuf],
     config: &Path,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -338,10 +348,35 @@ fn verify(
             }
         }
     };
+    let mut anchors = Vec::new();
+    for f in anchor_files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let found = airlock_audit::Anchor::read_all(&text);
+        if found.is_empty() {
+            bail!(
+                "{} holds no audit anchors (lines with \"event\":\"audit.checkpoint\", as the gateway sends them per [audit] anchors); pass the file its stdout, syslog or webhook receiver wrote",
+                f.display()
+            );
+        }
+        anchors.extend(found);
+    }
+    // The rules for checkpoints that do not sign their own (logs written
+    // before they did): the config's, else the defaults.
+    let terms = airlock_config::Config::load(config)
+        .ok()
+        .map(|c| airlock_audit::Terms {
+            every: c.audit.checkpoint_every,
+            interval_ms: u64::try_from(c.audit.checkpoint_interval.as_millis()).unwrap_or(u64::MAX),
+            late: false,
+        });
     let expect = Expect {
         key: Some(key),
         anchor,
         partial: !is_dir,
+        anchors,
+        terms,
+        written_seq: None,
     };
     let started = std::time::Instant::now();
     let report = if is_dir {
@@ -383,10 +418,36 @@ fn verify(
             ),
             None => println!("checkpoint   none"),
         }
+        if report.late_checkpoints > 0 {
+            println!(
+                "late         {} checkpoint(s) sealed late, as they sign (after a crash, a failed write or a clock jump)",
+                report.late_checkpoints
+            );
+        }
+        if let Some(t) = report.terms {
+            println!(
+                "rules        a checkpoint every {} records or {} ms, as the checkpoints sign",
+                t.every, t.interval_ms
+            );
+        }
         if report.unsealed > 0 {
             println!(
                 "unsealed     {} record(s) after the last checkpoint (chained, not yet signed)",
                 report.unsealed
+            );
+        }
+        if report.anchors > 0 {
+            println!(
+                "anchors      {} checked{}",
+                report.anchors,
+                if report.anchors_retired > 0 {
+                    format!(
+                        ", {} of them for records retention removed",
+                        report.anchors_retired
+                    )
+                } else {
+                    String::new()
+                }
             );
         }
         if let Some(t) = report.retained_from {

@@ -215,6 +215,9 @@ pub async fn run(
             .context("starting webhook delivery")?,
         )
     };
+    // Each checkpoint goes off the host too ([audit] anchors).
+    let anchors = crate::anchors::Anchors::new(&config.audit.anchors, webhooks.clone());
+    tokio::spawn(anchors.clone().run(audit.clone(), shutdown.clone()));
     let sessions = Arc::new(airlock_proxy::enforcer::SessionRegistry::default());
     let upstream_tls = UpstreamTlsConfigs::default();
     check_read_credentials(&config, &upstream_tls).await?;
@@ -353,6 +356,9 @@ pub async fn run(
     })
     .await?
     .context("closing the audit log")?;
+    // The closing checkpoint is the one a copy of the log at rest must end
+    // with (webhooks have stopped by now; stdout and syslog still take it).
+    anchors.send_last(&audit).await;
     http_result.context("the HTTP server failed")?;
     tracing::info!("airlock gateway stopped");
     Ok(())

@@ -3,6 +3,7 @@
 //! one connects them.
 
 pub mod access_cli;
+mod anchors;
 pub mod audit_cli;
 pub mod client;
 pub mod connect;

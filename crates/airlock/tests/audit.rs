@@ -813,3 +813,244 @@ async fn a_killed_gateway_loses_no_record_of_what_ran() {
     assert!(entries(&w.data_dir()).iter().any(|e| matches!(&e.event,
         Event::SessionEnd { reason, .. } if reason == "gateway restarted")));
 }
+
+/// Issue 18: a log cut back on a record boundary (checkpoints and all)
+/// verified OK. The gateway (the real binary) prints an anchor for its
+/// checkpoints on standard output; `airlock audit verify --anchors` with
+/// those lines catches the cut, and passes on the log as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_cut_back_fails_verify_against_the_anchors_the_gateway_sent() {
+    let mut w = World::start_with(Options {
+        subprocess: true,
+        policy: Some(format!(
+            "{DEFAULT_POLICY}\n[audit]\ncheckpoint_every = 5\ncheckpoint_interval = \"1s\"\n"
+        )),
+        ..Options::default()
+    })
+    .await;
+    let config = w.dir.path().join("airlock.toml");
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    // Anchors go out at most once a second: statements over a few seconds.
+    for i in 0..8 {
+        client
+            .simple_query(&format!("SELECT {i} AS anchored"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    drop(client);
+    // SIGTERM: the clean stop, whose closing checkpoint is anchored too.
+    let mut child = w.child.take().unwrap();
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let out = w.dir.path().join("gateway.out");
+    let sent = std::fs::read_to_string(&out).unwrap();
+    let anchors = airlock_audit::Anchor::read_all(&sent);
+    assert!(anchors.len() >= 3, "anchors on stdout:\n{sent}");
+    // Some log lines around them, as a collector would keep them.
+    let collected = w.dir.path().join("collected.log");
+    std::fs::write(
+        &collected,
+        format!("Dec 07 21:34:35 host airlock[1]: listening\n{sent}not json {{\n"),
+    )
+    .unwrap();
+    let audit_dir = airlock_audit::audit_dir(&w.data_dir());
+    let pem = w.dir.path().join("pinned.pem");
+    std::fs::copy(audit_dir.join(airlock_audit::PUBLIC_KEY_FILE), &pem).unwrap();
+    let verify = |anchors: bool| {
+        let mut args = vec!["audit", "verify", "--public-key", pem.to_str().unwrap()];
+        if anchors {
+            args.extend(["--anchors", collected.to_str().unwrap()]);
+        }
+        airlock(&args, &config)
+    };
+    let ok = verify(true);
+    assert!(ok.status.success(), "{}\n{}", stdout(&ok), stderr(&ok));
+    assert!(
+        stdout(&ok).contains(&format!("anchors      {} checked", anchors.len())),
+        "{}",
+        stdout(&ok)
+    );
+
+    // Cut the log back to just after the first anchored checkpoint.
+    let first = anchors.iter().map(|a| a.seq).min().unwrap();
+    let last = anchors.iter().map(|a| a.seq).max().unwrap();
+    let segs = airlock_audit::segment::list(&audit_dir).unwrap();
+    assert_eq!(segs.len(), 1);
+    let bytes = std::fs::read(&segs[0].path).unwrap();
+    let (lines, _) = airlock_audit::segment::lines(&bytes);
+    let keep = lines
+        .iter()
+        .position(|(_, l)| airlock_audit::record::parse_head(l).unwrap().seq == first)
+        .unwrap();
+    let end = lines[keep + 1].0 as usize;
+    std::fs::write(&segs[0].path, &bytes[..end]).unwrap();
+    // On its own, what is left still verifies...
+    let alone = verify(false);
+    assert!(alone.status.success(), "{}", stdout(&alone));
+    // ...but not against the anchors.
+    let failed = verify(true);
+    assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
+    let text = stdout(&failed);
+    assert!(
+        text.contains("FAILED: record")
+            && text.contains("truncated")
+            && text.contains("sent off the host"),
+        "{text}"
+    );
+    assert!(last > first, "{first} {last}");
+}
+
+/// Issue 18: the API's verify read only the files, so records cut from
+/// them while the gateway runs went unnoticed; it compares them with the
+/// writer's own count now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_verify_finds_records_cut_from_a_live_log() {
+    let w = World::start_with(Options {
+        policy: Some(format!(
+            "{DEFAULT_POLICY}\n[audit]\nauditor_roles = [\"sre-lead\"]\ncheckpoint_interval = \"1s\"\n"
+        )),
+        ..Options::default()
+    })
+    .await;
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    for i in 0..5 {
+        client
+            .simple_query(&format!("SELECT {i} AS live"))
+            .await
+            .unwrap();
+    }
+    drop(client);
+    let lead = w.api("lead1");
+    // Wait until everything is sealed, so nothing more is written.
+    let mut sealed = false;
+    for _ in 0..100 {
+        let report: serde_json::Value = lead.get("/api/v1/audit/verify").await.unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        if report["unsealed"] == 0 && report["in_progress_bytes"] == 0 {
+            sealed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sealed, "the live log is sealed within its interval");
+    let segs = airlock_audit::segment::list(&airlock_audit::audit_dir(&w.data_dir())).unwrap();
+    let path = &segs.last().unwrap().path;
+    let bytes = std::fs::read(path).unwrap();
+    let (lines, _) = airlock_audit::segment::lines(&bytes);
+    let cut = lines[lines.len() - 3].0 as usize;
+    std::fs::write(path, &bytes[..cut]).unwrap();
+    let report: serde_json::Value = lead.get("/api/v1/audit/verify").await.unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["problem"]["kind"], "truncated", "{report}");
+    assert!(
+        report["problem"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("while it runs"),
+        "{report}"
+    );
+    w.stop().await;
+}
+
+/// The `audit.checkpoint` webhook carries the anchors to a receiver that
+/// asked for them (by name); its bodies, kept one per line, are what
+/// `verify --anchors` reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_reach_a_webhook_that_names_them_and_anchor_the_log() {
+    use std::sync::{Arc, Mutex};
+    const SECRET_ENV: &str = "AIRLOCK_TEST_ANCHOR_WEBHOOK_SECRET";
+    std::env::set_var(SECRET_ENV, "anchor-hook-secret");
+    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+    let store = bodies.clone();
+    let app = axum::Router::new().route(
+        "/anchors",
+        axum::routing::post(move |body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let w = World::start_with(Options {
+        policy: Some(format!(
+            "{DEFAULT_POLICY}\n[audit]\ncheckpoint_interval = \"1s\"\nanchors = [\"webhook\"]\n\n[[webhook]]\nurl = \"http://{addr}/anchors\"\nevents = [\"audit.checkpoint\"]\nsecret_env = \"{SECRET_ENV}\"\n"
+        )),
+        ..Options::default()
+    })
+    .await;
+    let config = w.dir.path().join("airlock.toml");
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    // Two rounds, each sealed within the interval and announced.
+    for round in 1..=2 {
+        client
+            .simple_query(&format!("SELECT {round} AS hooked"))
+            .await
+            .unwrap();
+        let mut arrived = false;
+        for _ in 0..100 {
+            if bodies.lock().unwrap().len() >= round {
+                arrived = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            arrived,
+            "an audit.checkpoint webhook arrives within the interval"
+        );
+    }
+    drop(client);
+    let keep = tempfile::tempdir().unwrap();
+    w.stop_keeping_files(keep.path()).await;
+    let text = bodies.lock().unwrap().join("\n");
+    let anchors = airlock_audit::Anchor::read_all(&text);
+    assert!(!anchors.is_empty(), "{text}");
+    assert!(text.contains("\"event\":\"audit.checkpoint\""), "{text}");
+    let hooks = keep.path().join("hooks.jsonl");
+    std::fs::write(&hooks, &text).unwrap();
+    let audit_dir = keep.path().join("audit");
+    let pem = keep.path().join("pinned.pem");
+    std::fs::copy(audit_dir.join(airlock_audit::PUBLIC_KEY_FILE), &pem).unwrap();
+    let verify = || {
+        airlock(
+            &[
+                "audit",
+                "verify",
+                "--public-key",
+                pem.to_str().unwrap(),
+                "--anchors",
+                hooks.to_str().unwrap(),
+                audit_dir.to_str().unwrap(),
+            ],
+            &config,
+        )
+    };
+    let ok = verify();
+    assert!(ok.status.success(), "{}\n{}", stdout(&ok), stderr(&ok));
+    // Cut back to just after the first anchored checkpoint.
+    assert!(anchors.len() >= 2, "{text}");
+    let first = anchors.iter().map(|a| a.seq).min().unwrap();
+    let seg = &airlock_audit::segment::list(&audit_dir).unwrap()[0].path;
+    let bytes = std::fs::read(seg).unwrap();
+    let (lines, _) = airlock_audit::segment::lines(&bytes);
+    let at = lines
+        .iter()
+        .position(|(_, l)| airlock_audit::record::parse_head(l).unwrap().seq == first)
+        .unwrap();
+    std::fs::write(seg, &bytes[..lines[at + 1].0 as usize]).unwrap();
+    let failed = verify();
+    assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
+    assert!(stdout(&failed).contains("truncated"), "{}", stdout(&failed));
+}

@@ -254,6 +254,8 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
                 .args(["serve", "--config"])
                 .arg(&path)
                 .env("AIRLOCK_LOG", "debug")
+                // Standard output carries the audit anchors ([audit] anchors).
+                .stdout(std::fs::File::create(dir.path().join("gateway.out")).unwrap())
                 .stderr(std::fs::File::create(dir.path().join("gateway.log")).unwrap())
                 .spawn()
                 .expect("airlock serve starts");
