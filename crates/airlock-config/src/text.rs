@@ -127,12 +127,7 @@ impl UnsafeChar {
 impl fmt::Display for UnsafeChar {
     /// `a carriage return (U+000D, shown as \r) at line 1, column 33`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (U+{:04X}, shown as ",
-            self.name(),
-            self.ch as u32
-        )?;
+        write!(f, "{} (U+{:04X}, shown as ", self.name(), self.ch as u32)?;
         push_escaped(f, self.ch)?;
         write!(f, ") at line {}, column {}", self.line, self.column)
     }
@@ -281,7 +276,11 @@ mod tests {
                 "id = 5 \\u{202e}1 = 1\\u{202c}",
                 "id = 5 \\u{202e}1 = 1\\u{202c}",
             ),
-            ("\u{feff}x\u{200b}", "\\u{feff}x\\u{200b}", "\\u{feff}x\\u{200b}"),
+            (
+                "\u{feff}x\u{200b}",
+                "\\u{feff}x\\u{200b}",
+                "\\u{feff}x\\u{200b}",
+            ),
             ("crlf\r\n", "crlf\\r\\n", "crlf\\r\n"),
             ("back\\slash", "back\\slash", "back\\slash"),
             ("שלום 😀", "שלום 😀", "שלום 😀"),
