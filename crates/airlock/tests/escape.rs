@@ -44,7 +44,8 @@ async fn post(w: &World, user: &str, path: &str, body: Value) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reviewed_statement_with_cr_and_escapes_is_refused_at_filing() {
     let w = jit_world("").await;
-    let hidden = "DELETE FROM customers WHERE id <= 5 -- \r\x1b[2KDELETE FROM customers WHERE id = 5";
+    let hidden =
+        "DELETE FROM customers WHERE id <= 5 -- \r\x1b[2KDELETE FROM customers WHERE id = 5";
     let (status, e) = post(
         &w,
         "oncall1",
@@ -67,10 +68,16 @@ async fn reviewed_statement_with_cr_and_escapes_is_refused_at_filing() {
     // Bidi overrides and isolates, zero-width characters, C1 controls: the
     // same answer, each named.
     for (statement, named) in [
-        ("SELECT 1 -- \u{202e}5 = di", "right-to-left override (U+202E"),
+        (
+            "SELECT 1 -- \u{202e}5 = di",
+            "right-to-left override (U+202E",
+        ),
         ("SELECT 1 -- \u{2067}x", "right-to-left isolate (U+2067"),
         ("SELECT\u{200b} 1", "zero-width space (U+200B"),
-        ("SELECT 1 \u{9b}2K", "control sequence introducer (CSI) (U+009B"),
+        (
+            "SELECT 1 \u{9b}2K",
+            "control sequence introducer (CSI) (U+009B",
+        ),
     ] {
         let (status, e) = post(
             &w,
@@ -79,7 +86,10 @@ async fn reviewed_statement_with_cr_and_escapes_is_refused_at_filing() {
             json!({ "resource": "orders", "statement": statement, "reason": "INC-18" }),
         )
         .await;
-        assert_eq!((status, e["error"].as_str()), (400, Some("unsafe_character")));
+        assert_eq!(
+            (status, e["error"].as_str()),
+            (400, Some("unsafe_character"))
+        );
         has(e["message"].as_str().unwrap(), &[named]);
     }
 
@@ -91,8 +101,14 @@ async fn reviewed_statement_with_cr_and_escapes_is_refused_at_filing() {
         json!({ "resource": "orders", "access": "write", "for": "10m", "reason": "INC-18 \x1b[8mhidden" }),
     )
     .await;
-    assert_eq!((status, e["error"].as_str()), (400, Some("unsafe_character")));
-    has(e["message"].as_str().unwrap(), &["the reason contains an escape"]);
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("unsafe_character"))
+    );
+    has(
+        e["message"].as_str().unwrap(),
+        &["the reason contains an escape"],
+    );
     let (status, e) = post(
         &w,
         "oncall1",
@@ -100,7 +116,10 @@ async fn reviewed_statement_with_cr_and_escapes_is_refused_at_filing() {
         json!({ "resource": "orders", "reason": "db down \u{202e}" }),
     )
     .await;
-    assert_eq!((status, e["error"].as_str()), (400, Some("unsafe_character")));
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("unsafe_character"))
+    );
 
     // Windows line endings are filed as LF: what is stored is what
     // approvers see and what runs.
@@ -129,8 +148,14 @@ async fn reviewed_statement_with_cr_and_escapes_is_refused_at_filing() {
         json!({ "comment": "ok\r" }),
     )
     .await;
-    assert_eq!((status, e["error"].as_str()), (400, Some("unsafe_character")));
-    has(e["message"].as_str().unwrap(), &["the comment contains a carriage return"]);
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("unsafe_character"))
+    );
+    has(
+        e["message"].as_str().unwrap(),
+        &["the comment contains a carriage return"],
+    );
     let (status, e) = post(
         &w,
         "lead1",
@@ -138,7 +163,10 @@ async fn reviewed_statement_with_cr_and_escapes_is_refused_at_filing() {
         json!({ "reason": "no\u{2066}" }),
     )
     .await;
-    assert_eq!((status, e["error"].as_str()), (400, Some("unsafe_character")));
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("unsafe_character"))
+    );
 
     // The CLI says the same, and its own error output stays escaped.
     let oncall1 = User::logged_in(&w, "oncall1").await;
@@ -175,13 +203,23 @@ async fn reviewed_statement_with_cr_and_escapes_is_refused_at_filing() {
     let err = run.fails();
     has(
         err,
-        &["contains a carriage return", "it was not run", "(409", "file it again"],
+        &[
+            "contains a carriage return",
+            "it was not run",
+            "(409",
+            "file it again",
+        ],
     );
     no_raw_controls("airlock exec --run", err);
     let conn = w.connect("oncall1", "read").await;
     let out = w.psql(
         &conn,
-        &["-X", "-At", "-c", "SELECT count(*) FROM customers WHERE id <= 5"],
+        &[
+            "-X",
+            "-At",
+            "-c",
+            "SELECT count(*) FROM customers WHERE id <= 5",
+        ],
     );
     assert_eq!(common::stdout(&out).trim(), "5", "nothing was deleted");
     w.stop().await;
