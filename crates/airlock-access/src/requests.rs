@@ -115,17 +115,34 @@ fn check_reason(reason: &str, what: &str) -> Result<(), RequestRefusal> {
         )
         .hint("link the ticket instead of pasting it"));
     }
-    if reason
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(RequestRefusal::new(
-            RefusalKind::BadInput,
-            "bad_reason",
-            "the reason contains control characters",
-        ));
-    }
-    Ok(())
+    check_text("reason", reason)
+}
+
+/// Refuses a reason, comment or reviewed statement holding a character that
+/// would make what people see differ from what is filed (a carriage return,
+/// an escape sequence, a bidi override: see `airlock_config::text`). Filed
+/// text is shown to approvers and run exactly as it is, so it must read as
+/// it is. `field` is what it is called: "reason", "comment", "statement".
+pub fn check_text(field: &str, text: &str) -> Result<(), RequestRefusal> {
+    let Err(bad) = airlock_config::text::check(text) else {
+        return Ok(());
+    };
+    let hint = if field == "statement" {
+        "remove it and file the statement again: Windows line endings (CRLF) are accepted and \
+         filed as LF; inside an SQL string write the character as an escape, e.g. E'\\r' or chr(13)"
+    } else {
+        "remove it and send the text again: line breaks and tabs are fine, other control and \
+         invisible formatting characters are not"
+    };
+    Err(RequestRefusal::new(
+        RefusalKind::BadInput,
+        "unsafe_character",
+        format!(
+            "the {field} contains {bad}; control and invisible formatting characters are refused \
+             because they can make what people see differ from what is filed"
+        ),
+    )
+    .hint(hint))
 }
 
 /// The rule a request for (resource, access) by `user` is filed under: the one needing the fewest
@@ -285,6 +302,8 @@ pub fn request_statement(
             ),
         ));
     }
+    // Reviewers read the statement; it runs exactly as they read it.
+    check_text("statement", statement)?;
     let Some((role, rule)) = pick_rule(config, user, resource, access) else {
         return Err(RequestRefusal::from_denial(not_entitled(
             config, user, resource, access,

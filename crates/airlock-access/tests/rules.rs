@@ -681,6 +681,110 @@ fn reviewed_statements() {
     );
 }
 
+/// Regression: a reviewed statement holding a carriage return and terminal
+/// escapes showed in `airlock requests` as `DELETE FROM customers WHERE id =
+/// 5`; approved as one row, it deleted five. Such text is refused at filing.
+#[test]
+fn unsafe_characters_are_refused_when_filed() {
+    let c = config();
+    let hidden = "DELETE FROM customers -- \r\x1b[2KDELETE FROM customers WHERE id = 5";
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        // (statement, reason, the refusal's position text or None when filed)
+        ("UPDATE t SET x = 1 WHERE id = 1", "INC-42", None),
+        (
+            "UPDATE t\n\tSET x = 1\nWHERE id = 1",
+            "INC-42\nline two\tok",
+            None,
+        ),
+        (
+            "UPDATE t SET note = 'שלום 😀' WHERE id = 1",
+            "INC-42 ✓",
+            None,
+        ),
+        (
+            hidden,
+            "INC-42",
+            Some(
+                "statement contains a carriage return (U+000D, shown as \\r) at line 1, column 26",
+            ),
+        ),
+        (
+            "SELECT 1 -- \x1b[8m",
+            "INC-42",
+            Some("(U+001B, shown as \\x1b) at line 1, column 13"),
+        ),
+        (
+            "SELECT 1\n-- \u{202e}5 = di",
+            "INC-42",
+            Some("right-to-left override (U+202E, shown as \\u{202e}) at line 2, column 4"),
+        ),
+        ("SELECT 1 \u{2066}", "INC-42", Some("left-to-right isolate")),
+        ("SELECT\u{200b}1", "INC-42", Some("zero-width space")),
+        ("\u{feff}SELECT 1", "INC-42", Some("byte order mark")),
+        ("SELECT 1\u{85}", "INC-42", Some("(U+0085")),
+        ("SELECT 1\x7f", "INC-42", Some("(U+007F")),
+        ("SELECT 1\r\n", "INC-42", Some("carriage return")),
+        (
+            "SELECT 1",
+            "INC-42\r fine",
+            Some("reason contains a carriage return"),
+        ),
+        (
+            "SELECT 1",
+            "INC-42 \u{202e}",
+            Some("reason contains a right-to-left override"),
+        ),
+        (
+            "SELECT 1",
+            "\x1b]0;title\x07",
+            Some("reason contains an escape"),
+        ),
+    ];
+    for (sql, reason, refused) in cases {
+        let got = request_statement(&c, "oncall1", "orders", sql, reason, T0);
+        match (refused, got) {
+            (None, Ok(_)) => {}
+            (Some(want), Err(e)) => {
+                assert_eq!(
+                    (e.code, e.kind),
+                    ("unsafe_character", RefusalKind::BadInput),
+                    "{sql:?}"
+                );
+                assert!(e.message.contains(want), "{sql:?}: {}", e.message);
+                assert!(
+                    e.hint.as_deref().is_some_and(|h| h.contains("remove it")),
+                    "{e:?}"
+                );
+            }
+            (want, got) => panic!("{sql:?} / {reason:?}: expected {want:?}, got {got:?}"),
+        }
+    }
+    // Every reason goes through the same check.
+    let e = request_access(
+        &c,
+        "oncall1",
+        "orders",
+        Access::Write,
+        None,
+        "a\u{9b}b",
+        T0,
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "unsafe_character");
+    let e = break_glass(
+        &c,
+        "oncall1",
+        "orders",
+        Access::Write,
+        None,
+        "\u{2067}x",
+        T0,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "unsafe_character");
+}
+
 #[test]
 fn explanations() {
     let c = config();

@@ -1,6 +1,8 @@
 // Airlock console: a client of the HTTP API and nothing else. Plain
 // JavaScript with no build step and no third-party code. Every value from the
-// API reaches the page as text (textContent), never as markup.
+// API reaches the page as text (text nodes), never as markup, and through
+// safe(): control and invisible formatting characters are shown as visible
+// escapes, and the text is bidi-isolated.
 "use strict";
 
 // ---------------------------------------------------------------- basics
@@ -8,7 +10,68 @@
 const TOKEN_KEY = "airlock.token";
 const $ = (sel, root = document) => root.querySelector(sel);
 
-/** h("tag.class", {attr: v, onclick: f}, ...children): children are nodes or text. */
+// ---------------------------------------------------------------- untrusted text
+
+// Characters never shown raw: C0 controls but TAB and LF, DEL, C1 controls,
+// format characters (bidi overrides and isolates, zero-width characters, the
+// BOM, ...) and the line/paragraph separators. The same table as
+// airlock_config::text::UNSAFE_RANGES; a test in airlock-api keeps them equal.
+const UNSAFE_RANGES = [
+  [0x00, 0x08], [0x0b, 0x1f], [0x7f, 0x9f], [0xad, 0xad], [0x600, 0x605], [0x61c, 0x61c],
+  [0x6dd, 0x6dd], [0x70f, 0x70f], [0x890, 0x891], [0x8e2, 0x8e2], [0x180e, 0x180e],
+  [0x200b, 0x200f], [0x2028, 0x202e], [0x2060, 0x206f], [0xfeff, 0xfeff], [0xfff9, 0xfffb],
+  [0x110bd, 0x110bd], [0x110cd, 0x110cd], [0x13430, 0x1343f], [0x1bca0, 0x1bca3],
+  [0x1d173, 0x1d17a], [0xe0001, 0xe0001], [0xe0020, 0xe007f],
+];
+const isUnsafe = (cp) => UNSAFE_RANGES.some(([lo, hi]) => cp >= lo && cp <= hi);
+
+/** How an unsafe character reads: `\r`, `\x1b`, `\u{202e}` (as the CLI shows it). */
+function escapeChar(cp) {
+  if (cp === 0x0a) return "\\n";
+  if (cp === 0x0d) return "\\r";
+  if (cp === 0x09) return "\\t";
+  if (cp < 0x20 || cp === 0x7f) return `\\x${cp.toString(16).padStart(2, "0")}`;
+  return `\\u{${cp.toString(16)}}`;
+}
+
+/** Plain text with every unsafe character escaped (for SVG text and titles). */
+function escapeText(text) {
+  let out = "";
+  for (const ch of String(text)) {
+    const cp = ch.codePointAt(0);
+    out += isUnsafe(cp) ? escapeChar(cp) : ch;
+  }
+  return out;
+}
+
+/** Untrusted text as a node. Plain printable ASCII stays a text node; anything
+ * else goes in a <bdi> (right-to-left text cannot reorder what is around it),
+ * with each unsafe character shown as a visible escape badge (span.ctl). LF
+ * and TAB are kept: <pre> shows the lines of a statement or an output. */
+function safe(text) {
+  const s = String(text);
+  if (!/[^\x20-\x7e\n\t]/.test(s)) return document.createTextNode(s);
+  const el = document.createElement("bdi");
+  let run = "";
+  for (const ch of s) {
+    const cp = ch.codePointAt(0);
+    if (!isUnsafe(cp)) { run += ch; continue; }
+    if (run) el.append(document.createTextNode(run));
+    run = "";
+    const badge = document.createElement("span");
+    badge.className = "ctl";
+    badge.title = `U+${cp.toString(16).toUpperCase().padStart(4, "0")}`;
+    badge.textContent = escapeChar(cp);
+    el.append(badge);
+  }
+  if (run) el.append(document.createTextNode(run));
+  return el;
+}
+
+// ---------------------------------------------------------------- markup
+
+/** h("tag.class", {attr: v, onclick: f}, ...children): children are nodes or
+ * text; text goes through safe(). */
 function h(spec, attrs, ...children) {
   const [tag, ...classes] = spec.split(".");
   const el = document.createElement(tag || "div");
@@ -16,12 +79,12 @@ function h(spec, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "text") el.textContent = v;
+    else if (k === "text") el.append(safe(v));
     else el.setAttribute(k, v === true ? "" : String(v));
   }
   for (const c of children.flat()) {
     if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    el.append(c instanceof Node ? c : safe(c));
   }
   return el;
 }
@@ -29,7 +92,7 @@ function h(spec, attrs, ...children) {
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
-  for (const c of children.flat()) if (c) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children.flat()) if (c) el.append(c instanceof Node ? c : document.createTextNode(escapeText(c)));
   return el;
 }
 
@@ -43,7 +106,7 @@ function field(label, control) {
 
 function toast(text) {
   const t = $("#toast");
-  t.textContent = text;
+  t.replaceChildren(safe(text));
   t.classList.add("show");
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => t.classList.remove("show"), 2500);
@@ -737,10 +800,10 @@ async function streamRun(res, out) {
     while ((at = buf.indexOf("\n")) >= 0) {
       const line = buf.slice(0, at); buf = buf.slice(at + 1);
       let e; try { e = JSON.parse(line); } catch (_) { continue; }
-      if (e.event === "run_started") status.textContent = `Run ${e.run}: ${e.steps} step(s)…`;
-      else if (e.event === "step_started") log.append(`▶ step ${e.index + 1} ${e.name}: ${e.summary}\n`);
-      else if (e.event === "output") log.append(e.text);
-      else if (e.event === "step_finished") log.append(`${e.status === "ok" ? "✔" : e.status === "skipped" ? "-" : "✘"} step ${e.index + 1} ${e.name}: ${e.status}${e.error ? `: ${e.error}` : ""}\n`);
+      if (e.event === "run_started") status.replaceChildren(safe(`Run ${e.run}: ${e.steps} step(s)…`));
+      else if (e.event === "step_started") log.append(safe(`▶ step ${e.index + 1} ${e.name}: ${e.summary}\n`));
+      else if (e.event === "output") log.append(safe(e.text));
+      else if (e.event === "step_finished") log.append(safe(`${e.status === "ok" ? "✔" : e.status === "skipped" ? "-" : "✘"} step ${e.index + 1} ${e.name}: ${e.status}${e.error ? `: ${e.error}` : ""}\n`));
       else if (e.event === "finished") { status.textContent = `Run ${e.status} in ${e.duration_ms} ms`; status.className = e.status === "ok" ? "ok" : "bad"; }
       log.scrollTop = log.scrollHeight;
     }

@@ -67,6 +67,17 @@ fn duration_arg(value: Option<&str>) -> Result<Option<Duration>, ApiError> {
         .transpose()
 }
 
+/// Text as it is filed: Windows line endings (CRLF) become LF, so a
+/// statement written in a Windows editor can be filed; what is stored is what
+/// approvers see and what runs. Every other control or invisible formatting
+/// character (a lone CR included) is refused by `airlock_access`'s checks.
+pub(crate) fn as_filed(text: String) -> String {
+    match airlock_config::text::normalize_newlines(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(normalized) => normalized,
+    }
+}
+
 /// A request as shown to clients: its state at the time of the answer.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct RequestView {
@@ -166,12 +177,14 @@ pub async fn create_request(
     body: Result<Json<NewRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
     s.require_audit()?;
-    let Json(req) = body.map_err(|e| {
+    let Json(mut req) = body.map_err(|e| {
         bad_json(
             e,
             r#"{"resource": "orders", "access": "write", "for": "30m", "reason": "INC-42"}"#,
         )
     })?;
+    req.reason = as_filed(req.reason);
+    req.statement = req.statement.map(as_filed);
     let config = s.config.borrow().clone();
     let now = s.clock.now_ms();
     let (plan, kind) = match &req.statement {
@@ -333,7 +346,7 @@ pub async fn approve(
     body: Option<Json<Decision>>,
 ) -> Result<Json<RequestView>, ApiError> {
     s.require_audit()?;
-    let comment = body.and_then(|Json(d)| d.comment.or(d.reason));
+    let comment = body.and_then(|Json(d)| d.comment.or(d.reason).map(as_filed));
     if comment
         .as_ref()
         .is_some_and(|c| c.len() > airlock_access::requests::MAX_REASON_LEN)
@@ -343,6 +356,9 @@ pub async fn approve(
             "comment_too_long",
             "the comment is too long",
         ));
+    }
+    if let Some(c) = &comment {
+        airlock_access::requests::check_text("comment", c)?;
     }
     let r = s.load_request(&caller, &id).await?;
     let config = s.config.borrow().clone();
@@ -443,7 +459,7 @@ pub async fn deny(
 ) -> Result<Json<RequestView>, ApiError> {
     s.require_audit()?;
     let Json(d) = body.map_err(|e| bad_json(e, r#"{"reason": "not during the freeze"}"#))?;
-    let reason = d.reason.or(d.comment).unwrap_or_default();
+    let reason = as_filed(d.reason.or(d.comment).unwrap_or_default());
     let r = s.load_request(&caller, &id).await?;
     let config = s.config.borrow().clone();
     let now = s.clock.now_ms();
@@ -544,7 +560,7 @@ pub async fn revoke(
 ) -> Result<Json<GrantView>, ApiError> {
     s.require_audit()?;
     let Json(d) = body.map_err(|e| bad_json(e, r#"{"reason": "incident closed"}"#))?;
-    let reason = d.reason.or(d.comment).unwrap_or_default();
+    let reason = as_filed(d.reason.or(d.comment).unwrap_or_default());
     let store = s.store.clone();
     let key = id.clone();
     let found = blocking("reading a grant", move || store.grant(&key)).await?;
@@ -617,12 +633,13 @@ pub async fn break_glass(
     body: Result<Json<BreakGlass>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<GrantView>), ApiError> {
     s.require_audit()?;
-    let Json(b) = body.map_err(|e| {
+    let Json(mut b) = body.map_err(|e| {
         bad_json(
             e,
             r#"{"resource": "orders", "reason": "INC-42: orders stuck"}"#,
         )
     })?;
+    b.reason = as_filed(b.reason);
     let config = s.config.borrow().clone();
     let now = s.clock.now_ms();
     let plan = airlock_access::break_glass(

@@ -63,3 +63,29 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/console/app.js", get(script))
         .route("/console/app.css", get(style))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SCRIPT;
+
+    /// The console escapes the characters the CLI escapes: its
+    /// `UNSAFE_RANGES` is `airlock_config::text::UNSAFE_RANGES`, pair for pair.
+    #[test]
+    fn console_escapes_what_the_cli_escapes() {
+        let start = SCRIPT
+            .find("const UNSAFE_RANGES = [")
+            .expect("app.js defines UNSAFE_RANGES");
+        let table = &SCRIPT[start..];
+        let table = &table[table.find('[').unwrap() + 1..table.find("];").unwrap()];
+        let hex = |t: &str| u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).unwrap();
+        let pairs: Vec<(u32, u32)> = table
+            .split(']')
+            .filter_map(|p| p.split_once('['))
+            .map(|(_, p)| {
+                let (lo, hi) = p.split_once(',').expect("[lo, hi]");
+                (hex(lo), hex(hi))
+            })
+            .collect();
+        assert_eq!(pairs, airlock_config::text::UNSAFE_RANGES);
+    }
+}

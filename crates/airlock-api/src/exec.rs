@@ -70,6 +70,18 @@ pub async fn execute(
     let now = s.clock.now_ms();
     airlock_access::can_run_statement(&config, &r, &caller.user, now)?;
     let statement = r.statement.clone().unwrap_or_default();
+    // Filed before such statements were refused at filing: its approvers may
+    // have read something other than what it says, so it never runs.
+    if let Err(bad) = airlock_config::text::check(&statement) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "unsafe_character",
+            format!(
+                "the statement of request {id} contains {bad}, so what its approvers saw may not be what it says; it was not run"
+            ),
+        )
+        .hint("file it again without that character (airlock exec); the new request is reviewed as it reads"));
+    }
     // Filed before this check existed, or the rules changed since.
     refuse_refused_class(&statement, &r.resource).await?;
     let resource = config.resource(&r.resource).cloned().ok_or_else(|| {

@@ -171,6 +171,28 @@ pub struct RunBody {
     pub dry_run: bool,
 }
 
+/// Parameters are shown to approvers and in the run's records: a value
+/// with a control or invisible formatting character (see
+/// `airlock_config::text`) could read differently from what runs, so it is
+/// refused before anything else looks at it.
+fn refuse_unsafe_params(r: &Runbook, given: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (name, value) in given {
+        if let Err(bad) = airlock_config::text::check(value) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_params",
+                format!(
+                    "runbook {}: parameter {} contains {bad}; control and invisible formatting characters are refused because they can make what people see differ from what runs",
+                    r.name,
+                    airlock_config::text::escape(name)
+                ),
+            )
+            .hint("remove it and run again"));
+        }
+    }
+    Ok(())
+}
+
 /// Typed parameters and the plan, or a 400 naming every problem.
 fn plan_for(r: &Runbook, given: &BTreeMap<String, String>) -> Result<Plan, ApiError> {
     let params = r.validate(given).map_err(|problems| {
@@ -210,6 +232,7 @@ pub async fn start(
     })?;
     let config = s.config.borrow().clone();
     let runbook = lookup(&s, &config, &name, &caller.user)?;
+    refuse_unsafe_params(&runbook, &body.params)?;
     let plan = plan_for(&runbook, &body.params)?;
     if body.dry_run {
         return Ok(Json(json!({
@@ -220,7 +243,10 @@ pub async fn start(
         .into_response());
     }
     s.require_audit()?;
-    let reason = body.reason.unwrap_or_default();
+    let reason = crate::access::as_filed(body.reason.unwrap_or_default());
+    if !reason.is_empty() {
+        airlock_access::requests::check_text("reason", &reason)?;
+    }
     if runbook.approvals > 0 {
         let (status, Json(view)) =
             file_request(&s, &config, &caller, &runbook, &plan, &reason).await?;

@@ -382,7 +382,13 @@ pub(crate) async fn mark_deploy(
     let field = |v: Option<String>, name: &str| -> Result<Option<String>, ApiError> {
         match v {
             Some(v) if v.is_empty() => Ok(None),
-            Some(v) if v.len() > MAX_DEPLOY_FIELD || v.chars().any(char::is_control) => {
+            // One line, without control or invisible formatting characters
+            // (`airlock_config::text`): it is shown on every timeline.
+            Some(v)
+                if v.len() > MAX_DEPLOY_FIELD
+                    || v.contains(['\n', '\t'])
+                    || v.chars().any(airlock_config::text::is_unsafe) =>
+            {
                 Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad_body",

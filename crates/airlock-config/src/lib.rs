@@ -19,6 +19,7 @@ mod names;
 mod raw;
 mod secret;
 mod span;
+pub mod text;
 mod units;
 mod validate;
 

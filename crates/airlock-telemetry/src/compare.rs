@@ -9,6 +9,8 @@ use airlock_store::telemetry::{ErrorMessage, TelemetryStore, VersionQuery, Versi
 use airlock_store::StoreError;
 use serde::{Deserialize, Serialize};
 
+use airlock_config::text::escape;
+
 use crate::trace::{format_ns, one_line};
 
 /// How many of the older version's messages are read to tell what is new.
@@ -84,13 +86,11 @@ impl Comparison {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let (a, b) = (&self.from, &self.to);
-        let w = a.version.len().max(b.version.len()).max(8);
-        let _ = writeln!(out, "service {}", self.service);
-        let _ = writeln!(
-            out,
-            "{:<10} {:>w$} {:>w$}  change",
-            "", a.version, b.version
-        );
+        // Service and versions are names services sent: shown escaped.
+        let (av, bv) = (escape(&a.version), escape(&b.version));
+        let w = av.chars().count().max(bv.chars().count()).max(8);
+        let _ = writeln!(out, "service {}", escape(&self.service));
+        let _ = writeln!(out, "{:<10} {:>w$} {:>w$}  change", "", av, bv);
         let count = |s: &VersionSide| s.stats.requests.to_string();
         let _ = writeln!(out, "{:<10} {:>w$} {:>w$}", "requests", count(a), count(b));
         let rate = |s: &VersionSide| {
@@ -127,9 +127,9 @@ impl Comparison {
             let _ = writeln!(out, "{label:<10} {:>w$} {:>w$}  {change}", show(x), show(y));
         }
         if self.new_errors.is_empty() {
-            let _ = writeln!(out, "no error messages only in {}", b.version);
+            let _ = writeln!(out, "no error messages only in {bv}");
         } else {
-            let _ = writeln!(out, "errors only in {}:", b.version);
+            let _ = writeln!(out, "errors only in {bv}:");
             for m in &self.new_errors {
                 let _ = writeln!(out, "  {:>6}×  {}", m.count, one_line(&m.message, 160));
             }

@@ -1,10 +1,15 @@
 //! One trace as the API returns it, and as `airlock trace` draws it: a
 //! waterfall of spans (tree, offsets, durations, status, service.version)
 //! with the trace's logs interleaved under the spans that wrote them.
+//!
+//! Everything in a trace came from the services that sent it: names, log
+//! bodies, status messages and resource attributes are drawn escaped
+//! (`airlock_config::text`), so a terminal shows what the bytes say.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
+use airlock_config::text::escape;
 use airlock_store::telemetry::{Attributes, Trace};
 use serde::{Deserialize, Serialize};
 
@@ -196,12 +201,12 @@ impl TraceView {
         let label_width = self
             .tree()
             .iter()
-            .map(|(d, s)| 2 * d + s.name.chars().count())
+            .map(|(d, s)| 2 * d + escape(&s.name).chars().count())
             .max()
             .unwrap_or(0)
             .clamp(12, 48);
         for (depth, s) in self.tree() {
-            let mut label = format!("{}{}", "  ".repeat(depth), s.name);
+            let mut label = format!("{}{}", "  ".repeat(depth), escape(&s.name));
             if label.chars().count() > label_width {
                 label = label.chars().take(label_width - 1).collect::<String>() + "…";
             }
@@ -225,8 +230,8 @@ impl TraceView {
                 "{label:<label_width$} |{bar}| {:>9} +{:<9} {}@{}{status}",
                 format_ns(s.duration_ns),
                 format_ns(s.start_ns - start),
-                s.service,
-                s.version.as_deref().unwrap_or("?"),
+                escape(&s.service),
+                escape(s.version.as_deref().unwrap_or("?")),
             );
             for l in logs_by_span.get(s.span_id.as_str()).into_iter().flatten() {
                 let _ = writeln!(
@@ -246,7 +251,7 @@ impl TraceView {
                     out,
                     "  +{} {} {} {}",
                     format_ns(l.time_ns - start),
-                    l.service,
+                    escape(&l.service),
                     severity(l),
                     one_line(&l.body, 120)
                 );
@@ -260,19 +265,22 @@ fn severity(l: &LogView) -> String {
     if l.severity_text.is_empty() {
         format!("sev{}", l.severity_number)
     } else {
-        l.severity_text.clone()
+        escape(&l.severity_text).into_owned()
     }
 }
 
-/// The first line of `s`, at most `max` characters.
+/// The first line of untrusted `s` for a terminal: control and invisible
+/// formatting characters escaped, at most `max` characters (escapes count).
 pub fn one_line(s: &str, max: usize) -> String {
-    let line = s.lines().next().unwrap_or("");
+    let first = s.lines().next().unwrap_or("");
+    let more = first.len() < s.trim_end().len();
+    let line = escape(first);
     if line.chars().count() > max {
         line.chars().take(max - 1).collect::<String>() + "…"
-    } else if line.len() < s.trim_end().len() {
+    } else if more {
         format!("{line} …")
     } else {
-        line.to_owned()
+        line.into_owned()
     }
 }
 
@@ -386,6 +394,47 @@ mod tests {
             text.contains("↳ +900.0µs ERROR declined by issuer …"),
             "{text}"
         );
+    }
+
+    /// Regression: span names, log bodies, status messages and resource
+    /// attributes from OTLP reached the terminal raw; an ESC or CR in them
+    /// could redraw what `airlock trace` showed.
+    #[test]
+    fn render_escapes_what_services_sent() {
+        let mut failing = span("c", Some("a"), "charge\x1b[2J card", 0, 10);
+        failing.status = "error".into();
+        failing.status_message = "declined\rOK".into();
+        failing.service = "pay\u{202e}ment".into();
+        let view = TraceView {
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            spans: vec![span("a", None, "POST /pay", 0, 10), failing],
+            logs: vec![LogView {
+                time_ns: 5,
+                span_id: None,
+                service: "checkout\x07".into(),
+                version: None,
+                severity_number: 17,
+                severity_text: "ERR\x1b[0m".into(),
+                body: "all good\r\x1b[31mfailed\ntrace".into(),
+                attributes: Default::default(),
+            }],
+        };
+        let text = view.render(20);
+        assert!(
+            !text.contains(|c: char| airlock_config::text::is_unsafe(c)),
+            "{text:?}"
+        );
+        assert!(text.contains("  charge\\x1b[2J card"), "{text}");
+        assert!(
+            text.contains("pay\\u{202e}ment@v2 ERROR: declined\\rOK"),
+            "{text}"
+        );
+        assert!(
+            text.contains("checkout\\x07 ERR\\x1b[0m all good\\r\\x1b[31mfailed …"),
+            "{text}"
+        );
+        assert_eq!(one_line("a\u{200b}b\nc", 10), "a\\u{200b}b …");
+        assert_eq!(one_line("\x1b\x1b\x1b", 5), "\\x1b…");
     }
 
     #[test]

@@ -32,12 +32,17 @@ pub(crate) fn body(id: &str, event: &Event) -> String {
     } else {
         &event.data
     };
+    // Chat tools show `text` to people: it is one line with every control
+    // and invisible formatting character escaped (a reason cannot fake a
+    // second line or hide behind a bidi override). `data` keeps the exact
+    // values for programs.
+    let text = airlock_config::text::escape(&event.text);
     let body = Body {
         id,
         event: &event.kind,
         at: rfc3339_utc(event.at_ms),
         at_ms: event.at_ms,
-        text: &event.text,
+        text: &text,
         data,
     };
     // Serializing strings, integers and a `Value` cannot fail.
@@ -89,6 +94,26 @@ mod tests {
             body("whd_00", &event),
             r#"{"id":"whd_00","event":"grant.revoked","at":"2023-11-14T22:13:20.123Z","at_ms":1700000000123,"text":"alice's \"write\" grant on orders was revoked","data":{"grant_id":"g_1","user":"alice"}}"#
         );
+    }
+
+    /// Regression: untrusted text (a reason, a statement) reached chat
+    /// tools raw in `text`; a CR, ESC or bidi override could change what
+    /// the approver read. `text` is escaped; `data` stays exact.
+    #[test]
+    fn text_shows_control_and_format_characters_escaped() {
+        let reason = "INC-42\r\x1b[2Kfixed \u{202e}5\nlead1 approved";
+        let event = Event {
+            kind: "request.created".into(),
+            text: format!("alice requests write access: \"{reason}\""),
+            at_ms: 0,
+            data: serde_json::json!({ "reason": reason }),
+        };
+        let sent: serde_json::Value = serde_json::from_str(&body("whd_00", &event)).unwrap();
+        assert_eq!(
+            sent["text"],
+            r#"alice requests write access: "INC-42\r\x1b[2Kfixed \u{202e}5\nlead1 approved""#
+        );
+        assert_eq!(sent["data"]["reason"], reason);
     }
 
     #[test]

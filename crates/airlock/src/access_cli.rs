@@ -1,6 +1,11 @@
 //! The access verbs of the CLI: request, requests, approve, deny, grants,
 //! revoke, break-glass, exec, webhooks status. Each is one HTTP API call; the
 //! gateway decides, the CLI prints.
+//!
+//! Reasons, statements, parameters and rows are untrusted text: they are
+//! printed through `airlock_config::text` (control and invisible formatting
+//! characters escaped, so the terminal shows what the bytes say); `--json`
+//! prints them exactly, JSON-escaped.
 
 use std::process::ExitCode;
 
@@ -8,6 +13,7 @@ use serde_json::{json, Value};
 
 use airlock_api::access::{GrantView, RequestView};
 use airlock_api::exec::ExecOutcome;
+use airlock_config::text::{escape, escape_lines};
 
 use crate::client::Api;
 use crate::format_time;
@@ -96,7 +102,9 @@ pub fn exec_request(
         "request {} filed for review of exactly this statement on {resource}:",
         v.request.id
     );
-    println!("  {}", sql.replace('\n', "\n  "));
+    // As filed (CRLF line endings become LF), which is what approvers see.
+    let filed = v.request.statement.as_deref().unwrap_or(sql);
+    println!("  {}", escape_lines(filed).replace('\n', "\n  "));
     println!(
         "needs {} approval(s) from: {}",
         v.request.approvals_required,
@@ -113,9 +121,13 @@ pub fn exec_run(id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
         print_json(&out)?;
     } else if let Some(r) = &out.result {
         if !r.columns.is_empty() {
-            println!("{}", r.columns.join(" | "));
+            let columns: Vec<_> = r.columns.iter().map(|c| escape(c)).collect();
+            println!("{}", columns.join(" | "));
             for row in &r.rows {
-                let cells: Vec<&str> = row.iter().map(|c| c.as_deref().unwrap_or("NULL")).collect();
+                let cells: Vec<_> = row
+                    .iter()
+                    .map(|c| escape(c.as_deref().unwrap_or("NULL")))
+                    .collect();
                 println!("{}", cells.join(" | "));
             }
             if r.row_count as usize > r.rows.len() {
@@ -128,7 +140,8 @@ pub fn exec_run(id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
         Some(e) => {
             eprintln!(
                 "error: the statement failed and was rolled back: {} (SQLSTATE {})",
-                e.message, e.sqlstate
+                escape_lines(&e.message),
+                escape(&e.sqlstate)
             );
             eprintln!("it counts as run: a reviewed statement runs once; file it again to retry");
             Ok(ExitCode::FAILURE)
@@ -161,10 +174,13 @@ pub fn requests(pending: bool, mine: bool, json_out: bool) -> anyhow::Result<Exi
             describe(v),
             format!("{}/{}", r.approvals.len(), r.approvals_required),
             format_time(r.created_ms),
-            r.reason
+            escape(&r.reason)
         );
         if let Some(sql) = &r.statement {
-            println!("    statement: {}", sql.replace('\n', "\n               "));
+            println!(
+                "    statement: {}",
+                escape_lines(sql).replace('\n', "\n               ")
+            );
         }
         if let Some(run) = &r.runbook {
             // What the approver approves: the parameters and each step as
@@ -173,7 +189,9 @@ pub fn requests(pending: bool, mine: bool, json_out: bool) -> anyhow::Result<Exi
                 .as_object()
                 .map(|p| {
                     p.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .map(|(k, v)| {
+                            format!("{}={}", escape(k), escape(v.as_str().unwrap_or_default()))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -182,8 +200,8 @@ pub fn requests(pending: bool, mine: bool, json_out: bool) -> anyhow::Result<Exi
                 println!(
                     "    step {}: {} ({})",
                     s["index"].as_u64().unwrap_or(0) + 1,
-                    s["name"].as_str().unwrap_or(""),
-                    s["kind"].as_str().unwrap_or("")
+                    escape(s["name"].as_str().unwrap_or("")),
+                    escape(s["kind"].as_str().unwrap_or(""))
                 );
             }
         }
@@ -261,7 +279,7 @@ fn print_grants(list: &[GrantView]) {
             g.kind,
             v.state,
             format_time(v.ends_ms.unwrap_or(g.expires_ms)),
-            g.reason
+            escape(&g.reason)
         );
     }
 }
@@ -354,7 +372,7 @@ pub fn webhooks_status(json_out: bool) -> anyhow::Result<ExitCode> {
             println!("  last delivered: {}", format_time(ms));
         }
         if let (Some(e), Some(ms)) = (&t.last_error, t.last_error_ms) {
-            println!("  last error: {} ({e})", format_time(ms));
+            println!("  last error: {} ({})", format_time(ms), escape(e));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use airlock_audit::index::{Index, RecordQuery};
 use airlock_audit::read::Entry;
 use airlock_audit::{Event, Expect, PublicKey};
+use airlock_config::text::{escape, escape_lines};
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -189,7 +190,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             }
             for s in list {
                 let end = match (&s.ended_ms, &s.end_reason) {
-                    (Some(e), Some(r)) => format!("ended {} ({r})", time_text(*e)),
+                    (Some(e), Some(r)) => format!("ended {} ({})", time_text(*e), escape(r)),
                     _ => "open".into(),
                 };
                 println!(
@@ -293,9 +294,10 @@ fn query(q: QueryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line for a person.
+/// One line for a person: the record's own text (statements, reasons,
+/// errors: untrusted) is escaped, so a terminal shows what it says.
 fn describe(e: &Entry) -> String {
-    let what = e.event.summary();
+    let what = escape(&e.event.summary()).into_owned();
     format!(
         "{}  #{}  {:<15} {}",
         time_text(e.ts),
@@ -504,7 +506,10 @@ fn export(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `airlock replay SESSION_ID`: the session as it happened.
+/// `airlock replay SESSION_ID`: the session as it happened. Statements,
+/// rows, errors and end reasons are shown escaped (`airlock_config::text`):
+/// what reached PostgreSQL is recorded exactly, and a CR or an escape
+/// sequence in it must not redraw the terminal; `--json` has the exact text.
 pub fn replay(config: &Path, session: &str, json: bool) -> anyhow::Result<ExitCode> {
     let index = open_index(config)?;
     let Some(s) = index.session(session)? else {
@@ -529,7 +534,7 @@ pub fn replay(config: &Path, session: &str, json: bool) -> anyhow::Result<ExitCo
         s.access,
         s.grant_id,
         if s.break_glass { " BREAK-GLASS" } else { "" },
-        s.client_addr
+        escape(&s.client_addr)
     );
     let start = s.started_ms;
     for e in &entries {
@@ -538,7 +543,7 @@ pub fn replay(config: &Path, session: &str, json: bool) -> anyhow::Result<ExitCo
             Event::SessionStart(_) => println!("{at:>10}  started at {}", time_text(e.ts)),
             Event::Statement(st) => {
                 println!("{at:>10}  #{} {} [{}]", st.n, st.decision, st.rule);
-                for line in st.display_text().lines() {
+                for line in escape_lines(&st.display_text()).lines() {
                     println!("{:>10}    {line}", "");
                 }
                 if let Some(code) = &st.sqlstate {
@@ -551,25 +556,28 @@ pub fn replay(config: &Path, session: &str, json: bool) -> anyhow::Result<ExitCo
                         "{at:>10}  #{} failed after {}: {code} {}",
                         d.n,
                         airlock_audit::event::micros(d.duration_us),
-                        d.error.as_deref().unwrap_or("")
+                        escape(d.error.as_deref().unwrap_or(""))
                     ),
                     None => println!(
                         "{at:>10}  #{} done in {}: {}",
                         d.n,
                         airlock_audit::event::micros(d.duration_us),
-                        d.tags.join(", ")
+                        escape(&d.tags.join(", "))
                     ),
                 }
                 if !d.columns.is_empty() {
-                    println!("{:>10}    {}", "", d.columns.join(" | "));
+                    let columns: Vec<_> = d.columns.iter().map(|c| escape(c)).collect();
+                    println!("{:>10}    {}", "", columns.join(" | "));
                     for row in &d.first_rows {
-                        let cells: Vec<&str> =
-                            row.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect();
+                        let cells: Vec<_> = row
+                            .iter()
+                            .map(|v| escape(v.as_deref().unwrap_or("NULL")))
+                            .collect();
                         println!("{:>10}    {}", "", cells.join(" | "));
                     }
                 }
             }
-            Event::SessionEnd { reason, .. } => println!("{at:>10}  ended: {reason}"),
+            Event::SessionEnd { reason, .. } => println!("{at:>10}  ended: {}", escape(reason)),
             other => println!("{at:>10}  {}", other.kind()),
         }
     }

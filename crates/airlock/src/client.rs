@@ -8,6 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
+use airlock_config::text::escape_lines;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
@@ -146,12 +147,15 @@ impl Api {
         }
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
+        // Messages quote what people sent (a parameter, a statement's
+        // error): shown escaped, like every untrusted text.
+        let shown = |t: &str| escape_lines(t).into_owned();
         match serde_json::from_str::<ApiErrorBody>(&text) {
             Ok(e) => match e.hint {
-                Some(h) => bail!("{} ({status})\n{h}", e.message),
-                None => bail!("{} ({status})", e.message),
+                Some(h) => bail!("{} ({status})\n{}", shown(&e.message), shown(&h)),
+                None => bail!("{} ({status})", shown(&e.message)),
             },
-            Err(_) => bail!("the gateway answered {status}: {text}"),
+            Err(_) => bail!("the gateway answered {status}: {}", shown(&text)),
         }
     }
 

@@ -283,7 +283,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors can quote untrusted text: shown escaped.
+            eprintln!(
+                "error: {}",
+                airlock_config::text::escape_lines(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -478,7 +482,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 for s in list {
                     let end = match (s.ended_ms, &s.end_reason) {
-                        (Some(e), Some(r)) => format!("{} ({r})", airlock::format_time(e)),
+                        (Some(e), Some(r)) => format!(
+                            "{} ({})",
+                            airlock::format_time(e),
+                            airlock_config::text::escape(r)
+                        ),
                         (Some(e), None) => airlock::format_time(e),
                         _ => "open".to_owned(),
                     };

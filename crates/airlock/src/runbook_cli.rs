@@ -11,6 +11,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
 
+use airlock_config::text::{escape, escape_lines};
+
 use crate::access_cli::runtime;
 use crate::client::{query_value, Api};
 
@@ -35,6 +37,17 @@ pub struct RunArgs {
     /// The gateway's events as JSON lines.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A string of the gateway's answer for one line of the terminal: control
+/// and invisible formatting characters escaped (`airlock_config::text`).
+fn text(v: &Value) -> std::borrow::Cow<'_, str> {
+    escape(v.as_str().unwrap_or(""))
+}
+
+/// The same for several lines (SQL, a program's output): LF and TAB kept.
+fn lines(v: &Value) -> std::borrow::Cow<'_, str> {
+    escape_lines(v.as_str().unwrap_or(""))
 }
 
 /// `NAME=VALUE` pairs; a name given twice is a mistake, not an override.
@@ -82,7 +95,7 @@ fn param_help(p: &Value) -> String {
         line.push_str(" (optional)");
     }
     if let Some(d) = p["description"].as_str().filter(|d| !d.is_empty()) {
-        line.push_str(&format!("  {d}"));
+        line.push_str(&format!("  {}", escape(d)));
     }
     line
 }
@@ -110,8 +123,8 @@ pub fn list(name: Option<&str>, json_out: bool) -> anyhow::Result<ExitCode> {
         let approvals = b["approvals"].as_u64().unwrap_or(0);
         println!(
             "{}  {}{}",
-            b["name"].as_str().unwrap_or(""),
-            b["description"].as_str().unwrap_or(""),
+            text(&b["name"]),
+            text(&b["description"]),
             if approvals > 0 {
                 format!(
                     "  [needs {approvals} approval(s) from {}]",
@@ -135,9 +148,9 @@ pub fn list(name: Option<&str>, json_out: bool) -> anyhow::Result<ExitCode> {
             println!(
                 "    step {}: {} ({} {})",
                 i + 1,
-                s["name"].as_str().unwrap_or(""),
-                s["kind"].as_str().unwrap_or(""),
-                s["target"].as_str().unwrap_or("")
+                text(&s["name"]),
+                text(&s["kind"]),
+                text(&s["target"])
             );
         }
     }
@@ -193,7 +206,7 @@ fn answer(v: &Value, json_out: bool) -> anyhow::Result<ExitCode> {
         let plan = &v["plan"];
         println!(
             "runbook {} (digest {}) would run{}:",
-            plan["runbook"].as_str().unwrap_or(""),
+            text(&plan["runbook"]),
             &plan["digest"].as_str().unwrap_or("")
                 [..12.min(plan["digest"].as_str().unwrap_or("").len())],
             if v["needs_approval"] == true {
@@ -204,59 +217,50 @@ fn answer(v: &Value, json_out: bool) -> anyhow::Result<ExitCode> {
         );
         for s in plan["steps"].as_array().into_iter().flatten() {
             let n = s["index"].as_u64().unwrap_or(0) + 1;
-            println!(
-                "  step {n}: {} ({})",
-                s["name"].as_str().unwrap_or(""),
-                s["kind"].as_str().unwrap_or("")
-            );
+            println!("  step {n}: {} ({})", text(&s["name"]), text(&s["kind"]));
             match s["kind"].as_str() {
                 Some("sql") => {
                     println!(
                         "    on {} with {} access",
-                        s["resource"].as_str().unwrap_or(""),
-                        s["access"].as_str().unwrap_or("")
+                        text(&s["resource"]),
+                        text(&s["access"])
                     );
-                    for l in s["sql"].as_str().unwrap_or("").trim().lines() {
+                    for l in lines(&s["sql"]).trim().lines() {
                         println!("    | {l}");
                     }
                     for (i, a) in s["args"].as_array().into_iter().flatten().enumerate() {
-                        println!("    ${} = {a}", i + 1);
+                        println!("    ${} = {}", i + 1, escape(&a.to_string()));
                     }
                 }
                 Some("http") => {
-                    println!(
-                        "    {} {}",
-                        s["method"].as_str().unwrap_or(""),
-                        s["url"].as_str().unwrap_or("")
-                    );
+                    println!("    {} {}", text(&s["method"]), text(&s["url"]));
                     for h in s["headers"].as_array().into_iter().flatten() {
-                        println!(
-                            "    {}: {}",
-                            h["name"].as_str().unwrap_or(""),
-                            h["value"].as_str().unwrap_or("")
-                        );
+                        println!("    {}: {}", text(&h["name"]), text(&h["value"]));
                     }
                     if !s["body"].is_null() {
-                        println!("    body {}", s["body"]);
+                        println!("    body {}", escape(&s["body"].to_string()));
                     }
                 }
                 Some("command") => {
-                    println!("    argv {}", s["argv"]);
+                    println!("    argv {}", escape(&s["argv"].to_string()));
                     if let Some(env) = s["env"].as_object().filter(|e| !e.is_empty()) {
-                        println!("    env {}", Value::Object(env.clone()));
+                        println!(
+                            "    env {}",
+                            escape(&Value::Object(env.clone()).to_string())
+                        );
                     }
                 }
-                _ => println!("    {s}"),
+                _ => println!("    {}", escape(&s.to_string())),
             }
         }
         return Ok(ExitCode::SUCCESS);
     }
     // A request view: the request's fields, and its approvers.
     let r = v;
-    let id = r["id"].as_str().unwrap_or("");
+    let id = text(&r["id"]);
     println!(
         "runbook {} needs approval: request {id} filed (approvers: {})",
-        r["resource"].as_str().unwrap_or(""),
+        text(&r["resource"]),
         v["approvers"]
             .as_array()
             .map(|a| a
@@ -300,18 +304,21 @@ async fn follow(mut response: reqwest::Response, json_out: bool) -> anyhow::Resu
                     steps = e["steps"].as_u64().unwrap_or(0);
                     println!(
                         "run {} of runbook {}: {steps} step(s)",
-                        e["run"].as_str().unwrap_or(""),
-                        e["runbook"].as_str().unwrap_or("")
+                        text(&e["run"]),
+                        text(&e["runbook"])
                     );
                 }
                 Some("step_started") => println!(
                     "▶ step {}/{steps} {}: {}",
                     e["index"].as_u64().unwrap_or(0) + 1,
-                    e["name"].as_str().unwrap_or(""),
-                    e["summary"].as_str().unwrap_or("")
+                    text(&e["name"]),
+                    text(&e["summary"])
                 ),
                 Some("output") => {
-                    let text = e["text"].as_str().unwrap_or("");
+                    // A program's output: its lines and tabs kept, and
+                    // every other control character (progress bars' CR,
+                    // colour escapes) shown escaped.
+                    let text = lines(&e["text"]);
                     if e["stream"] == "stderr" {
                         eprint!("{text}");
                     } else {
@@ -321,7 +328,7 @@ async fn follow(mut response: reqwest::Response, json_out: bool) -> anyhow::Resu
                 }
                 Some("step_finished") => {
                     let n = e["index"].as_u64().unwrap_or(0) + 1;
-                    let name = e["name"].as_str().unwrap_or("");
+                    let name = text(&e["name"]);
                     let mut what = Vec::new();
                     if let Some(c) = e["exit_code"].as_i64() {
                         what.push(format!("exit {c}"));
@@ -349,15 +356,15 @@ async fn follow(mut response: reqwest::Response, json_out: bool) -> anyhow::Resu
                         Some(status) => println!(
                             "✘ step {n}/{steps} {name}: {}{detail}: {}",
                             status.replace('_', " "),
-                            e["error"].as_str().unwrap_or("")
+                            text(&e["error"])
                         ),
                         None => {}
                     }
                 }
                 Some("finished") => println!(
                     "run {}: {} in {} ms",
-                    e["runbook"].as_str().unwrap_or(""),
-                    e["status"].as_str().unwrap_or("").replace('_', " "),
+                    text(&e["runbook"]),
+                    text(&e["status"]).replace('_', " "),
                     e["duration_ms"]
                 ),
                 _ => {}

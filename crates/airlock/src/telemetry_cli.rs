@@ -1,11 +1,17 @@
 //! `airlock timeline`, `airlock trace`, `airlock compare` and `airlock
 //! deploy mark`: the telemetry side of an incident, through the API.
+//!
+//! What services send (log bodies, span names, attributes, service and
+//! version names) and what people wrote (access events) is untrusted: it is
+//! printed escaped (`airlock_config::text`, `trace::one_line`); `--json`
+//! prints it exactly.
 
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use airlock_config::text::{escape, escape_lines};
 use airlock_store::telemetry::{Deploy, EventKind, TimelineEvent};
 use airlock_telemetry::compare::Comparison;
 use airlock_telemetry::trace::{format_ns, one_line, TraceView};
@@ -115,8 +121,8 @@ pub fn describe(e: &TimelineEvent, with_date: bool) -> String {
         EventKind::Access => "access",
     };
     let who = match (&e.service, &e.version) {
-        (Some(s), Some(v)) => format!("{s}@{v}"),
-        (Some(s), None) => s.clone(),
+        (Some(s), Some(v)) => format!("{}@{}", escape(s), escape(v)),
+        (Some(s), None) => escape(s).into_owned(),
         _ => String::new(),
     };
     let mut line = format!(
@@ -128,9 +134,9 @@ pub fn describe(e: &TimelineEvent, with_date: bool) -> String {
     );
     match e.kind {
         EventKind::Log => {
-            let sev = e.detail["severity_text"].as_str().unwrap_or("");
+            let sev = escape(e.detail["severity_text"].as_str().unwrap_or(""));
             if !sev.is_empty() {
-                line.push_str(sev);
+                line.push_str(&sev);
                 line.push(' ');
             }
             line.push_str(&one_line(&e.summary, 200));
@@ -150,7 +156,7 @@ pub fn describe(e: &TimelineEvent, with_date: bool) -> String {
         _ => line.push_str(&one_line(&e.summary, 200)),
     }
     if let Some(t) = &e.trace_id {
-        line.push_str(&format!("  trace={t}"));
+        line.push_str(&format!("  trace={}", escape(t)));
     }
     line
 }
@@ -246,7 +252,7 @@ pub fn timeline(args: TimelineArgs) -> anyhow::Result<ExitCode> {
         let page: Page = match runtime.block_on(api.get(&format!("{base}&since_ns={cursor}"))) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("airlock: {e:#}; retrying");
+                eprintln!("airlock: {}; retrying", escape_lines(&format!("{e:#}")));
                 continue;
             }
         };
@@ -352,11 +358,13 @@ pub fn deploy(cmd: DeployCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "deploy {} marked: {} {} at {}",
                     d.id,
-                    d.service,
-                    d.version
-                        .as_deref()
-                        .or(d.deployment_id.as_deref())
-                        .unwrap_or(""),
+                    escape(&d.service),
+                    escape(
+                        d.version
+                            .as_deref()
+                            .or(d.deployment_id.as_deref())
+                            .unwrap_or("")
+                    ),
                     clock_text(d.time_ns, true)
                 );
             }
@@ -387,14 +395,14 @@ pub fn deploy(cmd: DeployCommand) -> anyhow::Result<ExitCode> {
                     println!(
                         "{}  {:<16} {:<16} {:<10} {:<8} {}{}",
                         clock_text(d.time_ns, true),
-                        d.service,
-                        d.version.as_deref().unwrap_or("-"),
-                        d.env.as_deref().unwrap_or("-"),
+                        escape(&d.service),
+                        escape(d.version.as_deref().unwrap_or("-")),
+                        escape(d.env.as_deref().unwrap_or("-")),
                         d.source.as_str(),
-                        d.actor,
+                        escape(&d.actor),
                         d.commit
                             .as_deref()
-                            .map(|c| format!(" commit {c}"))
+                            .map(|c| format!(" commit {}", escape(c)))
                             .unwrap_or_default()
                     );
                 }

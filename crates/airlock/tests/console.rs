@@ -74,12 +74,24 @@ argv = ["/usr/bin/printf", "hello, %s\n", "{{who}}"]
         .unwrap();
     assert!(r.status().is_success(), "{:?}", r.text().await);
 
-    // A read session with a statement, for the timeline and the replay.
+    // A read session with statements, for the timeline and the replay; the
+    // second has an escape sequence inside a string literal: recorded
+    // exactly, it must show in the replay as a visible badge, never raw.
     let conn = w.connect("oncall1", "read").await;
-    let out = w.psql(&conn, &["-X", "-At", "-c", "SELECT count(*) FROM orders"]);
+    let out = w.psql(
+        &conn,
+        &[
+            "-X",
+            "-At",
+            "-c",
+            "SELECT count(*) FROM orders",
+            "-c",
+            "SELECT 'paint \x1b[31mred' AS painted",
+        ],
+    );
     assert_eq!(
-        common::stdout(&out).trim(),
-        "600",
+        common::stdout(&out).lines().next(),
+        Some("600"),
         "{}",
         common::stderr(&out)
     );

@@ -160,6 +160,12 @@ await oncall.locator("ol.events > li").first().waitFor();
 await oncall.locator("ol.events > li").nth(session).getByRole("link", { name: "replay" }).click();
 await oncall.getByRole("heading", { name: /^Session / }).waitFor();
 await oncall.getByText("SELECT count(*) FROM orders").first().waitFor();
+// A control character in a statement is rendered visibly, never raw.
+const badge = oncall.locator("pre .ctl", { hasText: "\\x1b" }).first();
+await badge.waitFor();
+assert.equal(await badge.getAttribute("title"), "U+001B");
+assert.ok((await badge.locator("xpath=ancestor::pre").innerText()).includes("SELECT 'paint \\x1b[31mred' AS painted"));
+assert.ok(!(await oncall.locator("main").innerText()).includes("\x1b"), "no raw ESC on the page");
 await shot(oncall, "10-replay");
 
 // Every other page loads without an error.
