@@ -49,6 +49,14 @@ pub struct Gateway {
     /// refused with SQLSTATE 54000 (parameters are not statement text).
     /// Default 1 MiB.
     pub max_statement_size: ByteSize,
+    /// The most memory a read session may give `work_mem`,
+    /// `maintenance_work_mem` and `temp_buffers` (and `hash_mem_multiplier`
+    /// is capped at 2). Default 64 MiB.
+    pub read_work_mem: ByteSize,
+    /// `idle_in_transaction_session_timeout` of read sessions, which they
+    /// cannot lift (an idle transaction would block migrations and vacuum).
+    /// Default 5m.
+    pub read_idle_in_transaction_timeout: Duration,
     /// The longest a session credential minted by `airlock connect` may live. Default and maximum 8h.
     pub credential_ttl: Duration,
     /// Time allowed for connecting and logging in to an upstream database. Default 10s.
@@ -75,6 +83,12 @@ impl Gateway {
     /// Largest accepted `max_statement_size`: parse trees of bigger texts
     /// take hundreds of megabytes.
     pub const MAX_MAX_STATEMENT_SIZE: ByteSize = ByteSize(64 * 1024 * 1024);
+    /// Default for `read_work_mem`.
+    pub const DEFAULT_READ_WORK_MEM: ByteSize = ByteSize(64 << 20);
+    /// Default for `read_idle_in_transaction_timeout`.
+    pub const DEFAULT_READ_IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(300);
+    /// The ceiling of `hash_mem_multiplier` in read sessions.
+    pub const READ_HASH_MEM_MULTIPLIER: f64 = 2.0;
     /// Default and ceiling of `credential_ttl`: one working shift.
     pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(8 * 3600);
     /// Default for `max_client_connections`.

@@ -126,6 +126,10 @@ pub(crate) struct RawGateway {
     #[serde(default)]
     pub max_statement_size: Option<Spanned<toml::Value>>,
     #[serde(default)]
+    pub read_work_mem: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub read_idle_in_transaction_timeout: Option<Spanned<toml::Value>>,
+    #[serde(default)]
     pub credential_ttl: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub connect_timeout: Option<Spanned<toml::Value>>,

@@ -272,6 +272,20 @@ impl Checker<'_> {
                 " (larger statements cost the parser too much memory; send such data as parameters)",
             ),
         };
+        let read_work_mem = match &raw.read_work_mem {
+            None => Some(Gateway::DEFAULT_READ_WORK_MEM),
+            Some(value) => self.size(
+                value,
+                "read_work_mem",
+                (ByteSize::MIB, ByteSize(1 << 40)),
+                " (the ceiling of work_mem, maintenance_work_mem and temp_buffers in read sessions)",
+            ),
+        };
+        let read_idle_in_transaction_timeout = self.duration(
+            raw.read_idle_in_transaction_timeout.as_ref(),
+            "read_idle_in_transaction_timeout",
+            Gateway::DEFAULT_READ_IDLE_IN_TRANSACTION_TIMEOUT,
+        );
         let credential_ttl = self
             .duration(
                 raw.credential_ttl.as_ref(),
@@ -338,6 +352,8 @@ impl Checker<'_> {
             http_tls: raw.http_tls,
             max_message_size: max_message_size?,
             max_statement_size: max_statement_size?,
+            read_work_mem: read_work_mem?,
+            read_idle_in_transaction_timeout: read_idle_in_transaction_timeout?,
             credential_ttl: credential_ttl?,
             connect_timeout: connect_timeout?,
             max_client_connections: max_client_connections?,

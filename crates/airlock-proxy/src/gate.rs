@@ -150,6 +150,116 @@ struct ReadChecks {
     portals: std::collections::HashMap<Vec<u8>, bool>,
     /// The portal of an opaque Execute since the last Sync.
     opaque_in_batch: Option<Vec<u8>>,
+    /// Ceilings on what read sessions may set.
+    limits: ReadLimits,
+}
+
+/// Ceilings on settings in read sessions (`[gateway] read_work_mem`,
+/// `read_idle_in_transaction_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    pub work_mem: airlock_config::ByteSize,
+    pub idle_in_transaction: std::time::Duration,
+}
+
+impl ReadLimits {
+    pub fn of(gateway: &airlock_config::Gateway) -> ReadLimits {
+        ReadLimits {
+            work_mem: gateway.read_work_mem,
+            idle_in_transaction: gateway.read_idle_in_transaction_timeout,
+        }
+    }
+
+    /// Whether a read session may give `name` the `value`; `Err` says why
+    /// not. Settings without a ceiling are decided elsewhere.
+    fn check(&self, name: &str, value: &airlock_sql::settings::SettingValue) -> Result<(), String> {
+        use airlock_sql::settings::SettingValue as V;
+        let cap_bytes = self.work_mem.0 as f64;
+        let what = match name {
+            "work_mem" | "maintenance_work_mem" | "temp_buffers" => {
+                let unit_kb = if name == "temp_buffers" { 8.0 } else { 1.0 };
+                let limit = format!("{}", airlock_config::ByteSize(self.work_mem.0));
+                match value {
+                    V::Default => return Ok(()),
+                    V::Const(v) => match pg_memory_bytes(v, unit_kb) {
+                        Some(b) if b <= cap_bytes => return Ok(()),
+                        _ => format!("{name} up to {limit} (read_work_mem in [gateway])"),
+                    },
+                    V::Unknown => format!("{name} only to a constant up to {limit}"),
+                }
+            }
+            "hash_mem_multiplier" => {
+                let cap = airlock_config::Gateway::READ_HASH_MEM_MULTIPLIER;
+                match value {
+                    V::Default => return Ok(()),
+                    V::Const(v) => match v.trim().parse::<f64>() {
+                        Ok(m) if m.is_finite() && m <= cap => return Ok(()),
+                        _ => format!("hash_mem_multiplier up to {cap}"),
+                    },
+                    V::Unknown => format!("hash_mem_multiplier only to a constant up to {cap}"),
+                }
+            }
+            "idle_in_transaction_session_timeout" => {
+                let cap = self.idle_in_transaction;
+                let limit = airlock_config::format_duration(cap);
+                match value {
+                    // RESET returns to the gateway's startup value.
+                    V::Default => return Ok(()),
+                    V::Const(v) => match pg_duration_ms(v) {
+                        Some(ms) if ms > 0.0 && ms <= cap.as_millis() as f64 => return Ok(()),
+                        _ => format!("idle_in_transaction_session_timeout between 1ms and {limit} (read_idle_in_transaction_timeout in [gateway]; an idle transaction holds back migrations and vacuum)"),
+                    },
+                    V::Unknown => format!("idle_in_transaction_session_timeout only to a constant up to {limit}"),
+                }
+            }
+            _ => return Ok(()),
+        };
+        Err(what)
+    }
+}
+
+/// A memory setting's value in bytes, as PostgreSQL reads it: a number
+/// with an optional unit (`B`, `kB`, `MB`, `GB`, `TB`, case-sensitive);
+/// without one, in the setting's own unit (`unit_kb` kilobytes).
+fn pg_memory_bytes(value: &str, unit_kb: f64) -> Option<f64> {
+    let v = value.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" => unit_kb * 1024.0,
+        "B" => 1.0,
+        "kB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        "TB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    (n.is_finite() && n >= 0.0).then_some(n * factor)
+}
+
+/// A time setting's value in milliseconds, as PostgreSQL reads it: a
+/// number with an optional unit (`us`, `ms`, `s`, `min`, `h`, `d`);
+/// without one, milliseconds.
+fn pg_duration_ms(value: &str) -> Option<f64> {
+    let v = value.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    (n.is_finite()).then_some(n * factor)
 }
 
 /// Names kept per session, at most (as for [`Names`]).
@@ -199,6 +309,7 @@ impl Gate {
         mut self,
         functions: Arc<FunctionCatalog>,
         ready: tokio::sync::watch::Receiver<u64>,
+        limits: ReadLimits,
     ) -> Gate {
         self.read = Some(ReadChecks {
             functions,
@@ -208,6 +319,7 @@ impl Gate {
             statements: Default::default(),
             portals: Default::default(),
             opaque_in_batch: None,
+            limits,
         });
         self
     }
@@ -490,6 +602,18 @@ impl Gate {
         let mut opaque_before_last = false;
         let mut opaque = false;
         for s in &verdict.statements {
+            for (name, value) in &s.values {
+                if let Err(allowed) = r.limits.check(name, value) {
+                    return Err((
+                        UserFacingError::error(
+                            sqlstate::INSUFFICIENT_PRIVILEGE,
+                            format!("read sessions on \"{}\" may set {allowed}", self.resource),
+                        )
+                        .hint("choose a smaller value, or ask the gateway's operator"),
+                        "read_limit",
+                    ));
+                }
+            }
             opaque_before_last |= opaque;
             opaque = match r.functions.check(&s.functions) {
                 FunctionCheck::Transparent => runs_unseen_code(s),

@@ -123,6 +123,16 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             format!("{}ms", t.as_millis()),
         ));
     }
+    if auth.access == airlock_config::Access::Read {
+        // The session's default, which RESET returns to; SET may only lower it.
+        settings.push((
+            "idle_in_transaction_session_timeout".to_owned(),
+            format!(
+                "{}ms",
+                config.gateway.read_idle_in_transaction_timeout.as_millis()
+            ),
+        ));
+    }
     let upstream = match backend::connect(
         &resource,
         auth.access,
@@ -379,7 +389,11 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     )
     .with_guardrails(rails.clone());
     if let Some(functions) = functions {
-        gate = gate.with_read_checks(functions, ready_rx);
+        gate = gate.with_read_checks(
+            functions,
+            ready_rx,
+            crate::gate::ReadLimits::of(&config.gateway),
+        );
     }
     let mut filter = if mask.is_some() || rails.max_rows.is_some() {
         let expect = Arc::new(Expectations::default());

@@ -64,6 +64,10 @@ pub struct Statement {
     /// what PostgreSQL reports afterwards decides.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub changes_settings_opaquely: bool,
+    /// The values the statement sets settings to (SET, `set_config` with a
+    /// constant name), for ceilings that depend on the session.
+    #[serde(skip)]
+    pub values: Vec<(String, SettingValue)>,
 }
 
 impl Statement {
@@ -79,6 +83,7 @@ impl Statement {
             prepared: None,
             functions: Vec::new(),
             changes_settings_opaquely: false,
+            values: Vec::new(),
         }
     }
 
@@ -221,6 +226,7 @@ struct Walk {
     max_location: i64,
     functions: Vec<FunctionCall>,
     changes_settings_opaquely: bool,
+    values: Vec<(String, SettingValue)>,
 }
 
 impl Cx {
@@ -407,6 +413,7 @@ impl Cx {
         s.nested = walk.nested;
         s.functions = walk.functions;
         s.changes_settings_opaquely = walk.changes_settings_opaquely;
+        s.values = walk.values;
         if s.unqualified.is_none() {
             s.unqualified = walk.unqualified;
         }
@@ -511,6 +518,7 @@ impl Cx {
             let rule = match &setting {
                 Some(setting) => {
                     w.settings.push(setting.to_ascii_lowercase());
+                    w.values.push((setting.to_ascii_lowercase(), value.clone()));
                     setting_rule(setting, &value)
                 }
                 // The setting's name is not a constant: it could be any.
@@ -617,6 +625,7 @@ impl Cx {
             Some(rule) => Statement::new(rule, kind).detail(name.clone()),
             None => Statement::new(Rule::Set, kind),
         };
+        s.values.push((name.clone(), value));
         s.settings.push(name);
         s
     }

@@ -526,3 +526,74 @@ async fn bind_parameters_are_audited() {
     );
     w.stop().await;
 }
+
+/// Read sessions get ceilings: memory settings capped, and an idle
+/// transaction is ended after `read_idle_in_transaction_timeout` (5m by
+/// default), which a read session can lower but not lift, so it cannot hold
+/// back a 3 a.m. migration or vacuum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_sessions_cannot_lift_their_ceilings() {
+    let w = World::start().await;
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    let show = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> String {
+        rows.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let timeout = show(
+        client
+            .simple_query("SHOW idle_in_transaction_session_timeout")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(timeout, "5min");
+    for ok in [
+        "SET work_mem = '32MB'",
+        "SET work_mem = 4096",
+        "SET maintenance_work_mem TO '64MB'",
+        "SET hash_mem_multiplier = 1.5",
+        "SET idle_in_transaction_session_timeout = '30s'",
+        "RESET idle_in_transaction_session_timeout",
+        "SELECT set_config('work_mem', '16MB', false)",
+    ] {
+        client
+            .simple_query(ok)
+            .await
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for refused in [
+        "SET work_mem = '10GB'",
+        "SET work_mem = 1048576",
+        "SET temp_buffers = 100000",
+        "SET maintenance_work_mem = '1TB'",
+        "SET hash_mem_multiplier = 10",
+        "SET idle_in_transaction_session_timeout = 0",
+        "SET idle_in_transaction_session_timeout = '1h'",
+        "SELECT set_config('work_mem', '2GB', false)",
+        "SELECT set_config('idle_in_transaction_session_timeout', '0', false)",
+    ] {
+        let e = client.simple_query(refused).await.unwrap_err();
+        assert_eq!(code(&e), "42501", "{refused}: {}", message(&e));
+        assert!(
+            message(&e).contains("read sessions on \"orders\" may set"),
+            "{}",
+            message(&e)
+        );
+    }
+    let timeout = show(
+        client
+            .simple_query("SHOW idle_in_transaction_session_timeout")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(timeout, "5min", "RESET returned to the gateway's default");
+    // Write sessions are not capped.
+    let conn = w.connect("lead1", "write").await;
+    let client = w.tokio_pg(&conn).await;
+    client.simple_query("SET work_mem = '1GB'").await.unwrap();
+    w.stop().await;
+}
