@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::World;
+use common::{Options, World};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -73,9 +73,9 @@ async fn no_write_in_the_corpus_changes_anything_under_read_access() {
     let corpus: Corpus = toml::from_str(&text).unwrap();
     // The fixture lets the read credential write: the gateway must hold
     // alone, so the check that would refuse such a credential is waived.
-    let w = common::World::start_with(common::Options {
+    let w = World::start_with(Options {
         resource_extra: "read_credential_can_write = \"allow\"".into(),
-        ..common::Options::default()
+        ..Options::default()
     })
     .await;
     w.cluster.psql("orders", FIXTURE).unwrap();
