@@ -34,12 +34,15 @@ pub fn issuer(key: BackendKeyData) -> u8 {
     (key.secret_key as u32 >> 24) as u8
 }
 
+/// By upstream pid: the live sessions with that pid, each with the secret
+/// its client was given.
+type Entries = HashMap<i32, Vec<(i32, UpstreamCancel)>>;
+
 #[derive(Clone, Default)]
 pub struct CancelMap {
     /// This gateway's id in its fleet (0 for a single gateway).
     gateway: u8,
-    /// By upstream pid: the sessions with that pid, each with its secret.
-    inner: Arc<Mutex<HashMap<i32, Vec<(i32, UpstreamCancel)>>>>,
+    inner: Arc<Mutex<Entries>>,
 }
 
 impl CancelMap {

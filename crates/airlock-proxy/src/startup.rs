@@ -231,8 +231,14 @@ mod tests {
             statement_timeout: Some(Duration::from_secs(30)),
             ..Guardrails::default()
         };
-        // (params, access, rails, refused with this SQLSTATE)
-        let cases: &[(&[(&str, &str)], Access, &Guardrails, Option<&str>)] = &[
+        /// (params, access, rails, refused with this SQLSTATE)
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            Access,
+            &'a Guardrails,
+            Option<&'a str>,
+        );
+        let cases: &[Case<'_>] = &[
             (
                 &[("options", "-c statement_timeout=3s")],
                 Access::Read,
