@@ -174,6 +174,28 @@ impl UpstreamTls {
         UpstreamTls::VerifyFull,
     ];
 
+    /// The mode of a resource whose `tls` is omitted: `verify-full` with a CA to verify
+    /// against, else `require`.
+    pub fn default_for(has_ca_file: bool) -> UpstreamTls {
+        if has_ca_file {
+            UpstreamTls::VerifyFull
+        } else {
+            UpstreamTls::Require
+        }
+    }
+
+    /// Whether the upstream may be reached without TLS at all (`disable`, `prefer`): an
+    /// impostor on the network path then sees the login. The gateway warns about these at start.
+    pub fn allows_plaintext(self) -> bool {
+        matches!(self, UpstreamTls::Disable | UpstreamTls::Prefer)
+    }
+
+    /// Whether the upstream's certificate is verified (chain and host name), which is what
+    /// makes handing it a password (cleartext or MD5) safe.
+    pub fn verifies_peer(self) -> bool {
+        self == UpstreamTls::VerifyFull
+    }
+
     /// The name used in `airlock.toml`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -264,7 +286,7 @@ pub struct Resource {
     pub port: u16,
     /// The upstream database name.
     pub database: String,
-    /// TLS towards the upstream. Default `prefer`.
+    /// TLS towards the upstream. Default `verify-full` with a `ca_file`, else `require`.
     pub tls: UpstreamTls,
     /// CA bundle for `verify-full`, resolved against the config file's directory.
     pub ca_file: Option<PathBuf>,

@@ -1063,7 +1063,7 @@ impl Checker<'_> {
         };
         let database = self.text(&raw.database, &key("database"), &place);
         let tls = match &raw.tls {
-            None => Some(UpstreamTls::default()),
+            None => Some(UpstreamTls::default_for(raw.ca_file.is_some())),
             Some(mode) => match mode.get_ref().parse::<UpstreamTls>() {
                 Ok(mode) => Some(mode),
                 Err(why) => {

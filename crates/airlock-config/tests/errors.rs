@@ -242,8 +242,11 @@ fn single_problems_are_reported_with_line_and_key() {
         ),
         (
             "ca_file without verify-full",
-            with("host = \"db\"", "host = \"db\"\nca_file = \"ca.pem\""),
-            10,
+            with(
+                "host = \"db\"",
+                "host = \"db\"\ntls = \"require\"\nca_file = \"ca.pem\"",
+            ),
+            11,
             "resource[0].ca_file",
             "only used with tls = \"verify-full\"",
         ),
@@ -554,4 +557,32 @@ fn max_statement_size_is_read_and_bounded() {
             && err.contains("above the maximum of 64MiB"),
         "{err}"
     );
+}
+
+/// Issue 18: with `tls = "prefer"` as the default, an impostor on the
+/// database's address was handed the injected password in cleartext. An
+/// omitted `tls` now never allows plaintext: `verify-full` when a CA is
+/// given, `require` otherwise; the unsafe modes stay available when written.
+#[test]
+fn omitted_upstream_tls_defaults_to_a_mode_without_plaintext() {
+    use airlock_config::UpstreamTls;
+    let cases: &[(&str, UpstreamTls)] = &[
+        ("host = \"db\"", UpstreamTls::Require),
+        (
+            "host = \"db\"\nca_file = \"ca.pem\"",
+            UpstreamTls::VerifyFull,
+        ),
+        ("host = \"db\"\ntls = \"prefer\"", UpstreamTls::Prefer),
+        ("host = \"db\"\ntls = \"disable\"", UpstreamTls::Disable),
+        ("host = \"db\"\ntls = \"require\"", UpstreamTls::Require),
+    ];
+    for (lines, want) in cases {
+        let config = load(&with("host = \"db\"", lines)).unwrap();
+        let orders = config.resource("orders").unwrap();
+        assert_eq!(orders.tls, *want, "{lines}");
+        assert_eq!(
+            orders.tls.allows_plaintext(),
+            matches!(want, UpstreamTls::Prefer | UpstreamTls::Disable)
+        );
+    }
 }

@@ -33,7 +33,7 @@ fn example_has_the_expected_values() {
     assert_eq!(orders.kind, ResourceKind::Postgres);
     assert_eq!((orders.host.as_str(), orders.port), ("127.0.0.1", 5432));
     assert_eq!(orders.database, "orders");
-    assert_eq!(orders.tls, UpstreamTls::Prefer);
+    assert_eq!(orders.tls, UpstreamTls::Require);
     assert_eq!(orders.ca_file, None);
     let ro = UpstreamCredential {
         user: "orders_ro".into(),

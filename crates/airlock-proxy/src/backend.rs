@@ -69,6 +69,19 @@ pub enum UpstreamError {
     UnsupportedAuth(i32),
     #[error("SCRAM exchange with the upstream failed: {0}")]
     Scram(String),
+    /// The upstream ended or bypassed a SCRAM exchange before proving it
+    /// knows the password: the one answer a server that does not (an
+    /// impostor on the database's address) can give.
+    #[error("the upstream broke off the SCRAM exchange: it sent {0} before its final SCRAM message, which proves it knows the password; this may be an impostor on the database's address")]
+    ScramBroken(&'static str),
+    /// The upstream asked for the password itself (cleartext) or a hash of
+    /// it that can be replayed (MD5) over a connection whose peer was not
+    /// verified.
+    #[error("the upstream asked for the password {method}, but the connection's TLS certificate was not verified (tls = \"{mode}\"), so it may be an impostor on the database's address; the password was not sent")]
+    UnverifiedPasswordRequest {
+        method: &'static str,
+        mode: &'static str,
+    },
     #[error("reading from the upstream: {0}")]
     Read(#[from] ReadError),
     #[error("writing to the upstream: {0}")]
@@ -86,6 +99,17 @@ impl UpstreamError {
             format!("Airlock could not open a connection to resource \"{resource}\""),
         );
         match self {
+            // Unknown setting, one that cannot be set at login, a bad value:
+            // the client's startup settings, passed on by the gateway.
+            UpstreamError::Rejected(e)
+                if matches!(e.code(), Some("42704" | "55P02" | "22023" | "22P02")) =>
+            {
+                base.detail(format!(
+                    "the database refused a startup setting: {}",
+                    e.message().unwrap_or("(no message)")
+                ))
+                .hint("fix or remove that setting in the connection's parameters or options (PGOPTIONS)")
+            }
             UpstreamError::Rejected(e) => base
                 .detail(format!(
                     "the database refused the gateway's login: {}",
@@ -95,6 +119,12 @@ impl UpstreamError {
             UpstreamError::NoPassword(_) | UpstreamError::Secret(_) | UpstreamError::UnsupportedAuth(_) => base
                 .detail(self.to_string())
                 .hint("this is a gateway configuration problem; tell the platform team"),
+            UpstreamError::UnverifiedPasswordRequest { .. } => base
+                .detail(self.to_string())
+                .hint("the platform team should give the resource a ca_file with tls = \"verify-full\", or switch the database role to SCRAM (password_encryption = 'scram-sha-256', then reset its password)"),
+            UpstreamError::ScramBroken(_) => base
+                .detail(self.to_string())
+                .hint("tell the platform team: check that the resource's host and port lead to the real database, and use tls = \"verify-full\" with its CA"),
             _ => base
                 .detail(self.to_string())
                 .hint("the database may be down or unreachable from the gateway; try again, then check the resource's host and port"),
@@ -135,30 +165,6 @@ impl UpstreamTlsConfigs {
             .insert(key, config.clone());
         Ok(config)
     }
-}
-
-/// Startup parameters a client may pass through to the upstream. Everything
-/// else (notably `options`, which can set any GUC such as
-/// `default_transaction_read_only`) is dropped and reported to the client.
-pub const PASSTHROUGH_PARAMS: &[&str] = &[
-    "application_name",
-    "client_encoding",
-    "datestyle",
-    "timezone",
-    "extra_float_digits",
-    "intervalstyle",
-    "lc_messages",
-    "lc_monetary",
-    "lc_numeric",
-    "lc_time",
-    "bytea_output",
-    "geqo",
-];
-
-pub fn is_passthrough_param(name: &str) -> bool {
-    PASSTHROUGH_PARAMS
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(name))
 }
 
 /// Connects and logs in, bounded by `timeout` as a whole.
@@ -268,8 +274,15 @@ async fn connect_inner(
         ("user".to_owned(), credential.user.clone()),
         ("database".to_owned(), resource.database.clone()),
     ];
+    // The caller decided these (`startup::client_settings` for a client's
+    // own); the keys that name who logs in where are the gateway's alone.
     for (k, v) in client_params {
-        if is_passthrough_param(k) {
+        let lower = k.to_ascii_lowercase();
+        if !matches!(
+            lower.as_str(),
+            "user" | "database" | "options" | "replication"
+        ) && !lower.starts_with("_pq_.")
+        {
             params.push((k.clone(), v.clone()));
         }
     }
@@ -294,11 +307,20 @@ async fn connect_inner(
     let mut notices = Vec::new();
     let mut key = None;
     let mut scram: Option<ScramSha256> = None;
+    // Set by AuthenticationOk, which `authenticate` accepts only outside an
+    // open SCRAM exchange. What follows it in PostgreSQL's order
+    // (ParameterStatus, BackendKeyData, ReadyForQuery) is refused before it:
+    // a server may not skip the login by going straight to ReadyForQuery.
+    let mut logged_in = false;
     loop {
         let frame = read_frame(&mut stream, &mut buf, LOGIN_MAX_MESSAGE).await?;
         let msg = BackendMessage::decode(&frame).map_err(|e| UpstreamError::Read(e.into()))?;
         match msg {
+            BackendMessage::Authentication(_) if logged_in => {
+                return Err(UpstreamError::Unexpected(frame.tag))
+            }
             BackendMessage::Authentication(auth) => {
+                logged_in = matches!(auth, Authentication::Ok);
                 let reply = authenticate(auth, resource, access, password, &stream, &mut scram)?;
                 if let Some(reply) = reply {
                     out.clear();
@@ -306,11 +328,18 @@ async fn connect_inner(
                     stream.write_all(&out).await.map_err(UpstreamError::Write)?;
                 }
             }
-            BackendMessage::ParameterStatus(p) => parameters.push(p),
-            BackendMessage::BackendKeyData(k) => key = Some(k),
             BackendMessage::NoticeResponse(_) => notices.push(frame),
             BackendMessage::ErrorResponse(e) => return Err(UpstreamError::Rejected(e)),
-            BackendMessage::NegotiateProtocolVersion(_) => {}
+            BackendMessage::NegotiateProtocolVersion(_) if !logged_in => {}
+            _ if !logged_in => {
+                return Err(if scram.is_some() {
+                    UpstreamError::ScramBroken("the session's start")
+                } else {
+                    UpstreamError::Unexpected(frame.tag)
+                })
+            }
+            BackendMessage::ParameterStatus(p) => parameters.push(p),
+            BackendMessage::BackendKeyData(k) => key = Some(k),
             BackendMessage::ReadyForQuery(r) => {
                 let tls = stream.is_tls();
                 return Ok(Upstream {
@@ -355,9 +384,40 @@ fn authenticate(
         .credential(access)
         .map(|c| c.user.as_str())
         .unwrap_or_default();
+    // Once SASL has begun, the only acceptable next messages are its own
+    // continue and final (which checks the server's signature). Anything
+    // else, AuthenticationOk above all, would hand the session to a server
+    // that never proved it knows the password.
+    if scram.is_some() {
+        let what = match &auth {
+            Authentication::SaslContinue { .. } | Authentication::SaslFinal { .. } => None,
+            Authentication::Ok => Some("AuthenticationOk"),
+            Authentication::Sasl { .. } => Some("a second SASL request"),
+            Authentication::CleartextPassword => Some("a cleartext password request"),
+            Authentication::Md5Password { .. } => Some("an MD5 password request"),
+            Authentication::Unsupported { .. } => Some("another authentication request"),
+        };
+        if let Some(what) = what {
+            return Err(UpstreamError::ScramBroken(what));
+        }
+    }
+    // The password itself (cleartext) or a hash that can be replayed against
+    // the real server (MD5) goes only to a peer whose certificate was
+    // verified; SCRAM never reveals either, so it is fine on any transport.
+    let unverified = |method: &'static str| {
+        if resource.tls.verifies_peer() && stream.is_tls() {
+            Ok(())
+        } else {
+            Err(UpstreamError::UnverifiedPasswordRequest {
+                method,
+                mode: resource.tls.as_str(),
+            })
+        }
+    };
     Ok(match auth {
         Authentication::Ok => None,
         Authentication::CleartextPassword => {
+            unverified("in cleartext")?;
             let pw = password()?;
             Some(Frame::new(
                 ftag::PASSWORD,
@@ -368,6 +428,7 @@ fn authenticate(
             ))
         }
         Authentication::Md5Password { salt } => {
+            unverified("as an MD5 hash")?;
             let pw = password()?;
             let hashed = postgres_protocol::authentication::md5_hash(
                 credential_user.as_bytes(),

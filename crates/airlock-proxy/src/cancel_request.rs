@@ -1,17 +1,24 @@
 //! Delivering a client's CancelRequest to the upstream.
 //!
 //! The protocol gives the sender no answer either way, so neither do we; the
-//! outcome is counted and logged for operators.
+//! outcome is counted and logged for operators. The one signal a client has
+//! is the close of its cancel connection, which PostgreSQL sends after it
+//! has signalled the backend; the gateway closes the client's only after
+//! the upstream has closed the gateway's, so the same holds through it.
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use airlock_pgwire::messages::CancelRequest;
 
+use crate::frontend::ClientCancel;
 use crate::metrics::OutcomeLabels;
 use crate::ProxyContext;
 
-pub async fn forward(ctx: &ProxyContext, request: CancelRequest) {
+/// Forwards `cancel` and then closes the client's cancel connection (when
+/// `cancel` is dropped at the end).
+pub async fn forward(ctx: &ProxyContext, cancel: ClientCancel) {
+    let request = &cancel.request;
     let key = airlock_pgwire::messages::BackendKeyData {
         process_id: request.process_id,
         secret_key: request.secret_key,
@@ -42,6 +49,7 @@ pub async fn forward(ctx: &ProxyContext, request: CancelRequest) {
             tracing::warn!(resource = %target.resource, error = %e, "forwarding a CancelRequest failed");
         }
     }
+    drop(cancel);
 }
 
 /// Sends a CancelRequest with the upstream's `key` to where `resource`'s

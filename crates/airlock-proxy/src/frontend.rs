@@ -41,12 +41,23 @@ const AUTH_MAX_MESSAGE: usize = 16 * 1024;
 
 /// What a new connection turned out to be.
 pub enum Hello {
-    Cancel(CancelRequest),
+    Cancel(ClientCancel),
     Startup {
         stream: ClientStream,
         buf: BytesMut,
         startup: StartupMessage,
     },
+}
+
+/// A CancelRequest and the connection it came on. The connection stays open
+/// until the cancel was delivered: libpq's `PQcancel` (and drivers built on
+/// the same idea) returns when the server closes it, and the client's next
+/// statement must not be sent before the cancel has reached PostgreSQL, or
+/// the cancel can land on that statement instead.
+pub struct ClientCancel {
+    pub request: CancelRequest,
+    /// Held, never read or written; dropping it closes the connection.
+    _connection: ClientStream,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +121,10 @@ pub async fn hello(mut tcp: TcpStream, ctx: &ProxyContext) -> Result<Hello, Fron
                         buf,
                         startup,
                     }),
-                    StartupPacket::Cancel(c) => Ok(Hello::Cancel(c)),
+                    StartupPacket::Cancel(request) => Ok(Hello::Cancel(ClientCancel {
+                        request,
+                        _connection: stream,
+                    })),
                     StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                         let e = UserFacingError::protocol("SSLRequest received inside TLS");
                         let _ = send(
@@ -122,7 +136,12 @@ pub async fn hello(mut tcp: TcpStream, ctx: &ProxyContext) -> Result<Hello, Fron
                     }
                 };
             }
-            StartupPacket::Cancel(c) => return Ok(Hello::Cancel(c)),
+            StartupPacket::Cancel(request) => {
+                return Ok(Hello::Cancel(ClientCancel {
+                    request,
+                    _connection: ClientStream::Plain(tcp),
+                }))
+            }
             StartupPacket::Startup(startup) => {
                 return Ok(Hello::Startup {
                     stream: ClientStream::Plain(tcp),

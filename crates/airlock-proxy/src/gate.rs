@@ -172,7 +172,11 @@ impl ReadLimits {
 
     /// Whether a read session may give `name` the `value`; `Err` says why
     /// not. Settings without a ceiling are decided elsewhere.
-    fn check(&self, name: &str, value: &airlock_sql::settings::SettingValue) -> Result<(), String> {
+    pub fn check(
+        &self,
+        name: &str,
+        value: &airlock_sql::settings::SettingValue,
+    ) -> Result<(), String> {
         use airlock_sql::settings::SettingValue as V;
         let cap_bytes = self.work_mem.0 as f64;
         let what = match name {

@@ -34,6 +34,7 @@ pub mod results;
 pub mod scanner;
 pub mod server;
 pub mod session;
+pub mod startup;
 pub mod stream;
 pub mod tls;
 

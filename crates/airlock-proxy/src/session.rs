@@ -10,13 +10,11 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use airlock_pgwire::messages::{
-    BackendKeyData, BackendMessage, ErrorResponse, ReadyForQuery, Severity,
-};
+use airlock_pgwire::messages::{BackendKeyData, BackendMessage, ReadyForQuery};
 use airlock_pgwire::sqlstate;
 
 use crate::audit::SessionLog;
-use crate::backend::{self, is_passthrough_param};
+use crate::backend;
 use crate::cancel::UpstreamCancel;
 use crate::error::UserFacingError;
 use crate::frontend::{self, FrontendError, Hello};
@@ -133,10 +131,50 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             ),
         ));
     }
+    let client_settings =
+        match crate::startup::client_settings(&startup.params, auth.access, &rails) {
+            Ok(s) => s,
+            Err(u) => {
+                outcome(&ctx, "refused");
+                frontend::record_refusal(&ctx, &startup, peer, &u);
+                let _ = frontend::send(
+                    &mut stream,
+                    &[BackendMessage::ErrorResponse(u.to_response())],
+                )
+                .await;
+                return;
+            }
+        };
+    if auth.access == airlock_config::Access::Read {
+        // The read ceilings hold for startup settings as for SET.
+        let limits = crate::gate::ReadLimits::of(&config.gateway);
+        let over = client_settings.iter().find_map(|(name, value)| {
+            let value = airlock_sql::settings::SettingValue::Const(value.clone());
+            limits.check(&name.to_ascii_lowercase(), &value).err()
+        });
+        if let Some(allowed) = over {
+            outcome(&ctx, "refused");
+            let u = UserFacingError::fatal(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "read sessions on \"{}\" may set {allowed}; a startup setting asked for more",
+                    auth.resource
+                ),
+            )
+            .hint("remove the setting from the connection's options, or choose a smaller value");
+            frontend::record_refusal(&ctx, &startup, peer, &u);
+            let _ = frontend::send(
+                &mut stream,
+                &[BackendMessage::ErrorResponse(u.to_response())],
+            )
+            .await;
+            return;
+        }
+    }
     let upstream = match backend::connect(
         &resource,
         auth.access,
-        &startup.params,
+        &client_settings,
         &settings,
         &ctx.upstream_tls,
         config.gateway.connect_timeout,
@@ -300,27 +338,6 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         secret_key: key.secret_key,
     })
     .encode(&mut out);
-    let dropped: Vec<&str> = startup
-        .params
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .filter(|k| !matches!(*k, "user" | "database" | "replication") && !k.starts_with("_pq_."))
-        .filter(|k| !is_passthrough_param(k))
-        .collect();
-    if !dropped.is_empty() {
-        BackendMessage::NoticeResponse(
-            ErrorResponse::new(
-                Severity::Warning,
-                "01000",
-                format!(
-                    "Airlock did not pass these startup parameters to the database: {}",
-                    dropped.join(", ")
-                ),
-            )
-            .with_hint("set them with SET after connecting, where the session's access allows it"),
-        )
-        .encode(&mut out);
-    }
     BackendMessage::ReadyForQuery(ReadyForQuery {
         status: upstream.status,
     })

@@ -141,6 +141,10 @@ impl fmt::Debug for GatewayTls {
     }
 }
 
+/// The most plaintext one TLS record to a PostgreSQL client carries, as
+/// PostgreSQL's own 8 KiB send buffer makes it.
+pub const MAX_RECORD_PLAINTEXT: usize = 8192;
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -206,6 +210,12 @@ pub fn load_or_generate(
     let mut http = config.clone();
     http.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    // PostgreSQL clients see TLS records of at most 8 KiB from PostgreSQL
+    // (its send buffer), and some drivers rely on it: they read 8 KiB at a
+    // time and then wait on the socket, so the tail of a 16 KiB record
+    // would sit decrypted in their TLS library while the socket stays
+    // quiet, and they hang. rustls counts the 5-byte record header in.
+    config.max_fragment_size = Some(MAX_RECORD_PLAINTEXT + 5);
     Ok(GatewayTls {
         server_config: Arc::new(config),
         http_server_config: Arc::new(http),

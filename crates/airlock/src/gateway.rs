@@ -122,6 +122,20 @@ pub async fn run_until_signal(config: Config, listeners: Listeners) -> anyhow::R
     .await
 }
 
+/// `tls = "prefer"` and `"disable"` are allowed, for databases that cannot
+/// speak TLS, but the login then may cross the network in plaintext (SCRAM
+/// still hides the password; an impostor still gets the session): said once
+/// at start for each such resource.
+fn warn_plaintext_upstreams(config: &Config) {
+    for r in config.resources.iter().filter(|r| r.tls.allows_plaintext()) {
+        tracing::warn!(
+            resource = %r.name,
+            tls = %r.tls,
+            "the upstream may be reached without TLS, so anyone on the network path can see the session and pose as the database; set tls = \"verify-full\" with the database's CA in ca_file (or \"require\")"
+        );
+    }
+}
+
 /// Runs the gateway until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
@@ -138,6 +152,7 @@ pub async fn run(
             problems.join("\n  ")
         );
     }
+    warn_plaintext_upstreams(&config);
     let data_dir = config.gateway.data_dir.clone();
     create_private_dir(&data_dir)?;
     let store = open_store(&data_dir)?;

@@ -1,6 +1,7 @@
 //! `airlock quickstart`: from nothing to a live gateway in one command.
 //!
-//! It starts a throwaway PostgreSQL cluster, seeds a sample `orders` database
+//! It starts a throwaway PostgreSQL cluster (serving TLS with a certificate
+//! from its own CA, which the gateway verifies), seeds a sample `orders` database
 //! with a read-only and a read-write role, writes a config, issues API tokens
 //! for the sample users and runs the gateway in the foreground. Ctrl-C stops
 //! the gateway and the cluster and leaves nothing running.
@@ -64,9 +65,21 @@ fn secret() -> String {
 pub fn prepare(dir: &Path, pg_port: u16, http_port: u16) -> anyhow::Result<Prepared> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
+    // The cluster serves TLS with a certificate from its own throwaway CA,
+    // and the gateway verifies it (tls = "verify-full" against that CA):
+    // the quickstart runs the configuration we recommend, not a shortcut.
+    let upstream_tls = dir.join("upstream-tls");
+    airlock_proxy::tls::load_or_generate(&upstream_tls, None, None, &["127.0.0.1".to_owned()])
+        .context("making a TLS certificate for the throwaway PostgreSQL cluster")?;
     eprintln!("starting a throwaway PostgreSQL cluster...");
-    let cluster = PgCluster::start(ClusterOptions::default())
-        .context("starting PostgreSQL (quickstart needs PostgreSQL's server binaries)")?;
+    let cluster = PgCluster::start(ClusterOptions {
+        ssl_cert_and_key: Some((
+            upstream_tls.join("tls/server.crt"),
+            upstream_tls.join("tls/server.key"),
+        )),
+        ..ClusterOptions::default()
+    })
+    .context("starting PostgreSQL (quickstart needs PostgreSQL's server binaries)")?;
     let (ro_password, rw_password) = (secret(), secret());
     airlock_pgcluster::seed_orders(&cluster, &ro_password, &rw_password)
         .context("seeding the sample orders database")?;
@@ -105,7 +118,9 @@ kind = "postgres"
 host = "127.0.0.1"
 port = {upstream}
 database = "orders"
-tls = "prefer"
+# The throwaway cluster's certificate is checked against the CA that made it.
+tls = "verify-full"
+ca_file = "./upstream-tls/tls/ca.crt"
 read  = {{ user = "orders_ro", password_env = "ORDERS_RO_PASSWORD" }}
 write = {{ user = "orders_rw", password_env = "ORDERS_RW_PASSWORD" }}
 

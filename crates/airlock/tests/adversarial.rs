@@ -591,6 +591,22 @@ async fn read_sessions_cannot_lift_their_ceilings() {
             .unwrap(),
     );
     assert_eq!(timeout, "5min", "RESET returned to the gateway's default");
+    // Startup settings face the same ceilings.
+    for options in [
+        "-c work_mem=10GB",
+        "-c idle_in_transaction_session_timeout=0",
+    ] {
+        let conn = w.connect("oncall1", "read").await;
+        let mut cfg = w.tokio_pg_config(&conn);
+        cfg.options(options);
+        let e = cfg.connect(w.tls(&conn)).await.err().expect(options);
+        assert_eq!(code(&e), "42501", "{options}: {}", message(&e));
+        assert!(
+            message(&e).contains("a startup setting asked for more"),
+            "{}",
+            message(&e)
+        );
+    }
     // Write sessions are not capped.
     let conn = w.connect("lead1", "write").await;
     let client = w.tokio_pg(&conn).await;

@@ -88,13 +88,15 @@ fn quickstart_then_login_connect_and_ctrl_c() {
             "-X",
             "-At",
             "-c",
-            "select current_user",
+            "select current_user, (select ssl from pg_stat_ssl where pid = pg_backend_pid())",
         ])
         .output()
         .unwrap();
+    // The gateway reaches the throwaway cluster over TLS it verified
+    // (tls = "verify-full" against the cluster's CA): the safe form.
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
-        "orders_ro",
+        "orders_ro|t",
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

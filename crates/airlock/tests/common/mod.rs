@@ -122,6 +122,9 @@ pub struct Options {
     pub policy: Option<String>,
     /// Put the data directory on a tmpfs of this many bytes (needs root).
     pub data_dir_tmpfs: Option<u64>,
+    /// Point the resource at this port on 127.0.0.1 instead of the world's
+    /// PostgreSQL (a test's own stand-in server).
+    pub upstream_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -137,6 +140,7 @@ impl Default for Options {
             http_tls: true,
             policy: None,
             data_dir_tmpfs: None,
+            upstream_port: None,
         }
     }
 }
@@ -214,7 +218,7 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
             plain = opts.allow_plaintext,
             http_tls = opts.http_tls,
             extra = opts.extra_gateway,
-            port = cluster.port(),
+            port = opts.upstream_port.unwrap_or(cluster.port()),
             tls = opts.upstream_tls,
             resource_extra = opts.resource_extra,
             policy = opts.policy.unwrap_or_else(|| DEFAULT_POLICY.to_owned()),
