@@ -40,7 +40,7 @@ start_pg $((N + 50))
 printf '\\sleep 600 s\n' >"$BENCH_TMP/idle.sql"
 
 upstream_sessions() {
-    psql_admin postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench_rw'"
+    psql_admin postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename IN ('bench_ro', 'bench_rw')"
 }
 
 # RSS once it has stopped moving (the sessions' start records are written

@@ -184,12 +184,16 @@ EOF
     psql_admin postgres -c "CREATE DATABASE bench" >/dev/null
     as_pg pgbench -i -s "$scale" -q -h "$PG_SOCK" -p "$PG_PORT" -U postgres bench \
         >"$BENCH_TMP/pgbench-init.log" 2>&1 || die "pgbench -i failed: $(tail -n 5 "$BENCH_TMP/pgbench-init.log")"
-    # One role for reads and writes: -S needs SELECT only, the rest keeps a
-    # read-write run (-b tpcb-like) possible with the same setup.
+    # bench_rw reads and writes (direct runs, PgBouncer, a read-write run
+    # with -b tpcb-like); the gateway's read sessions use bench_ro, SELECT
+    # only, since the gateway refuses a read credential that can write.
+    # Both have the same password.
     psql_admin bench >/dev/null <<EOF
 CREATE ROLE bench_rw LOGIN PASSWORD '$BENCH_RW_PASSWORD';
 GRANT SELECT, INSERT, UPDATE, DELETE ON pgbench_accounts, pgbench_branches,
       pgbench_tellers, pgbench_history TO bench_rw;
+CREATE ROLE bench_ro LOGIN PASSWORD '$BENCH_RW_PASSWORD';
+GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO bench_ro;
 VACUUM ANALYZE;
 EOF
 }
@@ -249,7 +253,7 @@ host = "127.0.0.1"
 port = $PG_PORT
 database = "bench"
 tls = "disable"
-read  = { user = "bench_rw", password_env = "BENCH_RW_PASSWORD" }
+read  = { user = "bench_ro", password_env = "BENCH_RW_PASSWORD" }
 write = { user = "bench_rw", password_env = "BENCH_RW_PASSWORD" }
 $(gateway_rules)
 

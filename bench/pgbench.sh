@@ -20,6 +20,10 @@
 #                        (see gateway_rules in lib.sh); off for classification only
 #   PGBOUNCER=auto       also measure PgBouncer (session mode, TLS and plain)
 #                        as a reference proxy when it is installed; 0 to skip
+#   BASELINE_BIN=PATH    also measure another airlock binary (e.g. the build
+#                        before a change) as variant `before-plain`, same
+#                        config, plain TCP: the "before and after" of a change
+#                        in one interleaved run
 #
 # Needs PostgreSQL's server binaries and pgbench; as root, the `postgres`
 # user (initdb refuses root). Everything is removed on exit.
@@ -64,7 +68,7 @@ own_ticks() {
             if [ "${#f[@]}" -gt 12 ]; then total=$((total + f[11] + f[12])); fi
         done
     fi
-    for pid in "$GW_PID" "$(cat "$BENCH_TMP/pgbouncer/pgbouncer.pid" 2>/dev/null || true)"; do
+    for pid in "$GW_PID" "${BASE_PID:-}" "$(cat "$BENCH_TMP/pgbouncer/pgbouncer.pid" 2>/dev/null || true)"; do
         if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ]; then
             f=($(cut -d')' -f2- "/proc/$pid/stat"))
             total=$((total + f[11] + f[12]))
@@ -84,6 +88,8 @@ run_variant() {
         run_pgbench 127.0.0.1 "$GW_PG_PORT" "$GW_USER" "$GW_PASSWORD" "$GW_DATABASE" require "$@" ;;
     airlock-plain) PROXY_PID="$GW_PID" \
         run_pgbench 127.0.0.1 "$GW_PG_PORT" "$GW_USER" "$GW_PASSWORD" "$GW_DATABASE" disable "$@" ;;
+    before-plain) PROXY_PID="$BASE_PID" \
+        run_pgbench 127.0.0.1 "$BASE_PORT" "$BASE_USER" "$BASE_PASSWORD" "$BASE_DATABASE" disable "$@" ;;
     pgbouncer-tls) PROXY_PID="$(cat "$BENCH_TMP/pgbouncer/pgbouncer.pid")" \
         run_pgbench 127.0.0.1 "$PGB_PORT" bench_rw "$BENCH_RW_PASSWORD" bench require "$@" ;;
     pgbouncer-plain) PROXY_PID="$(cat "$BENCH_TMP/pgbouncer/pgbouncer.pid")" \
@@ -100,9 +106,17 @@ main() {
     raise_nofile
     build_airlock
     start_pg 200
+    if [ -n "${BASELINE_BIN:-}" ]; then
+        [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN=$BASELINE_BIN is not an executable"
+        GW_BIN="$BASELINE_BIN" start_gateway before
+        gateway_credential
+        BASE_PID="$GW_PID" BASE_PORT="$GW_PG_PORT" BASE_USER="$GW_USER"
+        BASE_PASSWORD="$GW_PASSWORD" BASE_DATABASE="$GW_DATABASE"
+    fi
     start_gateway gw
     gateway_credential
     variants=(direct airlock-tls airlock-plain)
+    [ -n "${BASELINE_BIN:-}" ] && variants+=(before-plain)
     if [ "${PGBOUNCER:-auto}" != 0 ]; then
         if start_pgbouncer; then
             variants+=(pgbouncer-tls pgbouncer-plain)
