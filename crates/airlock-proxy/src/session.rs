@@ -121,16 +121,6 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             format!("{}ms", t.as_millis()),
         ));
     }
-    if auth.access == airlock_config::Access::Read {
-        // The session's default, which RESET returns to; SET may only lower it.
-        settings.push((
-            "idle_in_transaction_session_timeout".to_owned(),
-            format!(
-                "{}ms",
-                config.gateway.read_idle_in_transaction_timeout.as_millis()
-            ),
-        ));
-    }
     let client_settings =
         match crate::startup::client_settings(&startup.params, auth.access, &rails) {
             Ok(s) => s,
@@ -152,6 +142,21 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             let value = airlock_sql::settings::SettingValue::Const(value.clone());
             limits.check(&name.to_ascii_lowercase(), &value).err()
         });
+        // The session's default, which RESET returns to and SET may only
+        // lower; a lower one the client asked for at startup (checked just
+        // above) stands instead.
+        let asked = client_settings
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("idle_in_transaction_session_timeout"));
+        if !asked {
+            settings.push((
+                "idle_in_transaction_session_timeout".to_owned(),
+                format!(
+                    "{}ms",
+                    config.gateway.read_idle_in_transaction_timeout.as_millis()
+                ),
+            ));
+        }
         if let Some(allowed) = over {
             outcome(&ctx, "refused");
             let u = UserFacingError::fatal(
