@@ -222,17 +222,24 @@ impl ReadLimits {
     }
 }
 
+/// A setting's value split as PostgreSQL reads numbers with units: the
+/// number and what follows it (the unit, possibly empty).
+fn number_and_unit(value: &str) -> Option<(f64, &str)> {
+    let v = value.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+')))
+        .unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    n.is_finite().then_some((n, unit.trim()))
+}
+
 /// A memory setting's value in bytes, as PostgreSQL reads it: a number
 /// with an optional unit (`B`, `kB`, `MB`, `GB`, `TB`, case-sensitive);
 /// without one, in the setting's own unit (`unit_kb` kilobytes).
 fn pg_memory_bytes(value: &str, unit_kb: f64) -> Option<f64> {
-    let v = value.trim();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(v.len());
-    let (number, unit) = v.split_at(split);
-    let n: f64 = number.parse().ok()?;
-    let factor = match unit.trim() {
+    let (n, unit) = number_and_unit(value)?;
+    let factor = match unit {
         "" => unit_kb * 1024.0,
         "B" => 1.0,
         "kB" => 1024.0,
@@ -241,20 +248,15 @@ fn pg_memory_bytes(value: &str, unit_kb: f64) -> Option<f64> {
         "TB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return None,
     };
-    (n.is_finite() && n >= 0.0).then_some(n * factor)
+    (n >= 0.0).then_some(n * factor)
 }
 
 /// A time setting's value in milliseconds, as PostgreSQL reads it: a
 /// number with an optional unit (`us`, `ms`, `s`, `min`, `h`, `d`);
 /// without one, milliseconds.
 fn pg_duration_ms(value: &str) -> Option<f64> {
-    let v = value.trim();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(v.len());
-    let (number, unit) = v.split_at(split);
-    let n: f64 = number.parse().ok()?;
-    let factor = match unit.trim() {
+    let (n, unit) = number_and_unit(value)?;
+    let factor = match unit {
         "" | "ms" => 1.0,
         "us" => 0.001,
         "s" => 1000.0,
@@ -263,7 +265,7 @@ fn pg_duration_ms(value: &str) -> Option<f64> {
         "d" => 86_400_000.0,
         _ => return None,
     };
-    (n.is_finite()).then_some(n * factor)
+    Some(n * factor)
 }
 
 /// Names kept per session, at most (as for [`Names`]).
@@ -918,6 +920,27 @@ fn read_refusal(resource: &str, what: &str, rule: Rule, none_ran: &str) -> UserF
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn setting_values_are_read_with_postgresqls_units() {
+        assert_eq!(pg_memory_bytes("64MB", 1.0), Some(64.0 * 1024.0 * 1024.0));
+        assert_eq!(pg_memory_bytes("4096", 1.0), Some(4096.0 * 1024.0));
+        assert_eq!(pg_memory_bytes("100", 8.0), Some(100.0 * 8.0 * 1024.0));
+        assert_eq!(
+            pg_memory_bytes(" 1.5 GB ", 1.0),
+            Some(1.5 * 1024.0 * 1024.0 * 1024.0)
+        );
+        assert_eq!(
+            pg_memory_bytes("64mb", 1.0),
+            None,
+            "units are case-sensitive"
+        );
+        assert_eq!(pg_memory_bytes("-1", 1.0), None);
+        assert_eq!(pg_duration_ms("30s"), Some(30_000.0));
+        assert_eq!(pg_duration_ms("5min"), Some(300_000.0));
+        assert_eq!(pg_duration_ms("250"), Some(250.0));
+        assert_eq!(pg_duration_ms("1 fortnight"), None);
+    }
 
     #[test]
     fn substitution_matches_its_token_and_forgets_skipped_ones() {
