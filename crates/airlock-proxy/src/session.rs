@@ -98,12 +98,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         )
         .detail("in this encoding a multi-byte character can contain a quote or backslash byte, so Airlock could read a statement differently from PostgreSQL")
         .hint("connect with client_encoding UTF8 (PGCLIENTENCODING=UTF8)");
-        frontend::record_refusal(&ctx, &startup, peer, &u);
-        let _ = frontend::send(
-            &mut stream,
-            &[BackendMessage::ErrorResponse(u.to_response())],
-        )
-        .await;
+        refuse(&ctx, &mut stream, &startup, peer, &u).await;
         return;
     }
     // Guardrails and masking for this user's roles, fixed for the session.
@@ -126,12 +121,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             Ok(s) => s,
             Err(u) => {
                 outcome(&ctx, "refused");
-                frontend::record_refusal(&ctx, &startup, peer, &u);
-                let _ = frontend::send(
-                    &mut stream,
-                    &[BackendMessage::ErrorResponse(u.to_response())],
-                )
-                .await;
+                refuse(&ctx, &mut stream, &startup, peer, &u).await;
                 return;
             }
         };
@@ -167,12 +157,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
                 ),
             )
             .hint("remove the setting from the connection's options, or choose a smaller value");
-            frontend::record_refusal(&ctx, &startup, peer, &u);
-            let _ = frontend::send(
-                &mut stream,
-                &[BackendMessage::ErrorResponse(u.to_response())],
-            )
-            .await;
+            refuse(&ctx, &mut stream, &startup, peer, &u).await;
             return;
         }
     }
@@ -213,12 +198,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
                 format!("Airlock refused the session on \"{}\": {why}", auth.resource),
             )
             .hint("tell the gateway's operator: the resource's credential or server settings do not give the protection its access level needs");
-            frontend::record_refusal(&ctx, &startup, peer, &u);
-            let _ = frontend::send(
-                &mut stream,
-                &[BackendMessage::ErrorResponse(u.to_response())],
-            )
-            .await;
+            refuse(&ctx, &mut stream, &startup, peer, &u).await;
             return;
         }
     };
@@ -249,12 +229,7 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
                         .hint("read sessions need to read pg_catalog with the resource's read credential; tell the gateway's operator")
                     }
                 };
-                frontend::record_refusal(&ctx, &startup, peer, &u);
-                let _ = frontend::send(
-                    &mut stream,
-                    &[BackendMessage::ErrorResponse(u.to_response())],
-                )
-                .await;
+                refuse(&ctx, &mut stream, &startup, peer, &u).await;
                 return;
             }
         }
@@ -567,4 +542,19 @@ pub async fn refuse_connection(ctx: &ProxyContext, tcp: TcpStream, e: &UserFacin
         }
         Err(_) => outcome(ctx, "over_limit"),
     }
+}
+
+/// Refuses a client whose login went through but whose session cannot
+/// start: the refusal goes to the audit log (bounded, as every refused
+/// login) and the client gets the FATAL. The caller counts the outcome and
+/// returns.
+async fn refuse(
+    ctx: &ProxyContext,
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    startup: &airlock_pgwire::messages::StartupMessage,
+    peer: SocketAddr,
+    u: &UserFacingError,
+) {
+    frontend::record_refusal(ctx, startup, peer, u);
+    let _ = frontend::send(stream, &[BackendMessage::ErrorResponse(u.to_response())]).await;
 }
