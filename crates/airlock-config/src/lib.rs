@@ -133,6 +133,25 @@ impl Config {
         }
     }
 
+    /// Every environment variable this file names as holding a secret of
+    /// the gateway's (upstream passwords, webhook signing secrets, ingest
+    /// tokens). Nothing the gateway starts (a runbook's command, an HTTP
+    /// header) may be handed one of them.
+    pub fn secret_env_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .resources
+            .iter()
+            .flat_map(|r| [r.read.as_ref(), r.write.as_ref()])
+            .flatten()
+            .filter_map(|c| c.password_env.as_deref())
+            .chain(self.webhooks.iter().map(|w| w.secret_env.as_str()))
+            .chain(self.telemetry.ingest_tokens_env.as_deref())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Checks that every webhook's `secret_env` is set, reporting all problems at once.
     pub fn check_webhook_secrets(&self) -> Result<(), Vec<String>> {
         let problems: Vec<String> = self

@@ -341,6 +341,7 @@ impl Cx<'_> {
             kind,
             default: None,
             required: true,
+            allow_leading_dash: p.allow_leading_dash,
         };
         if let Some(default) = &p.default {
             let dkey = format!("{key}.default");
@@ -436,6 +437,8 @@ impl Cx<'_> {
     ) -> Option<Step> {
         let s = raw.get_ref();
         let key = format!("step[{i}]");
+        let line = self.line(raw.span().start);
+        self.lines.insert(key.clone(), line);
         let kind = s.kind.get_ref().as_str();
         let own: &[&str] = match kind {
             "sql" => &["resource", "access", "sql", "args", "max_rows"],
@@ -971,6 +974,8 @@ impl Cx<'_> {
         }
         let mut env = Vec::new();
         for (i, name) in s.env.iter().flat_map(|e| e.get_ref()).enumerate() {
+            let line = self.line(name.span().start);
+            self.lines.insert(format!("{key}.env[{i}]"), line);
             if is_env_name(name.get_ref()) {
                 env.push(name.get_ref().clone());
             } else {

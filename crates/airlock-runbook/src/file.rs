@@ -72,6 +72,8 @@ pub(crate) struct RawParam {
     pub(crate) default: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub(crate) required: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(crate) allow_leading_dash: bool,
 }
 
 /// Every key of every kind: serde cannot keep spans through an internally tagged enum, so the
@@ -185,7 +187,13 @@ impl Runbooks {
         let config_file = config.path.display();
         for runbook in self.iter() {
             let mut problem = |key: String, message: String| {
-                let line = runbook.lines.get(&key).copied().unwrap_or(1);
+                // The key's own line, else the nearest enclosing key's.
+                let line = std::iter::successors(Some(key.as_str()), |k| {
+                    k.rfind(['.', '[']).map(|i| &k[..i])
+                })
+                .find_map(|k| runbook.lines.get(k))
+                .copied()
+                .unwrap_or(1);
                 found.push(diagnostic(
                     &runbook.file,
                     line,
@@ -204,11 +212,42 @@ impl Runbooks {
                     }
                 }
             }
+            let secrets = config.secret_env_names();
+            // A variable a step takes from the gateway's environment must
+            // not be one of the gateway's own secrets.
+            let gateway_secret = |name: &str| -> Option<String> {
+                if secrets.contains(&name) {
+                    Some(format!("{name} holds one of the gateway's secrets in {config_file} (an upstream password, a webhook or ingest secret): a runbook may not pass it on; give the step its own variable"))
+                } else if name.starts_with("AIRLOCK_") {
+                    Some(format!("{name}: variables named AIRLOCK_* are the gateway's own; give the step its own variable"))
+                } else {
+                    None
+                }
+            };
             for step in &runbook.steps {
+                let key = format!("step[{}]", step.index);
+                match &step.action {
+                    StepAction::Command(c) => {
+                        for (i, name) in c.env.iter().enumerate() {
+                            if let Some(why) = gateway_secret(name) {
+                                problem(format!("{key}.env[{i}]"), why);
+                            }
+                        }
+                    }
+                    StepAction::Http(h) => {
+                        for (header, value) in &h.headers {
+                            if let crate::model::HeaderTemplate::Env { env, .. } = value {
+                                if let Some(why) = gateway_secret(env) {
+                                    problem(format!("{key}.headers.{header}"), why);
+                                }
+                            }
+                        }
+                    }
+                    StepAction::Sql(_) => {}
+                }
                 let StepAction::Sql(sql) = &step.action else {
                     continue;
                 };
-                let key = format!("step[{}]", step.index);
                 match config.resource(sql.resource.as_str()) {
                     None => problem(
                         format!("{key}.resource"),
@@ -805,5 +844,58 @@ name = "sre-lead"
             .message
             .contains("resource \"orders\" has no write credential in airlock.toml"));
         assert!(found[0].file.ends_with("kill-long-queries.toml"));
+    }
+
+    /// A runbook step may not hand the gateway's own secrets (upstream
+    /// passwords, webhook and ingest secrets, `AIRLOCK_*`) to a program or
+    /// an HTTP server.
+    #[test]
+    fn steps_cannot_take_the_gateways_secrets() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let config = airlock_config::Config::load(&examples.join("airlock.toml")).unwrap();
+        let secret = config.secret_env_names()[0].to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"name = "leak"
+roles = ["oncall"]
+
+[[step]]
+kind = "command"
+argv = ["/bin/true"]
+env = ["PATH", "{secret}", "AIRLOCK_TOKEN"]
+
+[[step]]
+kind = "http"
+method = "POST"
+url = "https://deploy.internal/x"
+headers = {{ Authorization = {{ env = "{secret}" }}, X-Token = {{ env = "DEPLOY_TOKEN" }} }}
+"#
+        );
+        std::fs::write(dir.path().join("leak.toml"), text).unwrap();
+        let found = load_dir(dir.path())
+            .unwrap()
+            .check_config(&config)
+            .unwrap_err();
+        let keys: Vec<&str> = found.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "step[0].env[1]",
+                "step[0].env[2]",
+                "step[1].headers.authorization"
+            ],
+            "{found:?}"
+        );
+        assert!(
+            found[0]
+                .message
+                .contains("holds one of the gateway's secrets"),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found.iter().all(|d| d.line > 1),
+            "each at its step's line: {found:?}"
+        );
     }
 }

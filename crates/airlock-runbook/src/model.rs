@@ -67,6 +67,11 @@ pub struct Param {
     pub default: Option<ParamValue>,
     /// Whether it must be given: true unless there is a default.
     pub required: bool,
+    /// Whether a value may start with `-` where the parameter is a whole
+    /// argv element (where a program would read it as an option). Default
+    /// false: such a value is refused.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_leading_dash: bool,
 }
 
 /// A parameter's type and constraints.

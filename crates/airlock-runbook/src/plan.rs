@@ -216,6 +216,9 @@ pub enum PlanProblem {
     /// A rendered header value holds CR, LF, NUL or another character a header cannot carry.
     #[error("the value of header `{0}` would contain a line break, NUL or another control character: refused")]
     HeaderValue(String),
+    /// A parameter that is a whole argument starts with `-`.
+    #[error("parameter `{0}` is a whole argument of the command and its value starts with '-', which the program could read as an option: refused (if the runbook means it, its parameter sets allow_leading_dash = true)")]
+    LeadingDash(String),
 }
 
 impl Runbook {
@@ -276,7 +279,22 @@ impl Runbook {
                     })
                 }
                 StepAction::Command(c) => PlannedAction::Command(PlannedCommand {
-                    argv: render_all(&c.argv, params).map_err(|e| fail(e.into()))?,
+                    argv: {
+                        let argv = render_all(&c.argv, params).map_err(|e| fail(e.into()))?;
+                        for (template, value) in c.argv.iter().zip(&argv).skip(1) {
+                            let Some(name) = template.sole_param() else {
+                                continue;
+                            };
+                            let allowed = self
+                                .params
+                                .iter()
+                                .any(|p| p.name == name && p.allow_leading_dash);
+                            if value.starts_with('-') && !allowed {
+                                return Err(fail(PlanProblem::LeadingDash(name.to_owned())));
+                            }
+                        }
+                        argv
+                    },
                     env: c.env.clone(),
                     set_env: c
                         .set_env
@@ -404,6 +422,51 @@ mod tests {
     fn example(name: &str) -> crate::Runbook {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/runbooks");
         crate::load_dir(&dir).unwrap().get(name).unwrap().clone()
+    }
+
+    /// A value starting with `-` as a whole argument could be read as an
+    /// option (`--config=/etc/evil`): refused unless the parameter opts in.
+    #[test]
+    fn a_whole_argument_cannot_start_with_a_dash_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"name = "restart"
+roles = ["oncall"]
+
+[[param]]
+name = "instance"
+type = "string"
+
+[[param]]
+name = "delta"
+type = "string"
+allow_leading_dash = true
+
+[[step]]
+kind = "command"
+argv = ["/bin/echo", "{{instance}}", "--delta={{instance}}", "{{delta}}"]
+"#;
+        std::fs::write(dir.path().join("restart.toml"), text).unwrap();
+        let rb = crate::load_dir(dir.path())
+            .unwrap()
+            .get("restart")
+            .unwrap()
+            .clone();
+        let given = |instance: &str, delta: &str| {
+            BTreeMap::from([
+                ("instance".to_owned(), instance.to_owned()),
+                ("delta".to_owned(), delta.to_owned()),
+            ])
+        };
+        let e = rb
+            .plan(&rb.validate(&given("--help", "1")).unwrap())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("parameter `instance` is a whole argument"),
+            "{e}"
+        );
+        // Inside a longer argument, or where the runbook allows it: fine.
+        rb.plan(&rb.validate(&given("i-1", "-5")).unwrap()).unwrap();
     }
 
     /// The shape `--dry-run` shows and the audit log records.

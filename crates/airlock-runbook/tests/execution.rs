@@ -349,6 +349,9 @@ roles = ["oncall"]
 name = "value"
 type = "string"
 max_len = 1000
+# "-n" among the hostile values must still arrive as one argument; without
+# this, a value starting with '-' as a whole argument is refused (plan.rs).
+allow_leading_dash = true
 
 [[step]]
 name = "args"
@@ -380,6 +383,14 @@ async fn command_values_are_one_argument_each_and_the_environment_is_cleared() {
         ("ALLOWED", "yes"),
         ("NOT_ALLOWED", "leak"),
     ]);
+    // Without the runbook's consent, "-n" is not even planned.
+    let strict = runbook(
+        &COMMAND_RUNBOOK
+            .replace("SCRIPT", script.to_str().unwrap())
+            .replace("allow_leading_dash = true", ""),
+    );
+    let given = BTreeMap::from([("value".to_owned(), "-n".to_owned())]);
+    assert!(strict.plan(&strict.validate(&given).unwrap()).is_err());
     for value in hostile_values(&mark) {
         let (outcome, _) = run(&runner, &plan(&rb, &[("value", &value)])).await;
         assert_eq!(outcome.status, RunStatus::Ok, "{value:?}: {outcome:?}");
