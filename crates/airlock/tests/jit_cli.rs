@@ -105,9 +105,10 @@ async fn login_and_its_failures() {
     let whoami = lead1.run(&["whoami", "--json"]).await.json();
     assert_eq!(whoami["user"], "lead1");
 
-    // Neither --token nor AIRLOCK_TOKEN: a usage error naming the flag.
+    // Neither --token, AIRLOCK_TOKEN nor a token on standard input: says
+    // how to give one.
     let run = nobody.run(&["login", "--server", &server]).await;
-    has(run.usage_error(), &["--token <TOKEN>"]);
+    has(run.fails(), &["no API token was given", "AIRLOCK_TOKEN"]);
     w.stop().await;
 }
 

@@ -33,8 +33,13 @@ fn set_env() {
 }
 
 /// Roles and users of the default world: oncall1 reads, lead1 reads and
-/// writes, visitor has no roles.
+/// writes and is an admin (`[access] admin_roles`), oncall1 may mark
+/// deploys, visitor has no roles (so reads no telemetry).
 pub const DEFAULT_POLICY: &str = r#"
+[access]
+admin_roles = ["sre-lead"]
+deploy_roles = ["oncall"]
+
 [[role]]
 name = "oncall"
 standing = [{ resource = "orders", access = "read" }]
@@ -58,7 +63,8 @@ roles = []
 
 /// The just-in-time policy of `tests/jit.rs` and `tests/jit_cli.rs`:
 /// oncall1 reads orders and may request write (approved by one sre-lead, at
-/// most 1h) or take it by break-glass (at most 30m); lead1 and lead2 read.
+/// most 1h) or take it by break-glass (at most 30m); lead1 and lead2 read
+/// and are admins.
 /// `extra` is appended (webhooks, access settings).
 pub fn jit_policy(extra: &str) -> String {
     format!(
@@ -87,6 +93,7 @@ roles = ["sre-lead"]
 
 [access]
 request_ttl = "1h"
+admin_roles = ["sre-lead"]
 {extra}
 "#
     )
