@@ -57,7 +57,8 @@ async fn api_auth_routes_and_credential_rules() {
 
     // Every documented route is served (none falls through to 404 with a
     // valid token); lead1 is an admin, so the admin-only ones answer too.
-    let token = w.token("lead1");
+    let token = w.token("oncall1");
+    let admin = w.token("lead1");
     for (method, path) in airlock_api::openapi::ROUTES {
         let url = format!("{base}{}", path.replace("{id}", "sess_nonexistent"));
         let req = match *method {
@@ -68,7 +69,7 @@ async fn api_auth_routes_and_credential_rules() {
             "delete" => http.delete(&url),
             m => panic!("method {m}"),
         };
-        let resp = req.bearer_auth(&token).send().await.unwrap();
+        let resp = req.bearer_auth(&admin).send().await.unwrap();
         let status = resp.status();
         let body = resp.text().await.unwrap();
         // Served: answered by the route's handler (a success, or the
@@ -228,7 +229,7 @@ async fn api_auth_routes_and_credential_rules() {
         all.push_str(
             &http
                 .get(format!("{base}{path}"))
-                .bearer_auth(&token)
+                .bearer_auth(&admin)
                 .send()
                 .await
                 .unwrap()
