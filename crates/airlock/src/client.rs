@@ -245,8 +245,9 @@ pub fn login_token(flag: Option<String>) -> anyhow::Result<String> {
     let token = line.trim();
     if token.is_empty() {
         bail!(
-            "no API token was given
-             pipe it in (airlock login --server URL < token-file), or set AIRLOCK_TOKEN;              get one with `airlock token issue USER` on the gateway host"
+            "no API token was given\n\
+             pipe it in (airlock login --server URL < token-file), or set AIRLOCK_TOKEN; \
+             get one with `airlock token issue USER` on the gateway host"
         );
     }
     Ok(token.to_owned())
