@@ -230,10 +230,40 @@ async fn healthz(State(s): State<ApiState>) -> Response {
     }
 }
 
-/// Prometheus text: for admins (a scraper holds an admin's token).
-async fn metrics(State(s): State<ApiState>, caller: Caller) -> Response {
-    if let Err(e) = s.require(&caller, Duty::Admin) {
-        return e.into_response();
+/// Whether the request's bearer token is the scrape token named by
+/// `[access] metrics_token_env` (compared as SHA-256 digests). An unset or
+/// empty variable matches nothing.
+fn is_scrape_token(s: &ApiState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(name) = s.config.borrow().access.metrics_token_env.clone() else {
+        return false;
+    };
+    let Ok(expected) = std::env::var(&name) else {
+        tracing::warn!(variable = %name, "[access] metrics_token_env names a variable that is not set; /metrics answers admins only");
+        return false;
+    };
+    let expected = expected.trim();
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if !expected.is_empty() => tokens::hash_token(t) == tokens::hash_token(expected),
+        _ => false,
+    }
+}
+
+/// Prometheus text: for the scrape token (`[access] metrics_token_env`) or
+/// an admin's API token.
+async fn metrics(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    caller: Result<Caller, ApiError>,
+) -> Response {
+    if !is_scrape_token(&s, &headers) {
+        if let Err(e) = caller.and_then(|c| s.require(&c, Duty::Admin)) {
+            return e.into_response();
+        }
     }
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.registry) {

@@ -51,7 +51,7 @@ pub fn document() -> Value {
                     "503": { "description": "the audit log cannot be written: statements are refused (body says why)" } }
             }},
             "/metrics": { "get": {
-                "summary": "Prometheus metrics (OpenMetrics text); admins only ([access] admin_roles)",
+                "summary": "Prometheus metrics (OpenMetrics text); admins ([access] admin_roles) or the scrape token ([access] metrics_token_env)",
                 "responses": { "200": { "description": "metrics" }, "401": err("no or bad token"), "403": err("not an admin") }
             }},
             "/api/openapi.json": { "get": {

@@ -495,6 +495,9 @@ pub struct AccessSettings {
     /// Who marks deploys (`POST /api/v1/deploys`, a CI pipeline's user)
     /// besides admins. Default: nobody else.
     pub deploy_roles: Vec<RoleName>,
+    /// The environment variable holding a token that reads `/metrics` and
+    /// nothing else, for a Prometheus scraper. `None`: admins' tokens only.
+    pub metrics_token_env: Option<String>,
 }
 
 impl AccessSettings {
@@ -525,6 +528,7 @@ impl Default for AccessSettings {
             admin_roles: Vec::new(),
             telemetry_roles: None,
             deploy_roles: Vec::new(),
+            metrics_token_env: None,
         }
     }
 }

@@ -102,6 +102,8 @@ pub(crate) struct RawAccess {
     pub telemetry_roles: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub deploy_roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub metrics_token_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -565,6 +565,21 @@ impl Checker<'_> {
             "access.deploy_roles",
             "`deploy_roles` in [access]",
         );
+        let metrics_token_env = match &raw.metrics_token_env {
+            None => Some(None),
+            Some(v) if is_env_name(v.get_ref()) => Some(Some(v.get_ref().clone())),
+            Some(v) => {
+                self.error(
+                    v.span(),
+                    "access.metrics_token_env",
+                    format!(
+                        "`metrics_token_env` in [access]: {:?} is not an environment variable name (letters, digits and '_', not starting with a digit); it names the variable that holds the token, not the token",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        };
         Some(AccessSettings {
             request_ttl: request_ttl?,
             max_grant: max_grant?,
@@ -572,6 +587,7 @@ impl Checker<'_> {
             admin_roles: admin_roles?,
             telemetry_roles: telemetry_roles?,
             deploy_roles: deploy_roles?,
+            metrics_token_env: metrics_token_env?,
         })
     }
 

@@ -441,9 +441,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             token,
             ca_file,
         } => {
+            let on_argv = token.is_some();
             let token = zeroize::Zeroizing::new(client::login_token(token)?);
             let user = runtime()?.block_on(client::login(&server, &token, ca_file.as_deref()))?;
             println!("logged in to {server} as {user}");
+            if on_argv {
+                eprintln!("warning: --token put the token on the command line, where `ps` shows it and the shell's history keeps it; next time pipe it in or set AIRLOCK_TOKEN");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Connect {

@@ -376,6 +376,18 @@ async fn operator_endpoints_are_gated_by_role() {
             "{method} {path}: {status} {body}"
         );
     }
+
+    // Prometheus' scrape token reads /metrics and nothing else; a wrong one
+    // reads nothing.
+    let (status, body) = call(&w, "GET", "/metrics", Some(common::METRICS_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.as_str().unwrap().contains("# EOF"), "{body}");
+    for path in ["/api/v1/whoami", "/api/v1/timeline", "/api/v1/webhooks"] {
+        let (status, _) = call(&w, "GET", path, Some(common::METRICS_TOKEN)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let (status, _) = call(&w, "GET", "/metrics", Some("test-scrape-token-wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     w.stop().await;
 }
 

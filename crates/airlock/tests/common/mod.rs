@@ -16,6 +16,9 @@ use airlock_pgcluster::{ClusterOptions, HbaMode, PgCluster};
 use tokio_util::sync::CancellationToken;
 
 pub const RO_ENV: &str = "AIRLOCK_TEST_ORDERS_RO_PASSWORD";
+/// The default world's Prometheus scrape token (`[access] metrics_token_env`).
+pub const METRICS_TOKEN_ENV: &str = "AIRLOCK_TEST_METRICS_TOKEN";
+pub const METRICS_TOKEN: &str = "test-scrape-token-5d1e";
 pub const RW_ENV: &str = "AIRLOCK_TEST_ORDERS_RW_PASSWORD";
 const RO_PASSWORD: &str = "test-ro-secret-3f9a";
 const RW_PASSWORD: &str = "test-rw-secret-b71c";
@@ -28,6 +31,7 @@ fn set_env() {
     ENV.call_once(|| {
         std::env::set_var(RO_ENV, RO_PASSWORD);
         std::env::set_var(RW_ENV, RW_PASSWORD);
+        std::env::set_var(METRICS_TOKEN_ENV, METRICS_TOKEN);
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
@@ -39,6 +43,7 @@ pub const DEFAULT_POLICY: &str = r#"
 [access]
 admin_roles = ["sre-lead"]
 deploy_roles = ["oncall"]
+metrics_token_env = "AIRLOCK_TEST_METRICS_TOKEN"
 
 [[role]]
 name = "oncall"
