@@ -740,7 +740,10 @@ pub async fn explain(
 
 pub async fn webhooks_status(
     State(s): State<ApiState>,
-    _caller: Caller,
-) -> Json<Vec<airlock_webhook::TargetStatus>> {
-    Json(s.webhooks.as_ref().map(|w| w.status()).unwrap_or_default())
+    caller: Caller,
+) -> Result<Json<Vec<airlock_webhook::TargetStatus>>, ApiError> {
+    s.require(&caller, crate::Duty::Admin)?;
+    Ok(Json(
+        s.webhooks.as_ref().map(|w| w.status()).unwrap_or_default(),
+    ))
 }

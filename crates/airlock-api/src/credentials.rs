@@ -116,8 +116,16 @@ pub async fn mint(
             d
         }
     };
-    let (credential, password) =
-        issue(&s, &caller.user, &req.resource, req.access, &grant, ttl).await?;
+    let (credential, password) = issue(
+        &s,
+        &caller.user,
+        &req.resource,
+        req.access,
+        &grant,
+        ttl,
+        Some(&caller.token_id),
+    )
+    .await?;
     let expires_ms = credential.expires_ms;
     let (host, port) = s.postgres_endpoint.clone();
     Ok((
@@ -143,6 +151,8 @@ pub async fn mint(
 /// living `ttl` at most and never beyond the grant; stores its verifier and
 /// records `credential.issued`. Returns the record and the secret (shown
 /// once). Shared by `POST /api/v1/credentials` and the runbook runner.
+/// `token`: the API token the caller proved, so revoking it revokes the
+/// credential (and ends its sessions).
 pub(crate) async fn issue(
     s: &ApiState,
     user: &str,
@@ -150,6 +160,7 @@ pub(crate) async fn issue(
     access: Access,
     grant: &airlock_access::Grant,
     ttl: std::time::Duration,
+    token: Option<&str>,
 ) -> Result<(SessionCredential, String), ApiError> {
     let now = s.clock.now_ms();
     let mut expires_ms = now + ttl.as_millis() as i64;
@@ -167,6 +178,7 @@ pub(crate) async fn issue(
         resource: resource.to_owned(),
         access: access.as_str().to_owned(),
         grant_id: grant.id.clone(),
+        token_id: token.map(str::to_owned),
         verifier: String::new(),
         created_ms: now,
         expires_ms,

@@ -14,7 +14,7 @@ use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -85,6 +85,56 @@ impl ApiState {
         }
     }
 
+    /// Whether `user` has a role in `[access] admin_roles`.
+    pub(crate) fn is_admin(&self, user: &str) -> bool {
+        let config = self.config.borrow();
+        let admins = &config.access.admin_roles;
+        config
+            .user(user)
+            .is_some_and(|u| u.roles.iter().any(|r| admins.contains(r)))
+    }
+
+    /// Refuses `caller` unless their roles allow `duty`. Admins may do all;
+    /// see [`Duty`] for who else may.
+    pub(crate) fn require(&self, caller: &Caller, duty: Duty) -> Result<(), ApiError> {
+        if self.is_admin(&caller.user) {
+            return Ok(());
+        }
+        let config = self.config.borrow();
+        let roles: &[airlock_config::RoleName] =
+            config.user(&caller.user).map_or(&[], |u| &u.roles);
+        let allowed = match duty {
+            Duty::Admin => false,
+            Duty::ReadTelemetry => match &config.access.telemetry_roles {
+                None => !roles.is_empty(),
+                Some(list) => roles.iter().any(|r| list.contains(r)),
+            },
+            Duty::MarkDeploys => roles.iter().any(|r| config.access.deploy_roles.contains(r)),
+        };
+        if allowed {
+            return Ok(());
+        }
+        let (what, key) = match duty {
+            Duty::Admin => ("this endpoint is for admins", "admin_roles"),
+            Duty::ReadTelemetry => ("reading telemetry", "telemetry_roles"),
+            Duty::MarkDeploys => ("marking deploys", "deploy_roles"),
+        };
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_required",
+            format!(
+                "{what}: user {:?} has no role listed in [access] {key}{}",
+                caller.user,
+                if matches!(duty, Duty::Admin) {
+                    ""
+                } else {
+                    " or admin_roles"
+                }
+            ),
+        )
+        .hint("ask the platform team for such a role in airlock.toml"))
+    }
+
     /// Writes an access event to the audit log (nothing else).
     pub fn record(&self, actor: &str, kind: &str, text: &str, data: &serde_json::Value) {
         let event = airlock_audit::Event::Access {
@@ -99,6 +149,18 @@ impl ApiState {
     }
 }
 
+/// What a caller may do beyond their own access, by role (`[access]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// `admin_roles`: everyone's API tokens, `/metrics`, the webhook status.
+    Admin,
+    /// `telemetry_roles` (default: any user with a role): the timeline,
+    /// traces, compare and the deploy list.
+    ReadTelemetry,
+    /// `deploy_roles`: `POST /api/v1/deploys`.
+    MarkDeploys,
+}
+
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -106,6 +168,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/openapi.json", get(openapi_doc))
         .route("/api/v1/ca.crt", get(ca_cert))
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/tokens", get(tokens::list))
+        .route("/api/v1/tokens/{id}", delete(tokens::revoke))
         .route("/api/v1/resources", get(resources))
         .route("/api/v1/credentials", post(credentials::mint))
         .route("/api/v1/audit", get(audit::search))
@@ -166,7 +230,41 @@ async fn healthz(State(s): State<ApiState>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<ApiState>) -> Response {
+/// Whether the request's bearer token is the scrape token named by
+/// `[access] metrics_token_env` (compared as SHA-256 digests). An unset or
+/// empty variable matches nothing.
+fn is_scrape_token(s: &ApiState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(name) = s.config.borrow().access.metrics_token_env.clone() else {
+        return false;
+    };
+    let Ok(expected) = std::env::var(&name) else {
+        tracing::warn!(variable = %name, "[access] metrics_token_env names a variable that is not set; /metrics answers admins only");
+        return false;
+    };
+    let expected = expected.trim();
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if !expected.is_empty() => tokens::hash_token(t) == tokens::hash_token(expected),
+        _ => false,
+    }
+}
+
+/// Prometheus text: for the scrape token (`[access] metrics_token_env`) or
+/// an admin's API token.
+async fn metrics(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    caller: Result<Caller, ApiError>,
+) -> Response {
+    if !is_scrape_token(&s, &headers) {
+        if let Err(e) = caller.and_then(|c| s.require(&c, Duty::Admin)) {
+            return e.into_response();
+        }
+    }
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.registry) {
         return ApiError::internal("encoding metrics", e).into_response();

@@ -51,8 +51,8 @@ pub fn document() -> Value {
                     "503": { "description": "the audit log cannot be written: statements are refused (body says why)" } }
             }},
             "/metrics": { "get": {
-                "summary": "Prometheus metrics (OpenMetrics text)", "security": [],
-                "responses": { "200": { "description": "metrics" } }
+                "summary": "Prometheus metrics (OpenMetrics text); admins ([access] admin_roles) or the scrape token ([access] metrics_token_env)",
+                "responses": { "200": { "description": "metrics" }, "401": err("no or bad token"), "403": err("not an admin") }
             }},
             "/api/openapi.json": { "get": {
                 "summary": "This document", "security": [],
@@ -65,6 +65,19 @@ pub fn document() -> Value {
             "/api/v1/whoami": { "get": {
                 "summary": "The caller's user and roles",
                 "responses": { "200": { "description": "the caller" }, "401": err("no or bad token") }
+            }},
+            "/api/v1/tokens": { "get": {
+                "summary": "The caller's API tokens, newest first (never a secret or hash); admins may ask for anyone's",
+                "parameters": [
+                    query("user", "string", "another user's tokens (admins only)"),
+                    query("all", "boolean", "everyone's tokens (admins only)")
+                ],
+                "responses": { "200": { "description": "[{id, user, label, created_ms, expires_ms, revoked_ms, state, current}]" }, "400": err("bad query"), "401": err("no or bad token"), "403": err("not an admin") }
+            }},
+            "/api/v1/tokens/{id}": { "delete": {
+                "summary": "Revoke an API token (the caller's own; admins: any), with the session credentials it minted; their live sessions end",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "the token, revoked" }, "401": err("no or bad token"), "404": err("no such token of yours"), "503": err("the audit log cannot be written") }
             }},
             "/api/v1/resources": { "get": {
                 "summary": "Resources the caller can reach and at which level",
@@ -232,8 +245,8 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "the explanation" }, "403": err("explaining others needs an approver role") }
             }},
             "/api/v1/webhooks": { "get": {
-                "summary": "Webhook delivery status (URLs shown without their secret path)",
-                "responses": { "200": { "description": "one entry per webhook" } }
+                "summary": "Webhook delivery status (URLs shown without their secret path); admins only",
+                "responses": { "200": { "description": "one entry per webhook" }, "401": err("no or bad token"), "403": err("not an admin") }
             }},
             "/api/v1/timeline": { "get": {
                 "summary": "Logs, span summaries, threshold crossings, deploy markers and access events of a window, in time order",
@@ -271,12 +284,12 @@ pub fn document() -> Value {
             }},
             "/api/v1/deploys": {
                 "get": {
-                    "summary": "Deploy markers of a window (default the last 7 days), oldest first",
+                    "summary": "Deploy markers of a window (default the last 7 days), oldest first; [access] telemetry_roles",
                     "responses": { "200": { "description": "{deploys}" }, "400": err("bad query") }
                 },
                 "post": {
-                    "summary": "Mark a deploy: {service, version?, id?, commit?, env?, time_ms?}; also an audit access event",
-                    "responses": { "201": { "description": "the marker" }, "400": err("bad body"), "503": err("the audit log cannot be written") }
+                    "summary": "Mark a deploy: {service, version?, id?, commit?, env?, time_ms?}; also an audit access event; [access] deploy_roles or admin_roles",
+                    "responses": { "201": { "description": "the marker" }, "400": err("bad body"), "403": err("no deploy role"), "503": err("the audit log cannot be written") }
                 }
             }
         }
@@ -291,6 +304,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/openapi.json"),
     ("get", "/api/v1/ca.crt"),
     ("get", "/api/v1/whoami"),
+    ("get", "/api/v1/tokens"),
+    ("delete", "/api/v1/tokens/{id}"),
     ("get", "/api/v1/resources"),
     ("post", "/api/v1/credentials"),
     ("get", "/api/v1/audit"),

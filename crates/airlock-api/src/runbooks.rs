@@ -664,7 +664,7 @@ impl SqlExecutor for GatewaySql {
             };
             let ttl = q.timeout + Duration::from_secs(5);
             let (credential, password) =
-                crate::credentials::issue(&s, &user, &resource, q.access, &grant, ttl)
+                crate::credentials::issue(&s, &user, &resource, q.access, &grant, ttl, None)
                     .await
                     .map_err(|e| e.message)?;
             let target = self_resource(&resource, &user, s.runbooks.postgres_local);

@@ -77,6 +77,7 @@ pub(crate) async fn timeline(
     caller: Caller,
     q: Result<Query<TimelineParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    s.require(&caller, crate::Duty::ReadTelemetry)?;
     let Query(p) = q.map_err(|e| bad_query(e.body_text(), TIMELINE_HINT))?;
     let until_ns = p
         .until_ns
@@ -267,9 +268,10 @@ async fn access_events(
 /// `GET /api/v1/traces/{id}`.
 pub(crate) async fn trace(
     State(s): State<ApiState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<airlock_telemetry::trace::TraceView>, ApiError> {
+    s.require(&caller, crate::Duty::ReadTelemetry)?;
     let trace_id = hex_trace_id(id.trim()).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -311,9 +313,10 @@ pub(crate) struct CompareParams {
 /// `GET /api/v1/compare`.
 pub(crate) async fn compare(
     State(s): State<ApiState>,
-    _caller: Caller,
+    caller: Caller,
     q: Result<Query<CompareParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<airlock_telemetry::compare::Comparison>, ApiError> {
+    s.require(&caller, crate::Duty::ReadTelemetry)?;
     const HINT: &str = "parameters: service, from (the older version), to (the newer), since_ms, until_ms (default: the last 24 hours)";
     let Query(p) = q.map_err(|e| bad_query(e.body_text(), HINT))?;
     let need = |v: Option<String>, name: &str| {
@@ -375,6 +378,7 @@ pub(crate) async fn mark_deploy(
     caller: Caller,
     body: Result<Json<DeployBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Deploy>), ApiError> {
+    s.require(&caller, crate::Duty::MarkDeploys)?;
     const HINT: &str = "send {\"service\": \"checkout\", \"version\": \"v1.2.4\"} with optional id (deployment.id), commit, env and time_ms";
     let Json(b) = body.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()).hint(HINT)
@@ -461,9 +465,10 @@ pub(crate) struct DeploysParams {
 /// `GET /api/v1/deploys`: markers of the window (default the last 7 days).
 pub(crate) async fn list_deploys(
     State(s): State<ApiState>,
-    _caller: Caller,
+    caller: Caller,
     q: Result<Query<DeploysParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    s.require(&caller, crate::Duty::ReadTelemetry)?;
     const HINT: &str = "parameters: service, since_ms, until_ms, limit (1 to 10000)";
     let Query(p) = q.map_err(|e| bad_query(e.body_text(), HINT))?;
     let until_ns = p.until_ms.map_or_else(

@@ -484,6 +484,20 @@ pub struct AccessSettings {
     pub request_ttl: Duration,
     /// The gateway's ceiling on any grant: no rule's `max` may be above it. Default 8h.
     pub max_grant: Duration,
+    /// How long an API token issued without `--ttl` lives. Default 30d.
+    pub token_ttl: Duration,
+    /// Admins: list and revoke everyone's API tokens, read `/metrics` and the
+    /// webhook status, read telemetry and mark deploys. Default: nobody.
+    pub admin_roles: Vec<RoleName>,
+    /// Who reads telemetry (timeline, traces, compare, deploy markers) besides
+    /// admins. `None` (the default): every user with at least one role.
+    pub telemetry_roles: Option<Vec<RoleName>>,
+    /// Who marks deploys (`POST /api/v1/deploys`, a CI pipeline's user)
+    /// besides admins. Default: nobody else.
+    pub deploy_roles: Vec<RoleName>,
+    /// The environment variable holding a token that reads `/metrics` and
+    /// nothing else, for a Prometheus scraper. `None`: admins' tokens only.
+    pub metrics_token_env: Option<String>,
 }
 
 impl AccessSettings {
@@ -498,6 +512,11 @@ impl AccessSettings {
     /// Ceiling of a break-glass rule's `max`, whatever `max_grant` says: break-glass is for the
     /// next few minutes of an emergency, not for the rest of the week.
     pub const MAX_BREAK_GLASS: Duration = Duration::from_secs(4 * 3600);
+    /// Default for `token_ttl`.
+    pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
+    /// Ceiling of `token_ttl`: a token nobody rotates for a year is forgotten
+    /// (`airlock token issue --ttl never` is the explicit way to not expire).
+    pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 86_400);
 }
 
 impl Default for AccessSettings {
@@ -505,6 +524,11 @@ impl Default for AccessSettings {
         AccessSettings {
             request_ttl: Self::DEFAULT_REQUEST_TTL,
             max_grant: Self::DEFAULT_MAX_GRANT,
+            token_ttl: Self::DEFAULT_TOKEN_TTL,
+            admin_roles: Vec::new(),
+            telemetry_roles: None,
+            deploy_roles: Vec::new(),
+            metrics_token_env: None,
         }
     }
 }

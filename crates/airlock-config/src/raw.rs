@@ -94,6 +94,16 @@ pub(crate) struct RawAccess {
     pub request_ttl: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub max_grant: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub token_ttl: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub admin_roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub telemetry_roles: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub deploy_roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub metrics_token_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -39,13 +39,10 @@ impl fmt::Display for Secret {
 }
 
 impl Drop for Secret {
-    /// Best-effort zeroing so the value does not linger in freed memory. Without `unsafe` (volatile
-    /// writes) the compiler could in principle drop these stores as dead; `black_box` makes the
-    /// buffer observable after the writes, which in practice keeps them.
+    /// Zeroes the value so it does not linger in freed memory (`zeroize`'s volatile writes, which
+    /// the compiler may not remove as dead stores).
     fn drop(&mut self) {
-        let mut bytes = std::mem::take(&mut self.0).into_bytes();
-        bytes.iter_mut().for_each(|b| *b = 0);
-        std::hint::black_box(&bytes);
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 

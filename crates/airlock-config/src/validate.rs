@@ -100,6 +100,7 @@ pub(crate) fn check(text: &str, file: &Path, raw: RawConfig) -> Result<Checked, 
     let roles = checker.approvers(&raw.role, roles, &role_lines, &users);
     checker.resource_roles(&raw.resource, &role_lines);
     checker.auditor_roles(raw.audit.as_ref(), &role_lines);
+    checker.access_roles(raw.access.as_ref(), &role_lines);
     let webhooks: Vec<Option<Webhook>> = raw
         .webhook
         .iter()
@@ -534,9 +535,59 @@ impl Checker<'_> {
                 "the ceiling",
             ),
         };
+        let token_ttl = match &raw.token_ttl {
+            None => Some(AccessSettings::DEFAULT_TOKEN_TTL),
+            Some(v) => self.bounded_duration(
+                v,
+                "access.token_ttl",
+                "`token_ttl` in [access]",
+                AccessSettings::MAX_TOKEN_TTL,
+                "the ceiling",
+            ),
+        };
+        let admin_roles = self.role_names(
+            &raw.admin_roles,
+            "access.admin_roles",
+            "`admin_roles` in [access]",
+        );
+        let telemetry_roles = match &raw.telemetry_roles {
+            None => Some(None),
+            Some(list) => self
+                .role_names(
+                    list,
+                    "access.telemetry_roles",
+                    "`telemetry_roles` in [access]",
+                )
+                .map(Some),
+        };
+        let deploy_roles = self.role_names(
+            &raw.deploy_roles,
+            "access.deploy_roles",
+            "`deploy_roles` in [access]",
+        );
+        let metrics_token_env = match &raw.metrics_token_env {
+            None => Some(None),
+            Some(v) if is_env_name(v.get_ref()) => Some(Some(v.get_ref().clone())),
+            Some(v) => {
+                self.error(
+                    v.span(),
+                    "access.metrics_token_env",
+                    format!(
+                        "`metrics_token_env` in [access]: {:?} is not an environment variable name (letters, digits and '_', not starting with a digit); it names the variable that holds the token, not the token",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        };
         Some(AccessSettings {
             request_ttl: request_ttl?,
             max_grant: max_grant?,
+            token_ttl: token_ttl?,
+            admin_roles: admin_roles?,
+            telemetry_roles: telemetry_roles?,
+            deploy_roles: deploy_roles?,
+            metrics_token_env: metrics_token_env?,
         })
     }
 
@@ -1383,6 +1434,32 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// Every role the role lists of `[access]` name is defined.
+    fn access_roles(&mut self, raw: Option<&RawAccess>, roles: &HashMap<String, usize>) {
+        let Some(raw) = raw else { return };
+        let lists: [(&str, &[Spanned<String>]); 3] = [
+            ("admin_roles", &raw.admin_roles),
+            (
+                "telemetry_roles",
+                raw.telemetry_roles.as_deref().unwrap_or(&[]),
+            ),
+            ("deploy_roles", &raw.deploy_roles),
+        ];
+        for (key, list) in lists {
+            for (i, role) in list.iter().enumerate() {
+                let name = role.get_ref();
+                if RoleName::new(name.as_str()).is_ok() && !roles.contains_key(name.as_str()) {
+                    let known = defined_list(roles.keys(), "roles");
+                    self.error(
+                        role.span(),
+                        format!("access.{key}[{i}]"),
+                        format!("`{key}` in [access] names unknown role {name:?} ({known})"),
+                    );
+                }
+            }
+        }
     }
 
     /// Every role `[audit] auditor_roles` names is defined.

@@ -26,6 +26,9 @@ const POLL: Duration = Duration::from_secs(1);
 
 struct Entry {
     grant: Grant,
+    /// The session credential it logged in with (revoking the API token that
+    /// minted it ends the session).
+    credential: String,
     stop: watch::Sender<Option<String>>,
 }
 
@@ -60,9 +63,17 @@ impl SessionRegistry {
         self: &Arc<Self>,
         id: &str,
         grant: Grant,
+        credential: &str,
     ) -> (Registration, watch::Receiver<Option<String>>) {
         let (tx, rx) = watch::channel(None);
-        self.lock().insert(id.to_owned(), Entry { grant, stop: tx });
+        self.lock().insert(
+            id.to_owned(),
+            Entry {
+                grant,
+                credential: credential.to_owned(),
+                stop: tx,
+            },
+        );
         // A new session may expire before the enforcer's next wake-up.
         self.poke.notify_one();
         (
@@ -95,6 +106,20 @@ impl SessionRegistry {
             .filter(|(_, e)| e.grant.id == grant_id)
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// Ends now every live session that logged in with one of `credentials`
+    /// (their API token was revoked), telling each `why`; returns how many.
+    pub fn stop_credentials(&self, credentials: &[String], why: &str) -> usize {
+        let sessions = self.lock();
+        let mut n = 0;
+        for e in sessions.values() {
+            if credentials.contains(&e.credential) && e.stop.borrow().is_none() {
+                e.stop.send_replace(Some(why.to_owned()));
+                n += 1;
+            }
+        }
+        n
     }
 
     fn snapshot(&self) -> Vec<(String, Grant)> {

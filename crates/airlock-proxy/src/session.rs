@@ -352,7 +352,9 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
     // The session ends when its credential does (the credential never
     // outlives the grant behind it), or when the enforcer finds its grant
     // ended: expired, revoked, or no longer allowed by a reloaded policy.
-    let (_registration, stop) = ctx.sessions.register(&session_id, auth.grant.clone());
+    let (_registration, stop) =
+        ctx.sessions
+            .register(&session_id, auth.grant.clone(), &auth.credential.id);
     let remaining_ms = (end_ms - ctx.clock.now_ms()).max(0) as u64;
     // When the grant is what ends the session, the goodbye names the grant.
     let deadline_message = match auth.grant.expires_ms {

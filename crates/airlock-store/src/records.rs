@@ -51,6 +51,9 @@ pub struct SessionCredential {
     pub resource: String,
     pub access: String,
     pub grant_id: String,
+    /// The API token whose holder minted it, so revoking the token revokes
+    /// it too; `None` for credentials the gateway minted itself (runbooks).
+    pub token_id: Option<String>,
     pub verifier: String,
     pub created_ms: i64,
     pub expires_ms: i64,
@@ -65,6 +68,7 @@ impl fmt::Debug for SessionCredential {
             .field("resource", &self.resource)
             .field("access", &self.access)
             .field("grant_id", &self.grant_id)
+            .field("token_id", &self.token_id)
             .field("verifier", &"<redacted>")
             .field("created_ms", &self.created_ms)
             .field("expires_ms", &self.expires_ms)
@@ -137,6 +141,7 @@ mod tests {
             resource: "orders".into(),
             access: "read".into(),
             grant_id: "grant_1".into(),
+            token_id: Some("tok_1".into()),
             verifier: "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy".into(),
             created_ms: 1,
             expires_ms: 2,

@@ -23,9 +23,15 @@ pub trait Store: Send + Sync + 'static {
     /// (the caller tells the user which it is).
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>, StoreError>;
 
-    /// Marks the token revoked at `now_ms`. Returns `false` if there is no such
-    /// token or it was already revoked (the first revocation time is kept).
+    /// Marks the token revoked at `now_ms` and, in the same transaction, every
+    /// unrevoked session credential minted with it. Returns `false` if there
+    /// is no such token or it was already revoked (the first revocation time
+    /// is kept).
     fn revoke_token(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// The ids of the session credentials minted with token `token_id`
+    /// (revoked or not, until they are purged).
+    fn credentials_of_token(&self, token_id: &str) -> Result<Vec<String>, StoreError>;
 
     /// All tokens, or those of one user; newest first.
     fn list_tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>, StoreError>;

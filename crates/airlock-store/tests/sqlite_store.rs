@@ -42,6 +42,7 @@ fn credential(
         resource: resource.into(),
         access: "read".into(),
         grant_id: format!("grant_{id}"),
+        token_id: None,
         verifier: format!("SCRAM-SHA-256$4096:c2FsdA==$stored{id}:server{id}"),
         created_ms,
         expires_ms,
@@ -220,6 +221,45 @@ fn tokens_round_trip() {
         let revoked = store.token_by_hash(&[1; 32]).unwrap().unwrap();
         assert_eq!(revoked.revoked_ms, Some(500));
     });
+}
+
+/// Revoking a token revokes the session credentials minted with it, in the
+/// same transaction, and only those.
+#[test]
+fn revoking_a_token_revokes_its_credentials() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    for id in ["tok_a", "tok_b"] {
+        store
+            .insert_token(&ApiToken {
+                id: id.into(),
+                user: "alice".into(),
+                hash: [id.as_bytes()[4]; 32],
+                label: None,
+                created_ms: 1,
+                expires_ms: None,
+                revoked_ms: None,
+            })
+            .unwrap();
+    }
+    let with = |id: &str, token: Option<&str>| SessionCredential {
+        token_id: token.map(str::to_owned),
+        ..credential(id, "alice", "orders", 10, 10_000)
+    };
+    store
+        .insert_credential(&with("cred_1", Some("tok_a")))
+        .unwrap();
+    store
+        .insert_credential(&with("cred_2", Some("tok_b")))
+        .unwrap();
+    store.insert_credential(&with("cred_3", None)).unwrap();
+    assert_eq!(store.credentials_of_token("tok_a").unwrap(), vec!["cred_1"]);
+    assert!(store.revoke_token("tok_a", 100).unwrap());
+    let live = store.credentials_for("alice", "orders", 0, 10).unwrap();
+    let mut live = ids(&live, |c| &c.id);
+    live.sort();
+    assert_eq!(live, vec!["cred_2", "cred_3"]);
+    // The link survives revocation, for ending live sessions.
+    assert_eq!(store.credentials_of_token("tok_a").unwrap(), vec!["cred_1"]);
 }
 
 #[test]

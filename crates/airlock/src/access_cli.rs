@@ -377,3 +377,54 @@ pub fn webhooks_status(json_out: bool) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `airlock token list`: newest first, never a secret.
+pub fn token_list(all: bool, user: Option<&str>, json_out: bool) -> anyhow::Result<ExitCode> {
+    let mut path = String::from("/api/v1/tokens");
+    if all {
+        path.push_str("?all=true");
+    } else if let Some(u) = user {
+        path.push_str(&format!("?user={}", crate::client::query_value(u)));
+    }
+    let list: Vec<airlock_api::tokens::TokenView> = get(&path)?;
+    if json_out {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no API tokens");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for t in &list {
+        let expires = match t.expires_ms {
+            Some(ms) => format_time(ms),
+            None => "never".to_owned(),
+        };
+        println!(
+            "{}  {}  {}{}  created {}  expires {}{}",
+            t.id,
+            escape(&t.user),
+            t.state,
+            if t.current { " (this CLI's)" } else { "" },
+            format_time(t.created_ms),
+            expires,
+            t.label
+                .as_deref()
+                .map(|l| format!("  {}", escape(l)))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `airlock token revoke ID`.
+pub fn token_revoke(id: &str) -> anyhow::Result<ExitCode> {
+    let path = format!("/api/v1/tokens/{}", crate::client::query_value(id));
+    let t: airlock_api::tokens::TokenView =
+        runtime()?.block_on(async { Api::from_login()?.delete(&path).await })?;
+    println!(
+        "revoked API token {} of {}; the session credentials it minted are revoked and their sessions ended",
+        t.id,
+        escape(&t.user)
+    );
+    Ok(ExitCode::SUCCESS)
+}

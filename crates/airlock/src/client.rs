@@ -38,7 +38,7 @@ pub fn load_login() -> anyhow::Result<Login> {
     let path = login_path()?;
     let text = std::fs::read_to_string(&path).map_err(|e| {
         anyhow::anyhow!(
-            "not logged in ({}: {e})\nrun: airlock login --server https://GATEWAY:7480 --ca-file <gateway data_dir>/tls/ca.crt --token TOKEN",
+            "not logged in ({}: {e})\nrun: airlock login --server https://GATEWAY:7480 --ca-file <gateway data_dir>/tls/ca.crt  (the token on stdin)",
             path.display()
         )
     })?;
@@ -186,6 +186,17 @@ impl Api {
         Ok(Self::check(resp).await?.json().await?)
     }
 
+    pub async fn delete<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.server))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| reach_error(&self.server, e))?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
     /// POSTs `body` and hands back the successful response unread, for
     /// answers streamed as they happen (runbook runs). No overall timeout:
     /// a run lasts as long as its runbook allows.
@@ -211,6 +222,35 @@ impl Api {
             .tls_backend_preconfigured(tls_config(self.ca_file.as_deref())?)
             .build()?)
     }
+}
+
+/// The token `airlock login` stores: `--token` (discouraged: argv is visible
+/// to other users in `ps` and lands in shell history), else `AIRLOCK_TOKEN`,
+/// else the first line of standard input (a prompt when it is a terminal).
+pub fn login_token(flag: Option<String>) -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if let Some(t) = flag.or_else(|| std::env::var("AIRLOCK_TOKEN").ok()) {
+        return Ok(t.trim().to_owned());
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("API token (from `airlock token issue`): ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the API token from standard input")?;
+    let token = line.trim();
+    if token.is_empty() {
+        bail!(
+            "no API token was given\n\
+             pipe it in (airlock login --server URL < token-file), or set AIRLOCK_TOKEN; \
+             get one with `airlock token issue USER` on the gateway host"
+        );
+    }
+    Ok(token.to_owned())
 }
 
 /// `airlock login`: checks the token against the gateway, then stores it.
@@ -349,7 +389,7 @@ fn reach_error(server: &str, e: reqwest::Error) -> anyhow::Error {
     }
     let hint = if chain.contains("UnknownIssuer") || chain.contains("certificate") {
         "\nthe gateway's certificate is not trusted: pass the CA it generated, \
-         e.g. airlock login --server URL --ca-file <gateway data_dir>/tls/ca.crt --token TOKEN"
+         e.g. airlock login --server URL --ca-file <gateway data_dir>/tls/ca.crt  (the token on stdin)"
     } else {
         ""
     };

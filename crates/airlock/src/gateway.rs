@@ -567,6 +567,9 @@ async fn start_audit(
     Ok((Arc::new(std::sync::Mutex::new(reader)), recorded_tokens))
 }
 
+/// Creates the data directory 0700, or, when it existed, takes group and
+/// other permissions off it and everything in it (directories 0700 at most,
+/// files 0600): it holds token hashes, keys and the audit log.
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
@@ -575,6 +578,27 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    }
+    make_private(dir).with_context(|| format!("restricting the permissions of {}", dir.display()))
+}
+
+/// Clears the group and other bits of `path` and, for a directory, of what
+/// it holds. Symbolic links are left alone (and not followed).
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    let private = mode & if meta.is_dir() { 0o700 } else { 0o600 };
+    if private != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(private))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            make_private(&entry?.path())?;
+        }
     }
     Ok(())
 }

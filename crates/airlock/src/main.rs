@@ -38,11 +38,14 @@ enum Command {
         http_port: u16,
     },
     /// Store an API token for this CLI (checks it against the gateway first).
+    /// The token is read from standard input, or from AIRLOCK_TOKEN.
     Login {
         #[arg(long)]
         server: String,
-        #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
-        token: String,
+        /// Discouraged: other users see a command line in `ps`, and shells
+        /// keep it in their history. Pipe the token in, or set AIRLOCK_TOKEN.
+        #[arg(long)]
+        token: Option<String>,
         /// A CA certificate (PEM) to trust for the gateway's HTTPS, e.g. the
         /// gateway's generated `<data_dir>/tls/ca.crt`. The system's CAs are always trusted.
         #[arg(long)]
@@ -239,7 +242,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// API tokens (run on the gateway host).
+    /// API tokens: `issue` runs on the gateway host; `list` and `revoke` use the API.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -264,10 +267,43 @@ enum TokenCommand {
         config: PathBuf,
         #[arg(long)]
         label: Option<String>,
-        /// Expire the token after this long (e.g. 90d); default: never.
+        /// Expire the token after this long (e.g. 90d), or `never`;
+        /// default: `[access] token_ttl` (30d).
         #[arg(long)]
         ttl: Option<String>,
     },
+    /// Your API tokens (never their secrets); admins: `--all` or `--user`.
+    List {
+        /// Everyone's tokens (admins only).
+        #[arg(long)]
+        all: bool,
+        /// Another user's tokens (admins only).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token, with the session credentials it minted (their
+    /// sessions end now). Your own, or anyone's for an admin.
+    Revoke { id: String },
+}
+
+/// For `serve` and `quickstart`: no core dumps (a dump of the gateway holds
+/// upstream passwords and session secrets), and files the process creates
+/// are its owner's alone (umask 077). Best effort: a failure is logged.
+fn harden_process() {
+    #[cfg(unix)]
+    {
+        use rustix::process::{setrlimit, umask, Resource, Rlimit};
+        let none = Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        };
+        if let Err(e) = setrlimit(Resource::Core, none) {
+            tracing::warn!(error = %e, "could not turn core dumps off (RLIMIT_CORE)");
+        }
+        umask(rustix::fs::Mode::from_bits_truncate(0o077));
+    }
 }
 
 fn main() -> ExitCode {
@@ -302,6 +338,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
+            harden_process();
             let config = airlock_config::Config::load(&config)?;
             runtime()?.block_on(async {
                 let listeners = gateway::Listeners::bind(&config).await?;
@@ -314,6 +351,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pg_port,
             http_port,
         } => {
+            harden_process();
             let prepared = quickstart::prepare(&dir, pg_port, http_port)?;
             // Set before the runtime's threads exist: the gateway reads its
             // upstream passwords from the environment, as in production.
@@ -330,19 +368,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::create_dir_all(&config.gateway.data_dir)?;
                 let store = gateway::open_store(&config.gateway.data_dir)?;
                 let now = airlock_access::Clock::now_ms(&airlock_access::SystemClock);
+                let expires = Some(now + config.access.token_ttl.as_millis() as i64);
                 let oncall = airlock_api::tokens::issue(
                     store.as_ref(),
                     "oncall1",
                     Some("quickstart"),
                     now,
-                    None,
+                    expires,
                 )?;
                 let lead = airlock_api::tokens::issue(
                     store.as_ref(),
                     "lead1",
                     Some("quickstart"),
                     now,
-                    None,
+                    expires,
                 )?;
                 drop(store);
                 let scheme = if config.gateway.http_tls {
@@ -360,14 +399,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     std::slice::from_ref(&config.gateway.public_host),
                 )?;
                 let ca = tls.ca_file.clone().unwrap_or_default();
+                // The token goes in on standard input, not on the command line.
                 let login = |token: &str| {
                     if config.gateway.http_tls {
                         format!(
-                            "airlock login --server {http} --ca-file {} --token {token}",
+                            "echo {token} | airlock login --server {http} --ca-file {}",
                             ca.display()
                         )
                     } else {
-                        format!("airlock login --server {http} --token {token}")
+                        format!("echo {token} | airlock login --server {http}")
                     }
                 };
                 println!();
@@ -401,8 +441,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             token,
             ca_file,
         } => {
+            let on_argv = token.is_some();
+            let token = zeroize::Zeroizing::new(client::login_token(token)?);
             let user = runtime()?.block_on(client::login(&server, &token, ca_file.as_deref()))?;
             println!("logged in to {server} as {user}");
+            if on_argv {
+                eprintln!("warning: --token put the token on the command line, where `ps` shows it and the shell's history keeps it; next time pipe it in or set AIRLOCK_TOKEN");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Connect {
@@ -591,13 +636,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             let now = airlock_access::Clock::now_ms(&airlock_access::SystemClock);
-            let expires = match ttl {
+            let expires = match ttl.as_deref() {
+                Some("never") => None,
                 Some(t) => Some(
-                    now + airlock_config::parse_duration(&t)
-                        .map_err(|e| anyhow::anyhow!("--ttl {t}: {e}"))?
+                    now + airlock_config::parse_duration(t)
+                        .map_err(|e| {
+                            anyhow::anyhow!("--ttl {t}: {e}; use a duration like 90d, or `never`")
+                        })?
                         .as_millis() as i64,
                 ),
-                None => None,
+                None => Some(now + config.access.token_ttl.as_millis() as i64),
             };
             std::fs::create_dir_all(&config.gateway.data_dir)
                 .with_context(|| format!("creating {}", config.gateway.data_dir.display()))?;
@@ -611,5 +659,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", token.secret);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token {
+            command: TokenCommand::List { all, user, json },
+        } => access_cli::token_list(all, user.as_deref(), json),
+        Command::Token {
+            command: TokenCommand::Revoke { id },
+        } => access_cli::token_revoke(&id),
     }
 }

@@ -142,6 +142,11 @@ roles = ["oncall"]
 name = "lead1"
 roles = ["sre-lead"]
 
+# The SRE lead is an admin: everyone's API tokens, /metrics, webhook status,
+# deploy marks.
+[access]
+admin_roles = ["sre-lead"]
+
 # Reviewed actions (`airlock runbooks`, `airlock run`); copies of
 # examples/runbooks, the rollback pointed at a stand-in deploy pipeline.
 [runbooks]

@@ -55,8 +55,10 @@ async fn api_auth_routes_and_credential_rules() {
         .unwrap();
     assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
 
-    // Every documented route is served (none falls through to 404 with a valid token).
+    // Every documented route is served (none falls through to 404 with a
+    // valid token); lead1 is an admin, so the admin-only ones answer too.
     let token = w.token("oncall1");
+    let admin = w.token("lead1");
     for (method, path) in airlock_api::openapi::ROUTES {
         let url = format!("{base}{}", path.replace("{id}", "sess_nonexistent"));
         let req = match *method {
@@ -64,9 +66,10 @@ async fn api_auth_routes_and_credential_rules() {
             "post" => http
                 .post(&url)
                 .json(&serde_json::json!({ "resource": "orders" })),
+            "delete" => http.delete(&url),
             m => panic!("method {m}"),
         };
-        let resp = req.bearer_auth(&token).send().await.unwrap();
+        let resp = req.bearer_auth(&admin).send().await.unwrap();
         let status = resp.status();
         let body = resp.text().await.unwrap();
         // Served: answered by the route's handler (a success, or the
@@ -226,7 +229,7 @@ async fn api_auth_routes_and_credential_rules() {
         all.push_str(
             &http
                 .get(format!("{base}{path}"))
-                .bearer_auth(&token)
+                .bearer_auth(&admin)
                 .send()
                 .await
                 .unwrap()
@@ -259,9 +262,10 @@ async fn api_auth_routes_and_credential_rules() {
         .unwrap();
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
 
-    // Metrics count what happened.
+    // Metrics count what happened (read by an admin).
     let metrics = http
         .get(format!("{base}/metrics"))
+        .bearer_auth(w.token("lead1"))
         .send()
         .await
         .unwrap()

@@ -783,7 +783,7 @@ async fn webhooks_are_signed_and_retried_after_the_receiver_was_down() {
     .await;
     wait_for_event(&received, "grant.revoked").await;
     let status: Vec<airlock_webhook::TargetStatus> =
-        w.api("oncall1").get("/api/v1/webhooks").await.unwrap();
+        w.api("lead1").get("/api/v1/webhooks").await.unwrap();
     assert_eq!(status.len(), 1);
     assert!(status[0].delivered >= 3, "{status:?}");
     assert!(

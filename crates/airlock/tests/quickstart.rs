@@ -32,10 +32,14 @@ fn quickstart_then_login_connect_and_ctrl_c() {
     }
     let text = lines.join("\n");
     assert!(text.contains("Airlock is ready."), "{text}");
+    // `echo TOKEN | airlock login ...`: the token goes in on stdin, not argv.
     let login = lines
         .iter()
-        .find(|l| l.trim_start().starts_with("airlock login"))
+        .find(|l| l.contains("| airlock login"))
         .expect("a login command is printed");
+    let (echo, login) = login.split_once(" | ").unwrap();
+    let token = echo.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(!login.contains("--token"), "{login}");
     let args: Vec<&str> = login.split_whitespace().skip(1).collect();
     let pg_line = lines
         .iter()
@@ -56,7 +60,21 @@ fn quickstart_then_login_connect_and_ctrl_c() {
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    assert!(run(&args).contains("as oncall1"));
+    let mut login = Command::new(bin)
+        .args(&args)
+        .env("AIRLOCK_HOME", &home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = login.stdin.take().unwrap();
+        writeln!(stdin, "{token}").unwrap();
+    }
+    let o = login.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("as oncall1"));
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(home.join("credentials.json"))
         .unwrap()

@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (2, V2_ACCESS),
     (3, V3_SESSIONS_IN_AUDIT_LOG),
     (4, V4_RUNBOOK_REQUESTS),
+    (5, V5_CREDENTIAL_TOKENS),
 ];
 
 /// Tables are `STRICT` so a caller bug that binds the wrong type fails loudly
@@ -214,6 +215,14 @@ DROP TABLE grants;
 ALTER TABLE grants_v4 RENAME TO grants;
 CREATE INDEX grants_user ON grants (user_name, resource, expires_ms);
 CREATE INDEX grants_unannounced ON grants (expires_ms) WHERE expiry_announced = 0;
+";
+
+/// A session credential remembers the API token that minted it, so revoking
+/// the token revokes its credentials. Older credentials have none and live
+/// out their (at most 8h) lifetime.
+const V5_CREDENTIAL_TOKENS: &str = "
+ALTER TABLE session_credentials ADD COLUMN token_id TEXT;
+CREATE INDEX session_credentials_token ON session_credentials (token_id) WHERE token_id IS NOT NULL;
 ";
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -205,8 +205,8 @@ fn token_from_raw(raw: RawToken) -> Result<ApiToken, StoreError> {
     Ok(token)
 }
 
-const CREDENTIAL_COLUMNS: &str =
-    "id, user_name, resource, access, grant_id, verifier, created_ms, expires_ms, revoked_ms";
+const CREDENTIAL_COLUMNS: &str = "id, user_name, resource, access, grant_id, verifier, \
+     created_ms, expires_ms, revoked_ms, token_id";
 
 fn credential(row: &Row<'_>) -> rusqlite::Result<SessionCredential> {
     Ok(SessionCredential {
@@ -219,6 +219,7 @@ fn credential(row: &Row<'_>) -> rusqlite::Result<SessionCredential> {
         created_ms: row.get(6)?,
         expires_ms: row.get(7)?,
         revoked_ms: row.get(8)?,
+        token_id: row.get(9)?,
     })
 }
 
@@ -255,11 +256,31 @@ impl Store for SqliteStore {
     }
 
     fn revoke_token(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let changed = self.lock().execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
             "UPDATE api_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
             params![id, now_ms],
         )?;
+        if changed > 0 {
+            tx.execute(
+                "UPDATE session_credentials SET revoked_ms = ?2
+                 WHERE token_id = ?1 AND revoked_ms IS NULL",
+                params![id, now_ms],
+            )?;
+        }
+        tx.commit()?;
         Ok(changed > 0)
+    }
+
+    fn credentials_of_token(&self, token_id: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT id FROM session_credentials WHERE token_id = ?1")?;
+        let ids = stmt
+            .query_map([token_id], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
     }
 
     fn list_tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>, StoreError> {
@@ -305,7 +326,7 @@ impl Store for SqliteStore {
             .execute(
                 &format!(
                     "INSERT INTO session_credentials ({CREDENTIAL_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
                 ),
                 params![
                     c.id,
@@ -316,7 +337,8 @@ impl Store for SqliteStore {
                     c.verifier,
                     c.created_ms,
                     c.expires_ms,
-                    c.revoked_ms
+                    c.revoked_ms,
+                    c.token_id
                 ],
             )
             .map_err(|e| conflict(e, "session credential", &c.id))?;

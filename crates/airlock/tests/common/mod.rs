@@ -16,6 +16,9 @@ use airlock_pgcluster::{ClusterOptions, HbaMode, PgCluster};
 use tokio_util::sync::CancellationToken;
 
 pub const RO_ENV: &str = "AIRLOCK_TEST_ORDERS_RO_PASSWORD";
+/// The default world's Prometheus scrape token (`[access] metrics_token_env`).
+pub const METRICS_TOKEN_ENV: &str = "AIRLOCK_TEST_METRICS_TOKEN";
+pub const METRICS_TOKEN: &str = "test-scrape-token-5d1e";
 pub const RW_ENV: &str = "AIRLOCK_TEST_ORDERS_RW_PASSWORD";
 const RO_PASSWORD: &str = "test-ro-secret-3f9a";
 const RW_PASSWORD: &str = "test-rw-secret-b71c";
@@ -28,13 +31,20 @@ fn set_env() {
     ENV.call_once(|| {
         std::env::set_var(RO_ENV, RO_PASSWORD);
         std::env::set_var(RW_ENV, RW_PASSWORD);
+        std::env::set_var(METRICS_TOKEN_ENV, METRICS_TOKEN);
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
 
 /// Roles and users of the default world: oncall1 reads, lead1 reads and
-/// writes, visitor has no roles.
+/// writes and is an admin (`[access] admin_roles`), oncall1 may mark
+/// deploys, visitor has no roles (so reads no telemetry).
 pub const DEFAULT_POLICY: &str = r#"
+[access]
+admin_roles = ["sre-lead"]
+deploy_roles = ["oncall"]
+metrics_token_env = "AIRLOCK_TEST_METRICS_TOKEN"
+
 [[role]]
 name = "oncall"
 standing = [{ resource = "orders", access = "read" }]
@@ -58,7 +68,8 @@ roles = []
 
 /// The just-in-time policy of `tests/jit.rs` and `tests/jit_cli.rs`:
 /// oncall1 reads orders and may request write (approved by one sre-lead, at
-/// most 1h) or take it by break-glass (at most 30m); lead1 and lead2 read.
+/// most 1h) or take it by break-glass (at most 30m); lead1 and lead2 read
+/// and are admins.
 /// `extra` is appended (webhooks, access settings).
 pub fn jit_policy(extra: &str) -> String {
     format!(
@@ -87,6 +98,7 @@ roles = ["sre-lead"]
 
 [access]
 request_ttl = "1h"
+admin_roles = ["sre-lead"]
 {extra}
 "#
     )
