@@ -268,7 +268,8 @@ roles = ["bencher"]
 ${GW_EXTRA:-}
 EOF
     local token
-    token="$("$AIRLOCK" token issue bench1 --config "$GW_DIR/airlock.toml" 2>/dev/null)" ||
+    # The gateway's own binary writes its store (another build may not read it).
+    token="$("$bin" token issue bench1 --config "$GW_DIR/airlock.toml" 2>/dev/null)" ||
         die "airlock token issue failed"
     # Statement records are logged at info level per session only; warn keeps
     # the log small over thousands of sessions without hiding problems.
@@ -279,8 +280,8 @@ EOF
     wait_port "$GW_HTTP_PORT" "the gateway's HTTP API"
     wait_port "$GW_PG_PORT" "the gateway's PostgreSQL listener"
     export AIRLOCK_HOME="$GW_DIR/home"
-    "$AIRLOCK" login --server "https://127.0.0.1:$GW_HTTP_PORT" --ca-file "$GW_DIR/data/tls/ca.crt" \
-        --token "$token" >/dev/null ||
+    printf '%s\n' "$token" | "$AIRLOCK" login --server "https://127.0.0.1:$GW_HTTP_PORT" \
+        --ca-file "$GW_DIR/data/tls/ca.crt" >/dev/null ||
         die "airlock login failed"
     log "gateway $name (pid $GW_PID) on 127.0.0.1:$GW_PG_PORT"
 }
