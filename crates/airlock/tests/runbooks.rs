@@ -555,19 +555,30 @@ async fn roles_approvals_and_run_exactly_as_approved() {
             "airlock run --request",
         ],
     );
-    let out = oncall
-        .run(&[
-            "timeline",
-            "--since",
-            "10m",
-            "--kinds",
-            "access",
-            "--grep",
-            "approved request",
-        ])
-        .await;
+    // The timeline reads the audit index, which its thread fills a moment
+    // after the record is written: wait for it (a loaded machine once took
+    // longer than the first look).
+    let mut text = String::new();
+    for _ in 0..50 {
+        let out = oncall
+            .run(&[
+                "timeline",
+                "--since",
+                "10m",
+                "--kinds",
+                "access",
+                "--grep",
+                "approved request",
+            ])
+            .await;
+        text = out.ok().to_owned();
+        if text.contains("oncall1 may start the run of runbook fix-order once") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     has(
-        out.ok(),
+        &text,
         &["oncall1 may start the run of runbook fix-order once"],
     );
     // oncall1 has no write access of their own; the approval stands in for
