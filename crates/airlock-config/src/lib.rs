@@ -135,7 +135,7 @@ impl Config {
 
     /// Every environment variable this file names as holding a secret of
     /// the gateway's (upstream passwords, webhook signing secrets, ingest
-    /// tokens). Nothing the gateway starts (a runbook's command, an HTTP
+    /// and metrics tokens). Nothing the gateway starts (a runbook's command, an HTTP
     /// header) may be handed one of them.
     pub fn secret_env_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
@@ -146,6 +146,7 @@ impl Config {
             .filter_map(|c| c.password_env.as_deref())
             .chain(self.webhooks.iter().map(|w| w.secret_env.as_str()))
             .chain(self.telemetry.ingest_tokens_env.as_deref())
+            .chain(self.access.metrics_token_env.as_deref())
             .collect();
         names.sort_unstable();
         names.dedup();

@@ -217,7 +217,7 @@ impl Runbooks {
             // not be one of the gateway's own secrets.
             let gateway_secret = |name: &str| -> Option<String> {
                 if secrets.contains(&name) {
-                    Some(format!("{name} holds one of the gateway's secrets in {config_file} (an upstream password, a webhook or ingest secret): a runbook may not pass it on; give the step its own variable"))
+                    Some(format!("{name} holds one of the gateway's secrets in {config_file} (an upstream password, a webhook, ingest or metrics secret): a runbook may not pass it on; give the step its own variable"))
                 } else if name.starts_with("AIRLOCK_") {
                     Some(format!("{name}: variables named AIRLOCK_* are the gateway's own; give the step its own variable"))
                 } else {

@@ -12,7 +12,7 @@ use common::cli::{has, User};
 use common::{jit_world, World};
 use serde_json::Value;
 
-const TOKEN_ENV: &str = "AIRLOCK_TEST_RUNBOOK_DEPLOY_TOKEN";
+const TOKEN_ENV: &str = "RUNBOOK_TEST_DEPLOY_TOKEN";
 const TOKEN: &str = "deploy-secret-7f3e91";
 
 /// What the HTTP target received: method, path and query as sent, the

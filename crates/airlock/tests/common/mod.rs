@@ -303,7 +303,13 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
         };
         // Ready when the API answers (over HTTPS, trusting the gateway's
         // generated CA once it exists).
+        let mut world = world;
         for _ in 0..400 {
+            // A gateway that stopped at start says why.
+            if world.gateway.as_ref().is_some_and(|g| g.is_finished()) {
+                let ended = world.gateway.take().unwrap().await;
+                panic!("the gateway did not start: {ended:?}");
+            }
             if world.ca_file().exists() {
                 if let Ok(r) = world
                     .http_client()
