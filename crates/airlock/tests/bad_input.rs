@@ -332,3 +332,147 @@ async fn connections_beyond_the_limit_are_refused_with_53300() {
     );
     w.stop().await;
 }
+
+/// Reads backend messages until a ReadyForQuery; returns each (tag, body).
+async fn until_ready(s: &mut TcpStream, buf: &mut BytesMut) -> Vec<(u8, Vec<u8>)> {
+    let mut got = Vec::new();
+    loop {
+        while let Some(f) = decode_frame(buf, 1 << 20).unwrap() {
+            let done = f.tag == b'Z';
+            got.push((f.tag, f.body.to_vec()));
+            if done {
+                return got;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(60), s.read_buf(buf))
+            .await
+            .expect("an answer within 60 s")
+            .unwrap();
+        assert!(n > 0, "closed; got {got:?}");
+    }
+}
+
+fn sqlstates(msgs: &[(u8, Vec<u8>)]) -> Vec<String> {
+    let mut out = BytesMut::new();
+    for (t, body) in msgs {
+        Frame::new(*t, body.clone()).encode(&mut out);
+    }
+    error_messages(&out).into_iter().map(|(c, _)| c).collect()
+}
+
+/// Sends one message of `len` body bytes: `head`, then `fill` up to
+/// `len - tail.len()`, then `tail`, in 1 MiB writes.
+async fn send_long(s: &mut TcpStream, tag: u8, head: &[u8], len: usize, tail: &[u8]) {
+    let mut header = vec![tag];
+    header.extend_from_slice(&((len + 4) as u32).to_be_bytes());
+    header.extend_from_slice(head);
+    s.write_all(&header).await.unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    let mut left = len - head.len() - tail.len();
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n]).await.unwrap();
+        left -= n;
+    }
+    s.write_all(tail).await.unwrap();
+}
+
+/// Regression: a 100 MiB Query from a read session was buffered whole,
+/// refused as too long, then written whole into the audit log (the
+/// gateway's memory went from 25 MB to 445 MB). Now it is refused from its
+/// header, read through in small pieces, and recorded by its start, length
+/// and SHA-256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_statement_is_refused_without_being_buffered_or_logged_whole() {
+    use sha2::Digest as _;
+    let w = World::start_with(Options {
+        allow_plaintext: true,
+        subprocess: true,
+        ..Options::default()
+    })
+    .await;
+    let conn = w.connect("oncall1", "read").await;
+    let (mut s, mut buf) = raw_login(&w, "oncall1", &conn.credential.password).await;
+    let pid = w.gateway_pid().expect("gateway process");
+    let peak = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    };
+    let before = peak();
+
+    // select 'xxxx…' of 100 MiB, over the default 1 MiB max_statement_size.
+    let len = 100 << 20;
+    send_long(&mut s, b'Q', b"select '", len, b"'\0").await;
+    let answer = until_ready(&mut s, &mut buf).await;
+    assert_eq!(sqlstates(&answer), vec!["54000"], "{answer:?}");
+    let text = String::from_utf8_lossy(&answer[0].1).into_owned();
+    assert!(text.contains("max_statement_size"), "{text}");
+
+    // The same through the extended protocol, pipelined with a Bind,
+    // Execute and Sync: refused in order, and the session goes on.
+    let mut head = b"big\0".to_vec();
+    head.extend_from_slice(b"select '");
+    send_long(&mut s, b'P', &head, 8 << 20, b"'\0\0\0").await;
+    let mut out = BytesMut::new();
+    Frame::new(b'B', &b"\0big\0\0\0\0\0\0\0"[..]).encode(&mut out);
+    Frame::new(b'E', &b"\0\0\0\0\0"[..]).encode(&mut out);
+    Frame::new(b'S', &b""[..]).encode(&mut out);
+    Frame::new(b'Q', &b"select 'still here'\0"[..]).encode(&mut out);
+    s.write_all(&out).await.unwrap();
+    let answer = until_ready(&mut s, &mut buf).await;
+    assert_eq!(sqlstates(&answer), vec!["54000"], "{answer:?}");
+    let answer = until_ready(&mut s, &mut buf).await;
+    assert!(
+        answer
+            .iter()
+            .any(|(t, b)| *t == b'D' && b.ends_with(b"still here")),
+        "{answer:?}"
+    );
+
+    let after = peak();
+    assert!(
+        after < before + 32 * 1024 * 1024,
+        "gateway peak memory grew from {before} to {after} bytes for an oversized statement"
+    );
+
+    // The audit records keep the start, the length and the digest.
+    let mut whole = b"select '".to_vec();
+    whole.resize(len - 2, b'x');
+    whole.extend_from_slice(b"'");
+    let digest = hex::encode(sha2::Sha256::digest(&whole));
+    let mut found = None;
+    for _ in 0..100 {
+        airlock_audit::read::scan(&airlock_audit::audit_dir(&w.data_dir()), 0, |raw| {
+            if let Some(e) = airlock_audit::read::Entry::parse(raw.line) {
+                if let airlock_audit::Event::Statement(st) = e.event {
+                    if st.text_len == Some((len - 1) as u64) {
+                        found = Some(st);
+                    }
+                }
+            }
+            Ok(true)
+        })
+        .unwrap();
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = found.expect("an audit record of the oversized statement");
+    assert_eq!(st.text_sha256.as_deref(), Some(digest.as_str()));
+    assert_eq!(st.rule, "too_long");
+    assert_eq!(st.sqlstate.as_deref(), Some("54000"));
+    let kept = st.text.expect("the start of the text");
+    assert!(
+        kept.starts_with("select 'xxx") && kept.len() <= 4096,
+        "{}",
+        kept.len()
+    );
+    w.stop().await;
+}
