@@ -54,7 +54,10 @@ pub enum Event {
         through_hash: String,
     },
     SessionStart(SessionStart),
-    /// A login that was refused (wrong credential, no access).
+    /// A login that was refused (wrong credential, no access). Refusals
+    /// from one address are aggregated: the first is recorded alone, the
+    /// ones after it within a minute by one record with `count`, whose
+    /// other fields are those of the last of them.
     LoginRefused {
         user: String,
         resource: String,
@@ -62,6 +65,9 @@ pub enum Event {
         client_addr: String,
         reason: String,
         sqlstate: String,
+        /// How many refusals this record stands for, when it aggregates.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
     },
     SessionEnd {
         session: String,
@@ -166,6 +172,16 @@ impl Event {
                 if s.break_glass { " BREAK-GLASS" } else { "" },
                 s.client_addr,
                 if s.tls { " (TLS)" } else { "" }
+            ),
+            Event::LoginRefused {
+                user,
+                resource,
+                reason,
+                count: Some(n),
+                client_addr,
+                ..
+            } => format!(
+                "{n} refused logins from {client_addr} within a minute, the last {user}@{resource}: {reason}"
             ),
             Event::LoginRefused {
                 user,

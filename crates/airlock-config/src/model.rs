@@ -64,6 +64,13 @@ pub struct Gateway {
     /// Client connections the PostgreSQL listener holds at once, logged in
     /// or not; more are refused with SQLSTATE 53300. Default 1000.
     pub max_client_connections: usize,
+    /// Connections that have not logged in yet, held at once; more are
+    /// closed at once. They do not count against `max_client_connections`,
+    /// so idle sockets cannot keep people out. Default 32.
+    pub max_unauthenticated: usize,
+    /// How long a connection may take to log in (TLS, startup, SCRAM)
+    /// before it is closed. Default 10s.
+    pub login_timeout: Duration,
     /// Where OTLP/gRPC listens, `host:port`; `None` when set to "off".
     /// Default `127.0.0.1:4317`, the OTLP port.
     pub listen_otlp_grpc: Option<String>,
@@ -91,6 +98,10 @@ impl Gateway {
     pub const READ_HASH_MEM_MULTIPLIER: f64 = 2.0;
     /// Default and ceiling of `credential_ttl`: one working shift.
     pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(8 * 3600);
+    /// Default for `max_unauthenticated`.
+    pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 32;
+    /// Default for `login_timeout`.
+    pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
     /// Default for `max_client_connections`.
     pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1000;
     /// Default for `listen_otlp_grpc`: OTLP's gRPC port, on loopback.

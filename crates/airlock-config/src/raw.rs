@@ -135,6 +135,10 @@ pub(crate) struct RawGateway {
     pub connect_timeout: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub max_client_connections: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_unauthenticated: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub login_timeout: Option<Spanned<toml::Value>>,
     /// `host:port`, or "off".
     #[serde(default)]
     pub listen_otlp_grpc: Option<Spanned<String>>,

@@ -332,6 +332,27 @@ impl Checker<'_> {
             }
         };
 
+        let max_unauthenticated = match &raw.max_unauthenticated {
+            None => Some(Gateway::DEFAULT_MAX_UNAUTHENTICATED),
+            Some(n) if (1..=1_000_000).contains(n.get_ref()) => Some(*n.get_ref() as usize),
+            Some(n) => {
+                self.error(
+                    n.span(),
+                    "gateway.max_unauthenticated",
+                    format!(
+                        "`max_unauthenticated` {PLACE} must be between 1 and 1000000, not {}",
+                        n.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let login_timeout = self.duration(
+            raw.login_timeout.as_ref(),
+            "login_timeout",
+            Gateway::DEFAULT_LOGIN_TIMEOUT,
+        );
+
         let listen_otlp_grpc = match &raw.listen_otlp_grpc {
             None => Some(Some(Gateway::DEFAULT_LISTEN_OTLP_GRPC.to_owned())),
             Some(v) if v.get_ref() == "off" => Some(None),
@@ -357,6 +378,8 @@ impl Checker<'_> {
             credential_ttl: credential_ttl?,
             connect_timeout: connect_timeout?,
             max_client_connections: max_client_connections?,
+            max_unauthenticated: max_unauthenticated?,
+            login_timeout: login_timeout?,
         })
     }
 

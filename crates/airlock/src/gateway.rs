@@ -254,6 +254,7 @@ pub async fn run(
             ..airlock_sql::ClassifierOptions::default()
         }),
         catalogs: Arc::default(),
+        refusals: Default::default(),
     });
     let api = airlock_api::router(airlock_api::ApiState {
         config: config_rx.clone(),

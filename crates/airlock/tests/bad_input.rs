@@ -476,3 +476,95 @@ async fn an_oversized_statement_is_refused_without_being_buffered_or_logged_whol
     );
     w.stop().await;
 }
+
+/// Regression: 20 idle unauthenticated sockets kept a legitimate engineer
+/// out (each held one of `max_client_connections` for the whole 60 s login
+/// timeout). Connections logging in have their own quota, where a new one
+/// takes the place of the longest-waiting, and take a client slot only
+/// once logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_unauthenticated_sockets_do_not_keep_people_out() {
+    let w = World::start_with(Options {
+        extra_gateway: "max_client_connections = 20".into(),
+        ..Options::default()
+    })
+    .await;
+    let conn = w.connect("oncall1", "read").await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(TcpStream::connect(w.pg_addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let out = tokio::task::block_in_place(|| w.psql(&conn, &["-c", "select 'in'"]));
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        assert_eq!(common::stdout(&out).trim(), "in");
+    }
+    // Sockets that never logged in were closed to make room.
+    let mut closed = 0;
+    for s in &mut idle {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 8, "only {closed} of 40 idle sockets were closed");
+    w.stop().await;
+}
+
+/// Unauthenticated connections get a short deadline (`login_timeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_does_not_log_in_is_closed_after_login_timeout() {
+    let w = World::start_with(Options {
+        extra_gateway: "login_timeout = \"1s\"".into(),
+        ..Options::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(w.pg_addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+        .await
+        .expect("closed within 10 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    w.stop().await;
+}
+
+/// Regression: every refused login wrote its own audit record, so a
+/// password-guessing burst filled the log. Refusals from one address are
+/// aggregated: the first alone, then one record with a count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_refused_logins_is_aggregated_per_source() {
+    let w = World::start().await;
+    let conn = w.connect("oncall1", "read").await;
+    for _ in 0..20 {
+        let mut bad = w.tokio_pg_config(&conn);
+        bad.password("not-the-password");
+        let e = bad.connect(w.tls(&conn)).await.err().expect("refused");
+        assert_eq!(e.code().map(|c| c.code()), Some("28P01"), "{e}");
+    }
+    let kept = tempfile::tempdir().unwrap();
+    w.stop_keeping_files(kept.path()).await;
+    let mut refused = Vec::new();
+    airlock_audit::read::scan(&kept.path().join("audit"), 0, |raw| {
+        if let Some(e) = airlock_audit::read::Entry::parse(raw.line) {
+            if let airlock_audit::Event::LoginRefused {
+                count, client_addr, ..
+            } = e.event
+            {
+                refused.push((count, client_addr));
+            }
+        }
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].0, None, "the first is recorded alone");
+    assert_eq!(refused[1], (Some(19), "127.0.0.1".to_owned()));
+}
