@@ -682,6 +682,10 @@ pub struct TelemetrySettings {
     /// Decoded telemetry waiting for the store at most; above it, receivers
     /// answer with OTLP's retryable "unavailable". Default 256 MiB.
     pub max_pending: ByteSize,
+    /// Ingest stops (receivers answer "unavailable") while the data
+    /// directory's filesystem has less free space than this, so the audit
+    /// log, which lives there too, keeps room. Default 1 GiB.
+    pub min_free_space: ByteSize,
     pub thresholds: Vec<Threshold>,
 }
 
@@ -693,6 +697,8 @@ impl TelemetrySettings {
     pub const DEFAULT_MAX_PENDING: ByteSize = ByteSize(256 * 1024 * 1024);
     pub const MIN_MAX_PENDING: ByteSize = ByteSize(1024 * 1024);
     pub const MAX_MAX_PENDING: ByteSize = ByteSize(16 * 1024 * 1024 * 1024);
+    pub const DEFAULT_MIN_FREE_SPACE: ByteSize = ByteSize(1024 * 1024 * 1024);
+    pub const MAX_MIN_FREE_SPACE: ByteSize = ByteSize(1024 * 1024 * 1024 * 1024);
     /// The shortest `retain`.
     pub const MIN_RETAIN: Duration = Duration::from_secs(3600);
 }
@@ -704,6 +710,7 @@ impl Default for TelemetrySettings {
             ingest_tokens_env: None,
             max_request_size: Self::DEFAULT_MAX_REQUEST_SIZE,
             max_pending: Self::DEFAULT_MAX_PENDING,
+            min_free_space: Self::DEFAULT_MIN_FREE_SPACE,
             thresholds: Vec::new(),
         }
     }

@@ -50,6 +50,8 @@ pub(crate) struct RawTelemetry {
     #[serde(default)]
     pub max_pending: Option<Spanned<toml::Value>>,
     #[serde(default)]
+    pub min_free_space: Option<Spanned<toml::Value>>,
+    #[serde(default)]
     pub threshold: Vec<Spanned<RawThreshold>>,
 }
 

@@ -769,6 +769,15 @@ impl Checker<'_> {
                 ),
             ),
         };
+        let min_free_space = match &raw.min_free_space {
+            None => Some(TelemetrySettings::DEFAULT_MIN_FREE_SPACE),
+            Some(v) => self.sized(
+                v,
+                "telemetry.min_free_space",
+                "`min_free_space` in [telemetry]",
+                (ByteSize(0), TelemetrySettings::MAX_MIN_FREE_SPACE),
+            ),
+        };
         let mut names = HashMap::new();
         let thresholds: Vec<Option<Threshold>> = raw
             .threshold
@@ -781,6 +790,7 @@ impl Checker<'_> {
             ingest_tokens_env: ingest_tokens_env?,
             max_request_size: max_request_size?,
             max_pending: max_pending?,
+            min_free_space: min_free_space?,
             thresholds: thresholds.into_iter().collect::<Option<_>>()?,
         })
     }

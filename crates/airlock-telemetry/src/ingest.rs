@@ -54,12 +54,19 @@ pub enum IngestError {
     /// The gateway is stopping.
     #[error("the telemetry pipeline is stopped")]
     Stopped,
+    /// The data directory's disk is nearly full: ingest waits, so the
+    /// audit log keeps room.
+    #[error("telemetry ingest is paused: the gateway's data directory has {free} bytes free, below [telemetry] min_free_space ({floor} bytes), and the audit log needs that room; free disk space on the gateway (or shorten [telemetry] retain), then retry")]
+    DiskLow { free: u64, floor: u64 },
 }
 
 impl IngestError {
     /// Whether OTLP clients should retry the same request.
     pub fn retryable(&self) -> bool {
-        matches!(self, IngestError::Busy { .. } | IngestError::Stopped)
+        matches!(
+            self,
+            IngestError::Busy { .. } | IngestError::Stopped | IngestError::DiskLow { .. }
+        )
     }
 }
 
@@ -87,6 +94,47 @@ pub struct Options {
     pub thresholds: Vec<Threshold>,
     /// Unix nanoseconds now; injectable for tests.
     pub now_ns: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Ingest is refused while the filesystem holding this directory has
+    /// fewer than `min_free` bytes free (the audit log lives there).
+    pub disk: Option<(std::path::PathBuf, u64)>,
+}
+
+/// How long a free-space reading is trusted.
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The free-space floor and the last reading.
+struct DiskFloor {
+    dir: std::path::PathBuf,
+    min_free: u64,
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl DiskFloor {
+    fn check(&self) -> Result<(), IngestError> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let free = match *last {
+            Some((at, free)) if at.elapsed() < DISK_CHECK_EVERY => free,
+            _ => {
+                // Unreadable: treated as full (fail closed).
+                let free = free_space(&self.dir).unwrap_or(0);
+                *last = Some((Instant::now(), free));
+                free
+            }
+        };
+        if free < self.min_free {
+            return Err(IngestError::DiskLow {
+                free,
+                floor: self.min_free,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Bytes available to unprivileged writers on the filesystem of `dir`.
+pub fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// A handle to the pipeline; clones share it.
@@ -101,6 +149,7 @@ struct Inner {
     max_pending: usize,
     counters: Counters,
     thresholds: Mutex<Vec<Threshold>>,
+    disk: Option<DiskFloor>,
 }
 
 impl Ingest {
@@ -113,6 +162,11 @@ impl Ingest {
             max_pending: opts.max_pending,
             counters: Counters::default(),
             thresholds: Mutex::new(opts.thresholds.clone()),
+            disk: opts.disk.map(|(dir, min_free)| DiskFloor {
+                dir,
+                min_free,
+                last: Mutex::new(None),
+            }),
         });
         let writer = Writer {
             store,
@@ -138,6 +192,12 @@ impl Ingest {
             .fetch_add(rejected, Ordering::Relaxed);
         if batch.is_empty() {
             return Ok(());
+        }
+        if let Some(disk) = &inner.disk {
+            if let Err(e) = disk.check() {
+                inner.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
         }
         let cost = batch_cost(&batch);
         let records = batch.len() as u64;
@@ -620,6 +680,7 @@ mod tests {
                 retain: Duration::from_secs(3600),
                 thresholds: Vec::new(),
                 now_ns: Arc::new(|| 0),
+                disk: None,
             },
         )
         .unwrap();

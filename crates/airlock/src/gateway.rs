@@ -77,7 +77,10 @@ fn start_telemetry(
             airlock_telemetry::receiver::IngestTokens::from_env(name)
                 .map_err(anyhow::Error::msg)?,
         )),
-        None => None,
+        None => {
+            check_open_ingest(config)?;
+            None
+        }
     };
     let path = telemetry_path(&config.gateway.data_dir);
     let store: Arc<dyn airlock_store::telemetry::TelemetryStore> = Arc::new(
@@ -91,6 +94,10 @@ fn start_telemetry(
             retain: settings.retain,
             thresholds: settings.thresholds.clone(),
             now_ns: Arc::new(move || clock.now_ms().saturating_mul(1_000_000)),
+            disk: Some((
+                config.gateway.data_dir.clone(),
+                settings.min_free_space.bytes(),
+            )),
         },
     )
     .context("starting the telemetry writer")?;
@@ -101,6 +108,35 @@ fn start_telemetry(
         max_request: settings.max_request_size.as_usize(),
     };
     Ok((store, receiver))
+}
+
+/// Ingest without a token is for loopback only: on any other address
+/// anyone who reaches the port could forge deploy markers and fill the disk
+/// the audit log lives on. Refuses to start otherwise.
+fn check_open_ingest(config: &Config) -> anyhow::Result<()> {
+    let listeners = [
+        ("listen_http", Some(&config.gateway.listen_http)),
+        ("listen_otlp_grpc", config.gateway.listen_otlp_grpc.as_ref()),
+    ];
+    for (key, addr) in listeners {
+        let Some(addr) = addr else { continue };
+        if !is_loopback(addr) {
+            anyhow::bail!(
+                "OTLP ingest would accept telemetry without a token on {addr} ([gateway] {key}), which is not a loopback address: anyone who reaches it could forge deploy markers and fill the gateway's disk. Set [telemetry] ingest_tokens_env to an environment variable holding the ingest token(s), or listen on 127.0.0.1 (for the gRPC receiver, listen_otlp_grpc = \"off\" also works)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `host:port` listen address is on loopback only.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {

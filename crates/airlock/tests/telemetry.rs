@@ -1068,3 +1068,86 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
     child.kill().await.unwrap();
     w.stop().await;
 }
+
+/// Regression: OTLP ingest accepted anything when no ingest token was
+/// configured, even on a listener anyone could reach. Without a token the
+/// gateway now starts only when every OTLP listener is on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_ingest_on_a_reachable_listener_refuses_to_start() {
+    let w = World::start().await;
+    for (key, http, grpc) in [
+        ("listen_http", "0.0.0.0:7443", Some("127.0.0.1:4317")),
+        ("listen_otlp_grpc", "127.0.0.1:7443", Some("[::]:4317")),
+    ] {
+        let mut config = w.config.clone();
+        config.gateway.listen_http = http.to_owned();
+        config.gateway.listen_otlp_grpc = grpc.map(str::to_owned);
+        let data = tempfile::tempdir().unwrap();
+        config.gateway.data_dir = data.path().join("data");
+        let listeners = airlock::gateway::Listeners {
+            postgres: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            otlp_grpc: None,
+        };
+        let run = airlock::gateway::run(
+            config,
+            listeners,
+            tokio_util::sync::CancellationToken::new(),
+            std::sync::Arc::new(airlock_access::SystemClock),
+        );
+        let err = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+            .await
+            .expect("refused at once")
+            .expect_err("must not start");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("ingest_tokens_env") && text.contains(key),
+            "{text}"
+        );
+    }
+    w.stop().await;
+}
+
+/// Ingest stops while the data directory's disk is below
+/// `[telemetry] min_free_space`, so the audit log beside it keeps room, and
+/// resumes once space is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_stops_while_the_data_disk_is_low() {
+    let w = World::start_with(common::Options {
+        data_dir_tmpfs: Some(64 << 20),
+        policy: Some(format!(
+            "{}\n[telemetry]\nmin_free_space = \"40MiB\"\n",
+            common::DEFAULT_POLICY
+        )),
+        ..Default::default()
+    })
+    .await;
+    let log = serde_json::json!({ "resourceLogs": [{
+        "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "disk" } }] },
+        "scopeLogs": [{ "logRecords": [{ "timeUnixNano": (now_ms() * 1_000_000).to_string(), "body": { "stringValue": "hello" } }] }],
+    }]});
+    let post = || async {
+        let r = w
+            .http_client()
+            .post(format!("{}/v1/logs", w.http()))
+            .json(&log)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    let (status, text) = post().await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // Fill the disk past the floor.
+    let filler = w.data_dir().join("filler");
+    std::fs::write(&filler, vec![0u8; 32 << 20]).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, text) = post().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("min_free_space"), "{text}");
+    std::fs::remove_file(&filler).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, text) = post().await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    w.stop().await;
+}
