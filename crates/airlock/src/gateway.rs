@@ -147,8 +147,14 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Runs the gateway on the system clock until SIGINT or SIGTERM.
-pub async fn run_until_signal(config: Config, listeners: Listeners) -> anyhow::Result<()> {
-    let shutdown = crate::shutdown_on_signals();
+/// A second signal runs `on_force` and exits at once
+/// ([`crate::shutdown_on_signals`]).
+pub async fn run_until_signal(
+    config: Config,
+    listeners: Listeners,
+    on_force: crate::OnForce,
+) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown_on_signals(on_force);
     run(
         config,
         listeners,
@@ -410,7 +416,13 @@ pub async fn run(
     .context("closing the audit log")?;
     // The closing checkpoint is the one a copy of the log at rest must end
     // with (webhooks have stopped by now; stdout and syslog still take it).
-    anchors.send_last(&audit).await;
+    // Bounded: stdout may be a pipe nobody reads any more.
+    if tokio::time::timeout(std::time::Duration::from_secs(2), anchors.send_last(&audit))
+        .await
+        .is_err()
+    {
+        tracing::warn!("the closing audit anchor could not be sent within 2s (is stdout read?)");
+    }
     http_result.context("the HTTP server failed")?;
     tracing::info!("airlock gateway stopped");
     Ok(())
