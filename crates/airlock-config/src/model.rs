@@ -686,6 +686,9 @@ pub struct TelemetrySettings {
     /// directory's filesystem has less free space than this, so the audit
     /// log, which lives there too, keeps room. Default 1 GiB.
     pub min_free_space: ByteSize,
+    /// The most the telemetry store may hold; above it the oldest
+    /// telemetry is removed first, as by `retain`. Default 10 GiB.
+    pub max_size: ByteSize,
     pub thresholds: Vec<Threshold>,
 }
 
@@ -699,6 +702,9 @@ impl TelemetrySettings {
     pub const MAX_MAX_PENDING: ByteSize = ByteSize(16 * 1024 * 1024 * 1024);
     pub const DEFAULT_MIN_FREE_SPACE: ByteSize = ByteSize(1024 * 1024 * 1024);
     pub const MAX_MIN_FREE_SPACE: ByteSize = ByteSize(1024 * 1024 * 1024 * 1024);
+    pub const DEFAULT_MAX_SIZE: ByteSize = ByteSize(10 * 1024 * 1024 * 1024);
+    pub const MIN_MAX_SIZE: ByteSize = ByteSize(1024 * 1024);
+    pub const MAX_MAX_SIZE: ByteSize = ByteSize(16 * 1024 * 1024 * 1024 * 1024);
     /// The shortest `retain`.
     pub const MIN_RETAIN: Duration = Duration::from_secs(3600);
 }
@@ -711,6 +717,7 @@ impl Default for TelemetrySettings {
             max_request_size: Self::DEFAULT_MAX_REQUEST_SIZE,
             max_pending: Self::DEFAULT_MAX_PENDING,
             min_free_space: Self::DEFAULT_MIN_FREE_SPACE,
+            max_size: Self::DEFAULT_MAX_SIZE,
             thresholds: Vec::new(),
         }
     }

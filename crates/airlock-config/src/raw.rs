@@ -52,6 +52,8 @@ pub(crate) struct RawTelemetry {
     #[serde(default)]
     pub min_free_space: Option<Spanned<toml::Value>>,
     #[serde(default)]
+    pub max_size: Option<Spanned<toml::Value>>,
+    #[serde(default)]
     pub threshold: Vec<Spanned<RawThreshold>>,
 }
 

@@ -778,6 +778,18 @@ impl Checker<'_> {
                 (ByteSize(0), TelemetrySettings::MAX_MIN_FREE_SPACE),
             ),
         };
+        let max_size = match &raw.max_size {
+            None => Some(TelemetrySettings::DEFAULT_MAX_SIZE),
+            Some(v) => self.sized(
+                v,
+                "telemetry.max_size",
+                "`max_size` in [telemetry]",
+                (
+                    TelemetrySettings::MIN_MAX_SIZE,
+                    TelemetrySettings::MAX_MAX_SIZE,
+                ),
+            ),
+        };
         let mut names = HashMap::new();
         let thresholds: Vec<Option<Threshold>> = raw
             .threshold
@@ -791,6 +803,7 @@ impl Checker<'_> {
             max_request_size: max_request_size?,
             max_pending: max_pending?,
             min_free_space: min_free_space?,
+            max_size: max_size?,
             thresholds: thresholds.into_iter().collect::<Option<_>>()?,
         })
     }

@@ -37,6 +37,10 @@ use tokio::sync::oneshot;
 
 /// At most this many records go into one store transaction.
 const GROUP_RECORDS: usize = 32 * 1024;
+/// How often, at most, the writer checks the store against `max_size`.
+const SIZE_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// `max_size` never removes the last minute.
+const MIN_KEEP_NS: i64 = 60_000_000_000;
 /// How often the writer removes telemetry older than `retain`.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Threshold series remembered at most; beyond, the memory is cleared (a
@@ -94,6 +98,9 @@ pub struct Options {
     pub thresholds: Vec<Threshold>,
     /// Unix nanoseconds now; injectable for tests.
     pub now_ns: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// The most the store may hold (bytes); above it the oldest telemetry
+    /// is removed first. `None`: only `retain` applies.
+    pub max_size: Option<u64>,
     /// Ingest is refused while the filesystem holding this directory has
     /// fewer than `min_free` bytes free (the audit log lives there).
     pub disk: Option<(std::path::PathBuf, u64)>,
@@ -173,6 +180,8 @@ impl Ingest {
             rx,
             inner: Arc::downgrade(&inner),
             retain_ns: i64::try_from(opts.retain.as_nanos()).unwrap_or(i64::MAX),
+            max_size: opts.max_size,
+            last_size_check: None,
             now_ns: opts.now_ns,
             series: HashMap::new(),
         };
@@ -366,6 +375,8 @@ struct Writer {
     rx: mpsc::Receiver<Job>,
     inner: std::sync::Weak<Inner>,
     retain_ns: i64,
+    max_size: Option<u64>,
+    last_size_check: Option<Instant>,
     now_ns: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Threshold series → whether the last point was above the limit.
     series: HashMap<String, bool>,
@@ -397,6 +408,13 @@ impl Writer {
                 }
             }
             self.write(jobs);
+            if self
+                .last_size_check
+                .is_none_or(|t| t.elapsed() >= SIZE_CHECK_EVERY)
+            {
+                self.last_size_check = Some(Instant::now());
+                self.bound_size();
+            }
         }
     }
 
@@ -452,6 +470,40 @@ impl Writer {
             inner.pending.fetch_sub(job.cost, Ordering::AcqRel);
         }
         let _ = job.done.send(result);
+    }
+
+    /// Over `max_size`: removes the oldest telemetry, keeping half of what
+    /// is kept each step (retain/2, retain/4, ...), until the store is back
+    /// under 90% of the bound or only the last minute is left.
+    fn bound_size(&self) {
+        let Some(max) = self.max_size else { return };
+        let used = |s: &Self| s.store.used_bytes().ok().flatten();
+        let Some(before) = used(self).filter(|u| *u > max) else {
+            return;
+        };
+        let now = (self.now_ns)();
+        let mut keep = self.retain_ns;
+        while keep > MIN_KEEP_NS {
+            keep /= 2;
+            if let Err(e) = self.store.remove_before(now.saturating_sub(keep)) {
+                tracing::warn!(error = %e, "removing old telemetry over max_size failed");
+                return;
+            }
+            if let Some(after) = used(self).filter(|u| *u <= max / 10 * 9) {
+                tracing::info!(
+                    before,
+                    after,
+                    max_size = max,
+                    kept_seconds = keep / 1_000_000_000,
+                    "the telemetry store was over [telemetry] max_size: removed the oldest telemetry"
+                );
+                return;
+            }
+        }
+        tracing::warn!(
+            max_size = max,
+            "the telemetry store is over [telemetry] max_size with only the last minute kept; raise max_size or send less"
+        );
     }
 
     fn retention(&self) {
@@ -681,6 +733,7 @@ mod tests {
                 thresholds: Vec::new(),
                 now_ns: Arc::new(|| 0),
                 disk: None,
+                max_size: None,
             },
         )
         .unwrap();

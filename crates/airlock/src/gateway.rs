@@ -94,6 +94,7 @@ fn start_telemetry(
             retain: settings.retain,
             thresholds: settings.thresholds.clone(),
             now_ns: Arc::new(move || clock.now_ms().saturating_mul(1_000_000)),
+            max_size: Some(settings.max_size.bytes()),
             disk: Some((
                 config.gateway.data_dir.clone(),
                 settings.min_free_space.bytes(),

@@ -1151,3 +1151,69 @@ async fn ingest_stops_while_the_data_disk_is_low() {
     assert_eq!(status, StatusCode::OK, "{text}");
     w.stop().await;
 }
+
+/// The telemetry store is bounded by `[telemetry] max_size`: past it the
+/// oldest telemetry is removed first, so ingest cannot grow it without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_stays_under_max_size_removing_the_oldest_first() {
+    let w = World::start_with(common::Options {
+        policy: Some(format!(
+            "{}\n[telemetry]\nmax_size = \"2MiB\"\nretain = \"1d\"\n",
+            common::DEFAULT_POLICY
+        )),
+        ..Default::default()
+    })
+    .await;
+    // 40 batches of 20 logs of 8 KiB (6+ MiB in all), ten minutes apart,
+    // oldest first.
+    let now_ns = now_ms() * 1_000_000;
+    let body = "x".repeat(8 * 1024);
+    for i in 0..40i64 {
+        let t = now_ns - (40 - i) * 600 * 1_000_000_000;
+        let records: Vec<Value> = (0..20)
+            .map(|j| {
+                serde_json::json!({
+                    "timeUnixNano": (t + j).to_string(), "severityNumber": 9,
+                    "body": { "stringValue": format!("{i} {body}") },
+                })
+            })
+            .collect();
+        let r = w
+            .http_client()
+            .post(format!("{}/v1/logs", w.http()))
+            .json(&serde_json::json!({ "resourceLogs": [{
+                "resource": shop_resource("v1"),
+                "scopeLogs": [{ "logRecords": records }],
+            }]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // Let the writer's size check (every 2 s at most) keep up.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // One more batch triggers the check after the pause.
+    post_log(&w, "v1", now_ns, "last", "", "").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Read beside the running gateway (the world's directory goes with it).
+    let path = airlock::gateway::telemetry_path(&w.data_dir());
+    use airlock_store::telemetry::TelemetryStore as _;
+    let store = airlock_store::SqliteTelemetry::open(&path).unwrap();
+    let used = store.used_bytes().unwrap().unwrap();
+    assert!(used <= 2 * 1024 * 1024, "the store holds {used} bytes");
+    let (_, logs, _) = store.counts().unwrap();
+    assert!(logs > 0 && logs < 801, "{logs} logs kept");
+    // The newest were kept: the last log is among them.
+    let kept = store
+        .timeline(&airlock_store::telemetry::TimelineQuery {
+            service: Some("shop".into()),
+            since_ns: now_ns - 1,
+            until_ns: i64::MAX,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!kept.is_empty(), "the newest telemetry was removed");
+    drop(store);
+    w.stop().await;
+}
