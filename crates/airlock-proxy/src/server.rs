@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -13,9 +13,6 @@ use crate::ProxyContext;
 
 /// How often, at most, a full unauthenticated quota is logged.
 const QUOTA_WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// How long a new connection waits for the place of the one it evicted.
-const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 /// A connection's places: one among the unauthenticated ones until it has
 /// logged in, then one among `max_client_connections`.
@@ -34,26 +31,38 @@ struct Pending {
 
 /// A place among the connections logging in; given back when dropped.
 pub struct Unauthenticated {
-    _permit: OwnedSemaphorePermit,
     id: u64,
     pending: Arc<Mutex<Pending>>,
-    /// Cancelled when a newer connection needs the place.
+    /// Cancelled when a newer connection took the place.
     pub(crate) evicted: CancellationToken,
 }
 
 impl Unauthenticated {
-    fn new(permit: OwnedSemaphorePermit, pending: &Arc<Mutex<Pending>>) -> Unauthenticated {
+    /// Takes a place at once: when all `limit` are taken, the oldest holder
+    /// is told to go and the new connection has its place (so, for a
+    /// moment, the evicted one and its successor both run). Returns whether
+    /// someone was evicted.
+    fn admit(pending: &Arc<Mutex<Pending>>, limit: usize) -> (Unauthenticated, bool) {
         let evicted = CancellationToken::new();
         let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut full = false;
+        while p.queue.len() >= limit {
+            full = true;
+            if let Some((_, oldest)) = p.queue.pop_front() {
+                oldest.cancel();
+            }
+        }
         p.next += 1;
         let id = p.next;
         p.queue.push_back((id, evicted.clone()));
-        Unauthenticated {
-            _permit: permit,
-            id,
-            pending: pending.clone(),
-            evicted,
-        }
+        (
+            Unauthenticated {
+                id,
+                pending: pending.clone(),
+                evicted,
+            },
+            full,
+        )
     }
 }
 
@@ -64,9 +73,6 @@ impl Drop for Unauthenticated {
     }
 }
 
-/// Accepts until `ctx.shutdown` is cancelled, then waits (bounded) for open
-/// sessions, which have been sent a FATAL by then.
-///
 /// A connection that has not logged in holds one of `max_unauthenticated`
 /// places and has `login_timeout` to log in; only then does it take one of
 /// `max_client_connections` (over that it is refused with 53300). When the
@@ -83,7 +89,6 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>) {
         )
     };
     let slots = Arc::new(Semaphore::new(limit));
-    let unauthenticated = Arc::new(Semaphore::new(unauth_limit));
     let sweeper = tokio::spawn(crate::refusals::sweep_until_shutdown(ctx.clone()));
     let pending = Arc::new(Mutex::new(Pending::default()));
     let mut warned: Option<std::time::Instant> = None;
@@ -91,43 +96,24 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let permit = unauthenticated.clone().try_acquire_owned().ok();
-                    if permit.is_none() {
-                        // Full: the longest-waiting connection gives way.
-                        let oldest = pending
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .queue
-                            .pop_front();
-                        if let Some((_, evict)) = oldest {
-                            evict.cancel();
-                        }
+                    let (place, full) = Unauthenticated::admit(&pending, unauth_limit);
+                    if full {
+                        ctx.metrics
+                            .connections
+                            .get_or_create(&crate::metrics::OutcomeLabels { outcome: "unauthenticated_evicted" })
+                            .inc();
                         if warned.is_none_or(|t| t.elapsed() >= QUOTA_WARN_EVERY) {
                             warned = Some(std::time::Instant::now());
                             tracing::warn!(%peer, max_unauthenticated = unauth_limit, "max_unauthenticated connections are logging in: closing the longest-waiting one for each new one (raise [gateway] max_unauthenticated if this is real load)");
                         }
                     }
-                    let (ctx, slots, unauthenticated, pending) =
-                        (ctx.clone(), slots.clone(), unauthenticated.clone(), pending.clone());
+                    let admission = Admission {
+                        unauthenticated: place,
+                        slots: slots.clone(),
+                        limit,
+                    };
+                    let ctx = ctx.clone();
                     tracker.spawn(async move {
-                        let permit = match permit {
-                            Some(p) => p,
-                            None => match tokio::time::timeout(EVICTION_WAIT, unauthenticated.acquire_owned()).await {
-                                Ok(Ok(p)) => p,
-                                _ => {
-                                    ctx.metrics
-                                        .connections
-                                        .get_or_create(&crate::metrics::OutcomeLabels { outcome: "unauthenticated_quota" })
-                                        .inc();
-                                    return;
-                                }
-                            },
-                        };
-                        let admission = Admission {
-                            unauthenticated: Unauthenticated::new(permit, &pending),
-                            slots,
-                            limit,
-                        };
                         crate::session::serve_connection(ctx, tcp, peer, admission).await;
                     });
                 }
