@@ -113,6 +113,8 @@ pub async fn execute(
         protocol: "exec".into(),
         text: None,
         text_base64: None,
+        text_len: None,
+        text_sha256: None,
         classified: Vec::new(),
         decision: "allowed".into(),
         rule: "reviewed".into(),

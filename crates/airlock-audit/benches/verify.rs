@@ -35,6 +35,8 @@ fn main() {
             protocol: "extended".into(),
             text: None,
             text_base64: None,
+            text_len: None,
+            text_sha256: None,
             classified: vec![airlock_audit::Classified {
                 kind: "select".into(),
                 rule: "read".into(),

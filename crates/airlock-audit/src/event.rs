@@ -54,7 +54,10 @@ pub enum Event {
         through_hash: String,
     },
     SessionStart(SessionStart),
-    /// A login that was refused (wrong credential, no access).
+    /// A login that was refused (wrong credential, no access). Refusals
+    /// from one address are aggregated: the first is recorded alone, the
+    /// ones after it within a minute by one record with `count`, whose
+    /// other fields are those of the last of them.
     LoginRefused {
         user: String,
         resource: String,
@@ -62,6 +65,9 @@ pub enum Event {
         client_addr: String,
         reason: String,
         sqlstate: String,
+        /// How many refusals this record stands for, when it aggregates.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
     },
     SessionEnd {
         session: String,
@@ -166,6 +172,16 @@ impl Event {
                 if s.break_glass { " BREAK-GLASS" } else { "" },
                 s.client_addr,
                 if s.tls { " (TLS)" } else { "" }
+            ),
+            Event::LoginRefused {
+                user,
+                resource,
+                reason,
+                count: Some(n),
+                client_addr,
+                ..
+            } => format!(
+                "{n} refused logins from {client_addr} within a minute, the last {user}@{resource}: {reason}"
             ),
             Event::LoginRefused {
                 user,
@@ -276,6 +292,13 @@ pub struct Statement {
     /// The text as received, base64, when it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_base64: Option<String>,
+    /// For a text over `max_statement_size` (refused, rule `too_long`):
+    /// `text`/`text_base64` hold only its first bytes, and these its whole
+    /// length in bytes and its SHA-256 (hex), so the record stays small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_sha256: Option<String>,
     /// Each statement of the text: its command kind and classification rule.
     pub classified: Vec<Classified>,
     /// `allowed` or `refused`.
@@ -305,6 +328,21 @@ impl Statement {
             }
             _ => String::new(),
         }
+    }
+
+    /// Records only the start of a text too long to keep: `prefix` (cut
+    /// back to a whole UTF-8 character when it is UTF-8), the whole
+    /// length and the SHA-256 of the whole text.
+    pub fn set_cut_text(&mut self, prefix: &[u8], len: u64, sha256: [u8; 32]) {
+        let keep = match std::str::from_utf8(prefix) {
+            Ok(_) => prefix.len(),
+            // Cut inside a character: drop its first bytes.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => prefix.len(),
+        };
+        self.set_text(&prefix[..keep]);
+        self.text_len = Some(len);
+        self.text_sha256 = Some(hex::encode(sha256));
     }
 
     /// Sets `text` or `text_base64` from the bytes received.

@@ -82,6 +82,8 @@ fn statement(i: u64) -> Event {
         protocol: "simple".into(),
         text: None,
         text_base64: None,
+        text_len: None,
+        text_sha256: None,
         classified: vec![airlock_audit::Classified {
             kind: "select".into(),
             rule: "read".into(),

@@ -64,6 +64,13 @@ pub struct Gateway {
     /// Client connections the PostgreSQL listener holds at once, logged in
     /// or not; more are refused with SQLSTATE 53300. Default 1000.
     pub max_client_connections: usize,
+    /// Connections that have not logged in yet, held at once; more are
+    /// closed at once. They do not count against `max_client_connections`,
+    /// so idle sockets cannot keep people out. Default 32.
+    pub max_unauthenticated: usize,
+    /// How long a connection may take to log in (TLS, startup, SCRAM)
+    /// before it is closed. Default 10s.
+    pub login_timeout: Duration,
     /// Where OTLP/gRPC listens, `host:port`; `None` when set to "off".
     /// Default `127.0.0.1:4317`, the OTLP port.
     pub listen_otlp_grpc: Option<String>,
@@ -91,6 +98,10 @@ impl Gateway {
     pub const READ_HASH_MEM_MULTIPLIER: f64 = 2.0;
     /// Default and ceiling of `credential_ttl`: one working shift.
     pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(8 * 3600);
+    /// Default for `max_unauthenticated`.
+    pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 32;
+    /// Default for `login_timeout`.
+    pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
     /// Default for `max_client_connections`.
     pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1000;
     /// Default for `listen_otlp_grpc`: OTLP's gRPC port, on loopback.
@@ -695,6 +706,13 @@ pub struct TelemetrySettings {
     /// Decoded telemetry waiting for the store at most; above it, receivers
     /// answer with OTLP's retryable "unavailable". Default 256 MiB.
     pub max_pending: ByteSize,
+    /// Ingest stops (receivers answer "unavailable") while the data
+    /// directory's filesystem has less free space than this, so the audit
+    /// log, which lives there too, keeps room. Default 1 GiB.
+    pub min_free_space: ByteSize,
+    /// The most the telemetry store may hold; above it the oldest
+    /// telemetry is removed first, as by `retain`. Default 10 GiB.
+    pub max_size: ByteSize,
     pub thresholds: Vec<Threshold>,
 }
 
@@ -706,6 +724,11 @@ impl TelemetrySettings {
     pub const DEFAULT_MAX_PENDING: ByteSize = ByteSize(256 * 1024 * 1024);
     pub const MIN_MAX_PENDING: ByteSize = ByteSize(1024 * 1024);
     pub const MAX_MAX_PENDING: ByteSize = ByteSize(16 * 1024 * 1024 * 1024);
+    pub const DEFAULT_MIN_FREE_SPACE: ByteSize = ByteSize(1024 * 1024 * 1024);
+    pub const MAX_MIN_FREE_SPACE: ByteSize = ByteSize(1024 * 1024 * 1024 * 1024);
+    pub const DEFAULT_MAX_SIZE: ByteSize = ByteSize(10 * 1024 * 1024 * 1024);
+    pub const MIN_MAX_SIZE: ByteSize = ByteSize(1024 * 1024);
+    pub const MAX_MAX_SIZE: ByteSize = ByteSize(16 * 1024 * 1024 * 1024 * 1024);
     /// The shortest `retain`.
     pub const MIN_RETAIN: Duration = Duration::from_secs(3600);
 }
@@ -717,6 +740,8 @@ impl Default for TelemetrySettings {
             ingest_tokens_env: None,
             max_request_size: Self::DEFAULT_MAX_REQUEST_SIZE,
             max_pending: Self::DEFAULT_MAX_PENDING,
+            min_free_space: Self::DEFAULT_MIN_FREE_SPACE,
+            max_size: Self::DEFAULT_MAX_SIZE,
             thresholds: Vec::new(),
         }
     }

@@ -50,6 +50,10 @@ pub(crate) struct RawTelemetry {
     #[serde(default)]
     pub max_pending: Option<Spanned<toml::Value>>,
     #[serde(default)]
+    pub min_free_space: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub max_size: Option<Spanned<toml::Value>>,
+    #[serde(default)]
     pub threshold: Vec<Spanned<RawThreshold>>,
 }
 
@@ -145,6 +149,10 @@ pub(crate) struct RawGateway {
     pub connect_timeout: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub max_client_connections: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_unauthenticated: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub login_timeout: Option<Spanned<toml::Value>>,
     /// `host:port`, or "off".
     #[serde(default)]
     pub listen_otlp_grpc: Option<Spanned<String>>,

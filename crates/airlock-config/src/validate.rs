@@ -333,6 +333,27 @@ impl Checker<'_> {
             }
         };
 
+        let max_unauthenticated = match &raw.max_unauthenticated {
+            None => Some(Gateway::DEFAULT_MAX_UNAUTHENTICATED),
+            Some(n) if (1..=1_000_000).contains(n.get_ref()) => Some(*n.get_ref() as usize),
+            Some(n) => {
+                self.error(
+                    n.span(),
+                    "gateway.max_unauthenticated",
+                    format!(
+                        "`max_unauthenticated` {PLACE} must be between 1 and 1000000, not {}",
+                        n.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let login_timeout = self.duration(
+            raw.login_timeout.as_ref(),
+            "login_timeout",
+            Gateway::DEFAULT_LOGIN_TIMEOUT,
+        );
+
         let listen_otlp_grpc = match &raw.listen_otlp_grpc {
             None => Some(Some(Gateway::DEFAULT_LISTEN_OTLP_GRPC.to_owned())),
             Some(v) if v.get_ref() == "off" => Some(None),
@@ -358,6 +379,8 @@ impl Checker<'_> {
             credential_ttl: credential_ttl?,
             connect_timeout: connect_timeout?,
             max_client_connections: max_client_connections?,
+            max_unauthenticated: max_unauthenticated?,
+            login_timeout: login_timeout?,
         })
     }
 
@@ -797,6 +820,27 @@ impl Checker<'_> {
                 ),
             ),
         };
+        let min_free_space = match &raw.min_free_space {
+            None => Some(TelemetrySettings::DEFAULT_MIN_FREE_SPACE),
+            Some(v) => self.sized(
+                v,
+                "telemetry.min_free_space",
+                "`min_free_space` in [telemetry]",
+                (ByteSize(0), TelemetrySettings::MAX_MIN_FREE_SPACE),
+            ),
+        };
+        let max_size = match &raw.max_size {
+            None => Some(TelemetrySettings::DEFAULT_MAX_SIZE),
+            Some(v) => self.sized(
+                v,
+                "telemetry.max_size",
+                "`max_size` in [telemetry]",
+                (
+                    TelemetrySettings::MIN_MAX_SIZE,
+                    TelemetrySettings::MAX_MAX_SIZE,
+                ),
+            ),
+        };
         let mut names = HashMap::new();
         let thresholds: Vec<Option<Threshold>> = raw
             .threshold
@@ -809,6 +853,8 @@ impl Checker<'_> {
             ingest_tokens_env: ingest_tokens_env?,
             max_request_size: max_request_size?,
             max_pending: max_pending?,
+            min_free_space: min_free_space?,
+            max_size: max_size?,
             thresholds: thresholds.into_iter().collect::<Option<_>>()?,
         })
     }

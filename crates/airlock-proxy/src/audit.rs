@@ -82,6 +82,22 @@ pub struct SessionLog {
     binds: Vec<Event>,
 }
 
+/// How much of a text refused as too long its audit record keeps.
+pub const CUT_TEXT_PREFIX: usize = 4096;
+
+/// A statement text for its audit record.
+#[derive(Debug, Clone, Copy)]
+pub enum Text<'a> {
+    /// The whole text.
+    Whole(&'a [u8]),
+    /// The start of a text too long to keep, its length and SHA-256.
+    Cut {
+        prefix: &'a [u8],
+        len: u64,
+        sha256: [u8; 32],
+    },
+}
+
 impl SessionLog {
     pub fn new(audit: AuditLog, session: String) -> SessionLog {
         SessionLog {
@@ -102,10 +118,47 @@ impl SessionLog {
     /// Writes the record of a statement as the client sent it, with how it
     /// was classified and decided. `refusal` is the rule and SQLSTATE of a
     /// refusal. When this returns `Ok`, the record is in the kernel.
+    ///
+    /// A text refused as too long is recorded cut: its first
+    /// [`CUT_TEXT_PREFIX`] bytes, its length and its SHA-256.
     pub fn statement(
         &mut self,
         protocol: Protocol,
         text: &[u8],
+        param_types: &[u32],
+        verdict: &Verdict,
+        refusal: Option<(&str, &str)>,
+    ) -> Result<u64, AuditError> {
+        let text = if verdict.rule() == airlock_sql::Rule::TooLong {
+            use sha2::Digest as _;
+            Text::Cut {
+                prefix: &text[..text.len().min(CUT_TEXT_PREFIX)],
+                len: text.len() as u64,
+                sha256: sha2::Sha256::digest(text).into(),
+            }
+        } else {
+            Text::Whole(text)
+        };
+        self.record(protocol, text, param_types, verdict, refusal)
+    }
+
+    /// The record of a statement whose text was never held whole (the
+    /// relay read it through, see [`crate::relay`]): its start, length and
+    /// SHA-256.
+    pub fn statement_cut(
+        &mut self,
+        protocol: Protocol,
+        text: Text<'_>,
+        verdict: &Verdict,
+        refusal: Option<(&str, &str)>,
+    ) -> Result<u64, AuditError> {
+        self.record(protocol, text, &[], verdict, refusal)
+    }
+
+    fn record(
+        &mut self,
+        protocol: Protocol,
+        text: Text<'_>,
         param_types: &[u32],
         verdict: &Verdict,
         refusal: Option<(&str, &str)>,
@@ -120,6 +173,8 @@ impl SessionLog {
             protocol: protocol.as_str().to_owned(),
             text: None,
             text_base64: None,
+            text_len: None,
+            text_sha256: None,
             classified: verdict
                 .statements
                 .iter()
@@ -141,7 +196,14 @@ impl SessionLog {
             sqlstate: refusal.map(|(_, code)| code.to_owned()),
             param_types: param_types.to_vec(),
         };
-        s.set_text(text);
+        match text {
+            Text::Whole(t) => s.set_text(t),
+            Text::Cut {
+                prefix,
+                len,
+                sha256,
+            } => s.set_cut_text(prefix, len, sha256),
+        }
         // Completions waiting ride along: one write for all. If it fails
         // they are lost with it (the statements they describe have their
         // records); the statement is refused.

@@ -183,7 +183,9 @@ pub async fn authenticate(
 
 /// Writes a refused login to the audit log: who it claimed to be, for which
 /// resource, from where, and why (the client's own message, which never
-/// holds a secret). A failed write is logged; the login is refused anyway.
+/// holds a secret). Refusals from one address are aggregated
+/// ([`crate::refusals`]). A failed write is logged; the login is refused
+/// anyway.
 pub fn record_refusal(
     ctx: &ProxyContext,
     startup: &StartupMessage,
@@ -199,17 +201,16 @@ pub fn record_refusal(
         .param("database")
         .filter(|d| !d.is_empty())
         .unwrap_or(user);
-    let event = airlock_audit::Event::LoginRefused {
-        user: bounded(user),
-        resource: bounded(resource),
-        access: String::new(),
-        client_addr: peer.to_string(),
-        reason: e.message.clone(),
-        sqlstate: e.code.to_owned(),
-    };
-    if let Err(a) = ctx.audit.append(&[event]) {
-        tracing::error!(%peer, error = %a, "a refused login could not be written to the audit log");
-    }
+    ctx.refusals.refused(
+        &ctx.audit,
+        peer,
+        crate::refusals::Refusal {
+            user: bounded(user),
+            resource: bounded(resource),
+            reason: e.message.clone(),
+            sqlstate: e.code.to_owned(),
+        },
+    );
 }
 
 async fn authenticate_inner(

@@ -55,6 +55,9 @@ use crate::metrics::{ProxyMetrics, RefusalLabels};
 use crate::results::{Expect, Expectations};
 
 const TOKEN_PREFIX: &[u8] = b"airlock_refused_";
+/// What a Parse may carry beyond its query text: a statement name and up
+/// to 65535 parameter type OIDs (4 bytes each).
+const PARSE_ALLOWANCE: usize = 320 * 1024;
 /// Refusals waiting for their error from the upstream. More than this
 /// outstanding means the upstream skipped some (an earlier error in the same
 /// pipeline): the oldest are forgotten.
@@ -392,6 +395,70 @@ impl Gate {
     /// The queue the upstream→client side matches answers against.
     pub fn completions(&self) -> Arc<Completions> {
         self.completions.clone()
+    }
+
+    /// The longest Query or Parse (header included) the relay hands the
+    /// gate whole: the statement limit plus room for a Parse's name and
+    /// parameter types. Longer ones are read through without being held and
+    /// refused ([`Gate::refuse_oversized`]).
+    pub fn oversized_limit(&self) -> usize {
+        self.classifier
+            .options()
+            .max_statement_bytes
+            .saturating_add(5 + PARSE_ALLOWANCE)
+    }
+
+    /// Refuses a Query or Parse longer than [`Gate::oversized_limit`], which
+    /// the relay read through without holding it: the audit record keeps
+    /// the start of its text, its length and its SHA-256. Answered like any
+    /// refusal, in order.
+    pub fn refuse_oversized(
+        &mut self,
+        tag: u8,
+        text: &crate::relay::OversizedText,
+        out: &mut BytesMut,
+        log: &mut SessionLog,
+    ) {
+        if self.discarding {
+            // Dropped until Sync, like anything else after a refused Parse.
+            return;
+        }
+        let verdict = Verdict::refused(
+            Rule::TooLong,
+            format!(
+                "the statement is {} bytes; the gateway's limit is {} bytes",
+                text.len,
+                self.classifier.options().max_statement_bytes
+            ),
+        );
+        let e = refusal(&verdict, self.access, &self.resource);
+        let rule = verdict.rule().as_str();
+        let protocol = if tag == ftag::QUERY {
+            Protocol::Simple
+        } else {
+            Protocol::Extended
+        };
+        let recorded = log.statement_cut(
+            protocol,
+            crate::audit::Text::Cut {
+                prefix: &text.prefix,
+                len: text.len,
+                sha256: text.sha256,
+            },
+            &verdict,
+            Some((rule, e.code)),
+        );
+        let (label, e) = match recorded {
+            Ok(_) => (rule, e),
+            Err(a) => ("audit_failed", crate::audit::refusal(&a, &self.resource)),
+        };
+        if tag == ftag::QUERY {
+            self.refuse(label, e, Provoke::Query, out);
+        } else {
+            self.names.parsed(&text.name, 0);
+            self.refuse(label, e, Provoke::Parse, out);
+            self.discarding = true;
+        }
     }
 
     /// Whether the gate must see messages of this type whole.

@@ -28,6 +28,7 @@ pub mod gate;
 pub mod io;
 pub mod metrics;
 pub mod parameters;
+pub mod refusals;
 
 pub mod relay;
 pub mod results;
@@ -62,4 +63,6 @@ pub struct ProxyContext {
     pub classifier: airlock_sql::Classifier,
     /// What the gateway read from each upstream's catalog.
     pub catalogs: Arc<catalog::Catalogs>,
+    /// Refused logins not recorded yet, by source address.
+    pub refusals: refusals::Refusals,
 }

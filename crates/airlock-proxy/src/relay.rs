@@ -320,7 +320,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut scanner = Scanner::new(max_message);
+    // A Query or Parse longer than the statement limit is never held whole.
+    let mut scanner = Scanner::new(max_message)
+        .hold_oversized(&[ftag::QUERY, ftag::PARSE], gate.oversized_limit());
     // What goes upstream once the gate has held a message in this batch.
     let mut out = BytesMut::new();
     let mut need = 0;
@@ -344,7 +346,7 @@ where
             };
             need = scanned.need;
             stop = scanned.stop;
-            if out.is_empty() && scanned.held.is_none() {
+            if out.is_empty() && scanned.held.is_none() && scanned.oversized.is_none() {
                 // Nothing held in this batch: forward straight from the read
                 // buffer (records first, bytes second).
                 if let Err(e) = sink.durable().await {
@@ -361,6 +363,24 @@ where
             }
             out.extend_from_slice(&buf[..scanned.forward]);
             buf.advance(scanned.forward);
+            if let Some(total) = scanned.oversized {
+                // What came before it goes now, not after the long read.
+                if let Err(end) = send(upstream, &mut out, sink, gate).await {
+                    return end;
+                }
+                let (tag, text) = match read_through(client, &mut buf, total, bytes_in).await {
+                    Ok(t) => t,
+                    Err(end) => return end,
+                };
+                gate.refuse_oversized(tag, &text, &mut out, sink);
+                if let Some(n) = gate.take_barrier() {
+                    if let Err(end) = send(upstream, &mut out, sink, gate).await {
+                        return end;
+                    }
+                    gate.wait_ready(n).await;
+                }
+                continue;
+            }
             match scanned.held {
                 Some(total) => {
                     let msg = buf.split_to(total).freeze();
@@ -389,6 +409,117 @@ where
             Ok(0) => return EndReason::ClientClosed,
             Ok(n) => *bytes_in += n as u64,
             Err(e) => return EndReason::Io(format!("reading from client: {e}")),
+        }
+    }
+}
+
+/// What the relay kept of a Query or Parse too long to hold
+/// ([`Gate::refuse_oversized`]).
+#[derive(Debug)]
+pub struct OversizedText {
+    /// A Parse's statement name (its first 1 KiB).
+    pub name: Vec<u8>,
+    /// The first [`crate::audit::CUT_TEXT_PREFIX`] bytes of the query text.
+    pub prefix: Vec<u8>,
+    /// The query text's length in bytes (up to its terminating NUL).
+    pub len: u64,
+    /// The query text's SHA-256.
+    pub sha256: [u8; 32],
+}
+
+/// Follows a Query or Parse body piece by piece: the name (Parse), then
+/// the text up to its NUL (hashed, its start kept), then the rest.
+struct TextReader {
+    in_name: bool,
+    text_done: bool,
+    name: Vec<u8>,
+    prefix: Vec<u8>,
+    len: u64,
+    hash: sha2::Sha256,
+}
+
+impl TextReader {
+    const MAX_NAME: usize = 1024;
+
+    fn new(parse: bool) -> TextReader {
+        use sha2::Digest as _;
+        TextReader {
+            in_name: parse,
+            text_done: false,
+            name: Vec::new(),
+            prefix: Vec::new(),
+            len: 0,
+            hash: sha2::Sha256::new(),
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        use sha2::Digest as _;
+        if self.in_name {
+            let end = bytes.iter().position(|&b| b == 0);
+            let part = &bytes[..end.unwrap_or(bytes.len())];
+            let room = Self::MAX_NAME.saturating_sub(self.name.len());
+            self.name.extend_from_slice(&part[..part.len().min(room)]);
+            match end {
+                Some(i) => {
+                    self.in_name = false;
+                    bytes = &bytes[i + 1..];
+                }
+                None => return,
+            }
+        }
+        if self.text_done {
+            return;
+        }
+        let end = bytes.iter().position(|&b| b == 0);
+        let part = &bytes[..end.unwrap_or(bytes.len())];
+        self.hash.update(part);
+        self.len += part.len() as u64;
+        let room = crate::audit::CUT_TEXT_PREFIX.saturating_sub(self.prefix.len());
+        self.prefix.extend_from_slice(&part[..part.len().min(room)]);
+        self.text_done = end.is_some();
+    }
+
+    fn finish(self) -> OversizedText {
+        use sha2::Digest as _;
+        OversizedText {
+            name: self.name,
+            prefix: self.prefix,
+            len: self.len,
+            sha256: self.hash.finalize().into(),
+        }
+    }
+}
+
+/// Reads a message of `total` bytes (its header at the front of `buf`)
+/// through in read-sized pieces, keeping only what [`OversizedText`]
+/// holds: memory stays bounded whatever the length the client declared.
+async fn read_through<R: AsyncRead + Unpin>(
+    client: &mut R,
+    buf: &mut BytesMut,
+    total: usize,
+    bytes_in: &mut u64,
+) -> Result<(u8, OversizedText), EndReason> {
+    let tag = buf[0];
+    buf.advance(5);
+    let mut left = total - 5;
+    let mut text = TextReader::new(tag == ftag::PARSE);
+    loop {
+        let n = left.min(buf.len());
+        text.feed(&buf[..n]);
+        buf.advance(n);
+        left -= n;
+        if left == 0 {
+            return Ok((tag, text.finish()));
+        }
+        if buf.capacity() > SHRINK_ABOVE {
+            *buf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        buf.reserve(READ_CHUNK);
+        match client.read_buf(buf).await {
+            Ok(0) => return Err(EndReason::ClientClosed),
+            Ok(n) => *bytes_in += n as u64,
+            Err(e) => return Err(EndReason::Io(format!("reading from client: {e}"))),
         }
     }
 }

@@ -7,7 +7,10 @@
 //! (DataRow, CopyData, ...) are forwarded as they arrive, even when only part
 //! of one has been read, so a 500 MB row streams through a small buffer.
 //! Inspected messages must fit in the buffer and are capped by the
-//! configured maximum message size.
+//! configured maximum message size. Some inspected types also have a
+//! smaller cap ([`Scanner::hold_oversized`]): a message of such a type that
+//! declares a longer length is reported before any more of it is buffered,
+//! so the caller can read it through in small pieces and refuse it.
 
 use airlock_pgwire::codec::peek_header;
 use airlock_pgwire::ProtocolError;
@@ -38,6 +41,11 @@ pub struct Scanned {
     /// The inspector held the message that starts right after the forwarded
     /// bytes; its total length (header included).
     pub held: Option<usize>,
+    /// The message that starts right after the forwarded bytes is of a type
+    /// capped by [`Scanner::hold_oversized`] and declares more than the cap:
+    /// its total length (header included). Only its header is known to be
+    /// in the buffer.
+    pub oversized: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -45,6 +53,8 @@ pub struct Scanner {
     max_message: usize,
     /// Bytes of an uninspected message still to pass through.
     skip: usize,
+    /// Message types with a smaller cap, and the cap (total length).
+    oversized: Option<(&'static [u8], usize)>,
 }
 
 impl Scanner {
@@ -52,7 +62,16 @@ impl Scanner {
         Scanner {
             max_message,
             skip: 0,
+            oversized: None,
         }
+    }
+
+    /// Messages of the types in `tags` longer than `limit` bytes (header
+    /// included) are not buffered: the scan stops before them and reports
+    /// [`Scanned::oversized`].
+    pub fn hold_oversized(mut self, tags: &'static [u8], limit: usize) -> Scanner {
+        self.oversized = Some((tags, limit));
+        self
     }
 
     /// True when the bytes forwarded so far end on a message boundary.
@@ -83,6 +102,7 @@ impl Scanner {
                         stop: false,
                         need: 0,
                         held: None,
+                        oversized: None,
                     });
                 }
             }
@@ -92,11 +112,23 @@ impl Scanner {
                     stop: false,
                     need: 5,
                     held: None,
+                    oversized: None,
                 });
             };
             if !inspect(tag) {
                 self.skip = total;
                 continue;
+            }
+            if let Some((tags, limit)) = self.oversized {
+                if total > limit && tags.contains(&tag) {
+                    return Ok(Scanned {
+                        forward: pos,
+                        stop: false,
+                        need: 0,
+                        held: None,
+                        oversized: Some(total),
+                    });
+                }
             }
             if buf.len() - pos < total {
                 return Ok(Scanned {
@@ -104,6 +136,7 @@ impl Scanner {
                     stop: false,
                     need: total,
                     held: None,
+                    oversized: None,
                 });
             }
             let step = on_message(tag, &buf[pos + 5..pos + total])?;
@@ -113,6 +146,7 @@ impl Scanner {
                     stop: false,
                     need: 0,
                     held: Some(total),
+                    oversized: None,
                 });
             }
             pos += total;
@@ -122,6 +156,7 @@ impl Scanner {
                     stop: true,
                     need: 0,
                     held: None,
+                    oversized: None,
                 });
             }
         }
@@ -222,6 +257,23 @@ mod tests {
             .unwrap();
         assert_eq!((s.forward, s.held), (5, Some(7)));
         assert!(scanner.at_boundary());
+    }
+
+    #[test]
+    fn oversized_inspected_messages_are_reported_from_their_header() {
+        let bytes = wire(&[(b'S', b""), (b'Q', &[b'x'; 200]), (b'D', &[0u8; 300])]);
+        let mut scanner = Scanner::new(1 << 20).hold_oversized(b"QP", 100);
+        // Only the header of the long Query has arrived.
+        let s = scanner
+            .scan::<ProtocolError>(&bytes[..10], |t| t != b'D', |_, _| Ok(Step::Forward))
+            .unwrap();
+        assert_eq!((s.forward, s.oversized), (5, Some(205)));
+        // Uninspected types are not capped.
+        let mut scanner = Scanner::new(1 << 20).hold_oversized(b"QP", 100);
+        let s = scanner
+            .scan::<ProtocolError>(&bytes[210..], |t| t != b'D', |_, _| Ok(Step::Forward))
+            .unwrap();
+        assert_eq!((s.forward, s.oversized), (305, None));
     }
 
     #[test]

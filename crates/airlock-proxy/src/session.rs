@@ -24,10 +24,6 @@ use crate::relay::{self, RelayLimits};
 use crate::results::{Expectations, MaskContext, ResultFilter};
 use crate::ProxyContext;
 
-/// Like PostgreSQL's `authentication_timeout`: a connection that has not
-/// logged in by then is closed.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
-
 fn outcome(ctx: &ProxyContext, outcome: &'static str) {
     ctx.metrics
         .connections
@@ -37,7 +33,15 @@ fn outcome(ctx: &ProxyContext, outcome: &'static str) {
 
 /// Serves one accepted connection to the end. Never panics the listener:
 /// every failure is answered, logged and counted here.
-pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: SocketAddr) {
+pub async fn serve_connection(
+    ctx: Arc<ProxyContext>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    admission: crate::server::Admission,
+) {
+    // Like PostgreSQL's `authentication_timeout`: a connection that has
+    // not logged in by then is closed.
+    let login_timeout = ctx.config.borrow().gateway.login_timeout;
     let login = async {
         let hello = frontend::hello(tcp, &ctx).await?;
         match hello {
@@ -58,20 +62,34 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
             }
         }
     };
-    let (mut stream, buf, startup, config, auth) = match tokio::time::timeout(LOGIN_TIMEOUT, login)
+    // Under a full unauthenticated quota the longest-waiting connection
+    // gives its place to a new one.
+    let evicted = admission.unauthenticated.evicted.clone();
+    let login = async {
+        tokio::select! {
+            r = login => Some(r),
+            _ = evicted.cancelled() => None,
+        }
+    };
+    let (mut stream, buf, startup, config, auth) = match tokio::time::timeout(login_timeout, login)
         .await
     {
-        Err(_) => {
-            outcome(&ctx, "login_timeout");
-            tracing::info!(%peer, "closed a connection that did not log in within {LOGIN_TIMEOUT:?}");
+        Ok(None) => {
+            outcome(&ctx, "login_evicted");
+            tracing::info!(%peer, "closed a connection that was still logging in: the max_unauthenticated quota was full and a newer connection took its place");
             return;
         }
-        Ok(Ok(None)) => {
+        Err(_) => {
+            outcome(&ctx, "login_timeout");
+            tracing::info!(%peer, "closed a connection that did not log in within {login_timeout:?}");
+            return;
+        }
+        Ok(Some(Ok(None))) => {
             outcome(&ctx, "cancel");
             return;
         }
-        Ok(Ok(Some(v))) => v,
-        Ok(Err(e)) => {
+        Ok(Some(Ok(Some(v)))) => v,
+        Ok(Some(Err(e))) => {
             let label = match &e {
                 FrontendError::Refused(u) if u.code == sqlstate::INVALID_PASSWORD => "bad_password",
                 FrontendError::Refused(_) => "refused",
@@ -85,6 +103,25 @@ pub async fn serve_connection(ctx: Arc<ProxyContext>, tcp: TcpStream, peer: Sock
         }
     };
 
+    // Logged in: from here on the connection holds a client slot instead
+    // of an unauthenticated place.
+    drop(admission.unauthenticated);
+    let Ok(_slot) = admission.slots.try_acquire_owned() else {
+        outcome(&ctx, "over_limit");
+        let limit = admission.limit;
+        tracing::warn!(%peer, limit, "refusing a login: at max_client_connections");
+        let u = UserFacingError::fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            format!("the Airlock gateway is at its limit of {limit} client connections"),
+        )
+        .hint("try again shortly; the platform team can raise [gateway] max_client_connections");
+        let _ = frontend::send(
+            &mut stream,
+            &[BackendMessage::ErrorResponse(u.to_response())],
+        )
+        .await;
+        return;
+    };
     let Some(resource) = config.resource(&auth.resource).cloned() else {
         return; // authenticate checked it; a reload cannot race within one config snapshot
     };
@@ -523,27 +560,6 @@ async fn write_all_flush(
     use tokio::io::AsyncWriteExt;
     w.write_all(bytes).await?;
     w.flush().await
-}
-
-/// Refuses a connection the way PostgreSQL does when it is full: TLS and
-/// the startup packet are handled so the client can show the FATAL; a
-/// CancelRequest is still delivered (cancelling is how a full server drains).
-pub async fn refuse_connection(ctx: &ProxyContext, tcp: TcpStream, e: &UserFacingError) {
-    match frontend::hello(tcp, ctx).await {
-        Ok(Hello::Startup { mut stream, .. }) => {
-            outcome(ctx, "over_limit");
-            let _ = frontend::send(
-                &mut stream,
-                &[BackendMessage::ErrorResponse(e.to_response())],
-            )
-            .await;
-        }
-        Ok(Hello::Cancel(c)) => {
-            outcome(ctx, "cancel");
-            crate::cancel_request::forward(ctx, c).await;
-        }
-        Err(_) => outcome(ctx, "over_limit"),
-    }
 }
 
 /// Refuses a client whose login went through but whose session cannot

@@ -510,4 +510,10 @@ pub trait TelemetryStore: Send + Sync + 'static {
 
     /// Stored counts, for health and benchmarks: (spans, logs, points).
     fn counts(&self) -> Result<(u64, u64, u64), StoreError>;
+
+    /// Bytes the stored telemetry takes (space freed by removal and
+    /// reusable is not counted); `None` when the store cannot tell.
+    fn used_bytes(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 }

@@ -37,6 +37,10 @@ use tokio::sync::oneshot;
 
 /// At most this many records go into one store transaction.
 const GROUP_RECORDS: usize = 32 * 1024;
+/// How often, at most, the writer checks the store against `max_size`.
+const SIZE_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// `max_size` never removes the last minute.
+const MIN_KEEP_NS: i64 = 60_000_000_000;
 /// How often the writer removes telemetry older than `retain`.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Threshold series remembered at most; beyond, the memory is cleared (a
@@ -54,12 +58,19 @@ pub enum IngestError {
     /// The gateway is stopping.
     #[error("the telemetry pipeline is stopped")]
     Stopped,
+    /// The data directory's disk is nearly full: ingest waits, so the
+    /// audit log keeps room.
+    #[error("telemetry ingest is paused: the gateway's data directory has {free} bytes free, below [telemetry] min_free_space ({floor} bytes), and the audit log needs that room; free disk space on the gateway (or shorten [telemetry] retain), then retry")]
+    DiskLow { free: u64, floor: u64 },
 }
 
 impl IngestError {
     /// Whether OTLP clients should retry the same request.
     pub fn retryable(&self) -> bool {
-        matches!(self, IngestError::Busy { .. } | IngestError::Stopped)
+        matches!(
+            self,
+            IngestError::Busy { .. } | IngestError::Stopped | IngestError::DiskLow { .. }
+        )
     }
 }
 
@@ -87,6 +98,50 @@ pub struct Options {
     pub thresholds: Vec<Threshold>,
     /// Unix nanoseconds now; injectable for tests.
     pub now_ns: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// The most the store may hold (bytes); above it the oldest telemetry
+    /// is removed first. `None`: only `retain` applies.
+    pub max_size: Option<u64>,
+    /// Ingest is refused while the filesystem holding this directory has
+    /// fewer than `min_free` bytes free (the audit log lives there).
+    pub disk: Option<(std::path::PathBuf, u64)>,
+}
+
+/// How long a free-space reading is trusted.
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The free-space floor and the last reading.
+struct DiskFloor {
+    dir: std::path::PathBuf,
+    min_free: u64,
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl DiskFloor {
+    fn check(&self) -> Result<(), IngestError> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let free = match *last {
+            Some((at, free)) if at.elapsed() < DISK_CHECK_EVERY => free,
+            _ => {
+                // Unreadable: treated as full (fail closed).
+                let free = free_space(&self.dir).unwrap_or(0);
+                *last = Some((Instant::now(), free));
+                free
+            }
+        };
+        if free < self.min_free {
+            return Err(IngestError::DiskLow {
+                free,
+                floor: self.min_free,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Bytes available to unprivileged writers on the filesystem of `dir`.
+pub fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// A handle to the pipeline; clones share it.
@@ -101,6 +156,7 @@ struct Inner {
     max_pending: usize,
     counters: Counters,
     thresholds: Mutex<Vec<Threshold>>,
+    disk: Option<DiskFloor>,
 }
 
 impl Ingest {
@@ -113,12 +169,19 @@ impl Ingest {
             max_pending: opts.max_pending,
             counters: Counters::default(),
             thresholds: Mutex::new(opts.thresholds.clone()),
+            disk: opts.disk.map(|(dir, min_free)| DiskFloor {
+                dir,
+                min_free,
+                last: Mutex::new(None),
+            }),
         });
         let writer = Writer {
             store,
             rx,
             inner: Arc::downgrade(&inner),
             retain_ns: i64::try_from(opts.retain.as_nanos()).unwrap_or(i64::MAX),
+            max_size: opts.max_size,
+            last_size_check: None,
             now_ns: opts.now_ns,
             series: HashMap::new(),
         };
@@ -138,6 +201,12 @@ impl Ingest {
             .fetch_add(rejected, Ordering::Relaxed);
         if batch.is_empty() {
             return Ok(());
+        }
+        if let Some(disk) = &inner.disk {
+            if let Err(e) = disk.check() {
+                inner.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
         }
         let cost = batch_cost(&batch);
         let records = batch.len() as u64;
@@ -306,6 +375,8 @@ struct Writer {
     rx: mpsc::Receiver<Job>,
     inner: std::sync::Weak<Inner>,
     retain_ns: i64,
+    max_size: Option<u64>,
+    last_size_check: Option<Instant>,
     now_ns: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Threshold series → whether the last point was above the limit.
     series: HashMap<String, bool>,
@@ -337,6 +408,13 @@ impl Writer {
                 }
             }
             self.write(jobs);
+            if self
+                .last_size_check
+                .is_none_or(|t| t.elapsed() >= SIZE_CHECK_EVERY)
+            {
+                self.last_size_check = Some(Instant::now());
+                self.bound_size();
+            }
         }
     }
 
@@ -392,6 +470,40 @@ impl Writer {
             inner.pending.fetch_sub(job.cost, Ordering::AcqRel);
         }
         let _ = job.done.send(result);
+    }
+
+    /// Over `max_size`: removes the oldest telemetry, keeping half of what
+    /// is kept each step (retain/2, retain/4, ...), until the store is back
+    /// under 90% of the bound or only the last minute is left.
+    fn bound_size(&self) {
+        let Some(max) = self.max_size else { return };
+        let used = |s: &Self| s.store.used_bytes().ok().flatten();
+        let Some(before) = used(self).filter(|u| *u > max) else {
+            return;
+        };
+        let now = (self.now_ns)();
+        let mut keep = self.retain_ns;
+        while keep > MIN_KEEP_NS {
+            keep /= 2;
+            if let Err(e) = self.store.remove_before(now.saturating_sub(keep)) {
+                tracing::warn!(error = %e, "removing old telemetry over max_size failed");
+                return;
+            }
+            if let Some(after) = used(self).filter(|u| *u <= max / 10 * 9) {
+                tracing::info!(
+                    before,
+                    after,
+                    max_size = max,
+                    kept_seconds = keep / 1_000_000_000,
+                    "the telemetry store was over [telemetry] max_size: removed the oldest telemetry"
+                );
+                return;
+            }
+        }
+        tracing::warn!(
+            max_size = max,
+            "the telemetry store is over [telemetry] max_size with only the last minute kept; raise max_size or send less"
+        );
     }
 
     fn retention(&self) {
@@ -620,6 +732,8 @@ mod tests {
                 retain: Duration::from_secs(3600),
                 thresholds: Vec::new(),
                 now_ns: Arc::new(|| 0),
+                disk: None,
+                max_size: None,
             },
         )
         .unwrap();

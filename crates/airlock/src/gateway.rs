@@ -77,7 +77,10 @@ fn start_telemetry(
             airlock_telemetry::receiver::IngestTokens::from_env(name)
                 .map_err(anyhow::Error::msg)?,
         )),
-        None => None,
+        None => {
+            check_open_ingest(config)?;
+            None
+        }
     };
     let path = telemetry_path(&config.gateway.data_dir);
     let store: Arc<dyn airlock_store::telemetry::TelemetryStore> = Arc::new(
@@ -91,6 +94,11 @@ fn start_telemetry(
             retain: settings.retain,
             thresholds: settings.thresholds.clone(),
             now_ns: Arc::new(move || clock.now_ms().saturating_mul(1_000_000)),
+            max_size: Some(settings.max_size.bytes()),
+            disk: Some((
+                config.gateway.data_dir.clone(),
+                settings.min_free_space.bytes(),
+            )),
         },
     )
     .context("starting the telemetry writer")?;
@@ -103,6 +111,35 @@ fn start_telemetry(
     Ok((store, receiver))
 }
 
+/// Ingest without a token is for loopback only: on any other address
+/// anyone who reaches the port could forge deploy markers and fill the disk
+/// the audit log lives on. Refuses to start otherwise.
+fn check_open_ingest(config: &Config) -> anyhow::Result<()> {
+    let listeners = [
+        ("listen_http", Some(&config.gateway.listen_http)),
+        ("listen_otlp_grpc", config.gateway.listen_otlp_grpc.as_ref()),
+    ];
+    for (key, addr) in listeners {
+        let Some(addr) = addr else { continue };
+        if !is_loopback(addr) {
+            anyhow::bail!(
+                "OTLP ingest would accept telemetry without a token on {addr} ([gateway] {key}), which is not a loopback address: anyone who reaches it could forge deploy markers and fill the gateway's disk. Set [telemetry] ingest_tokens_env to an environment variable holding the ingest token(s), or listen on 127.0.0.1 (for the gRPC receiver, listen_otlp_grpc = \"off\" also works)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `host:port` listen address is on loopback only.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     let path = store_path(data_dir);
     let store = SqliteStore::open(&path)
@@ -111,8 +148,14 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Runs the gateway on the system clock until SIGINT or SIGTERM.
-pub async fn run_until_signal(config: Config, listeners: Listeners) -> anyhow::Result<()> {
-    let shutdown = crate::shutdown_on_signals();
+/// A second signal runs `on_force` and exits at once
+/// ([`crate::shutdown_on_signals`]).
+pub async fn run_until_signal(
+    config: Config,
+    listeners: Listeners,
+    on_force: crate::OnForce,
+) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown_on_signals(on_force);
     run(
         config,
         listeners,
@@ -254,6 +297,7 @@ pub async fn run(
             ..airlock_sql::ClassifierOptions::default()
         }),
         catalogs: Arc::default(),
+        refusals: Default::default(),
     });
     let api = airlock_api::router(airlock_api::ApiState {
         config: config_rx.clone(),
@@ -373,7 +417,13 @@ pub async fn run(
     .context("closing the audit log")?;
     // The closing checkpoint is the one a copy of the log at rest must end
     // with (webhooks have stopped by now; stdout and syslog still take it).
-    anchors.send_last(&audit).await;
+    // Bounded: stdout may be a pipe nobody reads any more.
+    if tokio::time::timeout(std::time::Duration::from_secs(2), anchors.send_last(&audit))
+        .await
+        .is_err()
+    {
+        tracing::warn!("the closing audit anchor could not be sent within 2s (is stdout read?)");
+    }
     http_result.context("the HTTP server failed")?;
     tracing::info!("airlock gateway stopped");
     Ok(())

@@ -320,14 +320,18 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // Errors can quote untrusted text: shown escaped.
-            eprintln!(
+            airlock::note(&format!(
                 "error: {}",
                 airlock_config::text::escape_lines(&format!("{e:#}"))
-            );
+            ));
             ExitCode::FAILURE
         }
     }
 }
+
+/// How long the runtime's leftover tasks (a write to a stdout nobody reads)
+/// may hold the exit after the gateway stopped.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -340,10 +344,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             harden_process();
             let config = airlock_config::Config::load(&config)?;
-            runtime()?.block_on(async {
+            let rt = runtime()?;
+            let result = rt.block_on(async {
                 let listeners = gateway::Listeners::bind(&config).await?;
-                gateway::run_until_signal(config, listeners).await
-            })?;
+                gateway::run_until_signal(config, listeners, Box::new(|| {})).await
+            });
+            // A write stuck on the blocking pool must not hold the exit.
+            rt.shutdown_timeout(SHUTDOWN_GRACE);
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Quickstart {
@@ -361,7 +369,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // give it to the gateway.
             std::env::set_var("DEPLOY_TOKEN", &prepared.deploy_token);
             let config = airlock_config::Config::load(&prepared.config_path)?;
-            let result = runtime()?.block_on(async {
+            let force = {
+                let (bin, data, pid) = (
+                    prepared.cluster.bin_dir().to_owned(),
+                    prepared.cluster.data_dir().to_owned(),
+                    prepared.cluster.postmaster_pid(),
+                );
+                Box::new(move || quickstart::stop_cluster_now(&bin, &data, pid))
+            };
+            let rt = runtime()?;
+            let result = rt.block_on(async {
+                // Signals first: Ctrl-C at any point from here stops the
+                // gateway and the cluster.
+                let shutdown = airlock::shutdown_on_signals(force);
                 let listeners = gateway::Listeners::bind(&config).await?;
                 quickstart::serve_pipeline(prepared.pipeline_port, prepared.deploy_token.clone())
                     .await?;
@@ -410,30 +430,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         format!("echo {token} | airlock login --server {http}")
                     }
                 };
-                println!();
-                println!("Airlock is ready.");
-                println!("  PostgreSQL clients: {}", listeners.postgres.local_addr()?);
-                println!("  HTTP API:           {http}/api/openapi.json");
-                println!("  web console:        {http}/  (sign in with a token below)");
-                println!("  config:             {}", prepared.config_path.display());
-                println!();
-                println!("Next, in another terminal, as the on-call user:");
-                println!("  {}", login(&oncall.secret));
-                println!("  airlock connect orders --exec psql");
-                println!("  airlock runbooks");
-                println!("  airlock run verify-replica-lag");
-                println!("  airlock run rollback-service -p service=checkout -p version=v1.4.1 --reason \"INC-1 tour\"");
-                println!("  airlock run kill-long-queries -p min_seconds=60 --reason \"INC-1 tour\"   # needs lead1's approval");
-                println!();
-                println!("The SRE lead (read and write) logs in with:");
-                println!("  {}", login(&lead.secret));
-                println!();
-                println!("Press Ctrl-C to stop the gateway and PostgreSQL.");
-                gateway::run_until_signal(config, listeners).await
+                let banner = [
+                    "\n".to_owned(),
+                    "Airlock is ready.\n".to_owned(),
+                    format!("  PostgreSQL clients: {}\n", listeners.postgres.local_addr()?),
+                    format!("  HTTP API:           {http}/api/openapi.json\n"),
+                    format!("  web console:        {http}/  (sign in with a token below)\n"),
+                    format!("  config:             {}\n", prepared.config_path.display()),
+                    "\n".to_owned(),
+                    "Next, in another terminal, as the on-call user:\n".to_owned(),
+                    format!("  {}\n", login(&oncall.secret)),
+                    "  airlock connect orders --exec psql\n".to_owned(),
+                    "  airlock runbooks\n".to_owned(),
+                    "  airlock run verify-replica-lag\n".to_owned(),
+                    "  airlock run rollback-service -p service=checkout -p version=v1.4.1 --reason \"INC-1 tour\"\n".to_owned(),
+                    "  airlock run kill-long-queries -p min_seconds=60 --reason \"INC-1 tour\"   # needs lead1's approval\n".to_owned(),
+                    "\n".to_owned(),
+                    "The SRE lead (read and write) logs in with:\n".to_owned(),
+                    format!("  {}\n", login(&lead.secret)),
+                    "\n".to_owned(),
+                    "Press Ctrl-C to stop the gateway and PostgreSQL.\n".to_owned(),
+                ]
+                .concat();
+                // Off the runtime and ignoring errors: stdout may be a pipe
+                // whose reader is gone, or one nobody reads.
+                drop(tokio::task::spawn_blocking(move || airlock::say(&banner)));
+                gateway::run(
+                    config,
+                    listeners,
+                    shutdown,
+                    std::sync::Arc::new(airlock_access::SystemClock),
+                )
+                .await
             });
+            rt.shutdown_timeout(SHUTDOWN_GRACE);
             drop(prepared.cluster);
             result?;
-            eprintln!("stopped; PostgreSQL is stopped too");
+            airlock::note("stopped; PostgreSQL is stopped too");
             Ok(ExitCode::SUCCESS)
         }
         Command::Login {

@@ -71,7 +71,7 @@ pub fn prepare(dir: &Path, pg_port: u16, http_port: u16) -> anyhow::Result<Prepa
     let upstream_tls = dir.join("upstream-tls");
     airlock_proxy::tls::load_or_generate(&upstream_tls, None, None, &["127.0.0.1".to_owned()])
         .context("making a TLS certificate for the throwaway PostgreSQL cluster")?;
-    eprintln!("starting a throwaway PostgreSQL cluster...");
+    crate::note("starting a throwaway PostgreSQL cluster...");
     let cluster = PgCluster::start(ClusterOptions {
         ssl_cert_and_key: Some((
             upstream_tls.join("tls/server.crt"),
@@ -83,11 +83,11 @@ pub fn prepare(dir: &Path, pg_port: u16, http_port: u16) -> anyhow::Result<Prepa
     let (ro_password, rw_password) = (secret(), secret());
     airlock_pgcluster::seed_orders(&cluster, &ro_password, &rw_password)
         .context("seeding the sample orders database")?;
-    eprintln!(
+    crate::note(&format!(
         "PostgreSQL {} on 127.0.0.1:{} with a sample `orders` database",
         cluster.version(),
         cluster.port()
-    );
+    ));
     let pg_port = port(pg_port)?;
     let http_port = port(http_port)?;
     let grpc_port = port(4317)?;
@@ -187,15 +187,38 @@ pub async fn serve_pipeline(port: u16, token: String) -> anyhow::Result<()> {
                 if !ok {
                     return (StatusCode::UNAUTHORIZED, "bad token\n".to_owned());
                 }
-                eprintln!("[stand-in deploy pipeline] queued: {body}");
+                crate::note(&format!("[stand-in deploy pipeline] queued: {body}"));
                 (StatusCode::ACCEPTED, format!("queued: {body}\n"))
             }
         }),
     );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("the stand-in deploy pipeline stopped: {e}");
+            crate::note(&format!("the stand-in deploy pipeline stopped: {e}"));
         }
     });
     Ok(())
+}
+
+/// Stops the throwaway cluster at once (a second Ctrl-C): `pg_ctl stop -m
+/// immediate`, then SIGKILL to the postmaster if it is still there. Output
+/// goes nowhere: stdout may be a closed pipe.
+pub fn stop_cluster_now(bin_dir: &Path, data_dir: &Path, pid: Option<u32>) {
+    use std::process::{Command, Stdio};
+    let _ = Command::new(bin_dir.join("pg_ctl"))
+        .arg("stop")
+        .arg("-D")
+        .arg(data_dir)
+        .args(["-m", "immediate", "-w", "-t", "5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if let Some(pid) = pid.filter(|p| airlock_pgcluster::pid_alive(*p)) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }

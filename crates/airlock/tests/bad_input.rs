@@ -332,3 +332,239 @@ async fn connections_beyond_the_limit_are_refused_with_53300() {
     );
     w.stop().await;
 }
+
+/// Reads backend messages until a ReadyForQuery; returns each (tag, body).
+async fn until_ready(s: &mut TcpStream, buf: &mut BytesMut) -> Vec<(u8, Vec<u8>)> {
+    let mut got = Vec::new();
+    loop {
+        while let Some(f) = decode_frame(buf, 1 << 20).unwrap() {
+            let done = f.tag == b'Z';
+            got.push((f.tag, f.body.to_vec()));
+            if done {
+                return got;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(60), s.read_buf(buf))
+            .await
+            .expect("an answer within 60 s")
+            .unwrap();
+        assert!(n > 0, "closed; got {got:?}");
+    }
+}
+
+fn sqlstates(msgs: &[(u8, Vec<u8>)]) -> Vec<String> {
+    let mut out = BytesMut::new();
+    for (t, body) in msgs {
+        Frame::new(*t, body.clone()).encode(&mut out);
+    }
+    error_messages(&out).into_iter().map(|(c, _)| c).collect()
+}
+
+/// Sends one message of `len` body bytes: `head`, then `fill` up to
+/// `len - tail.len()`, then `tail`, in 1 MiB writes.
+async fn send_long(s: &mut TcpStream, tag: u8, head: &[u8], len: usize, tail: &[u8]) {
+    let mut header = vec![tag];
+    header.extend_from_slice(&((len + 4) as u32).to_be_bytes());
+    header.extend_from_slice(head);
+    s.write_all(&header).await.unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    let mut left = len - head.len() - tail.len();
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n]).await.unwrap();
+        left -= n;
+    }
+    s.write_all(tail).await.unwrap();
+}
+
+/// Regression: a 100 MiB Query from a read session was buffered whole,
+/// refused as too long, then written whole into the audit log (the
+/// gateway's memory went from 25 MB to 445 MB). Now it is refused from its
+/// header, read through in small pieces, and recorded by its start, length
+/// and SHA-256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_statement_is_refused_without_being_buffered_or_logged_whole() {
+    use sha2::Digest as _;
+    let w = World::start_with(Options {
+        allow_plaintext: true,
+        subprocess: true,
+        ..Options::default()
+    })
+    .await;
+    let conn = w.connect("oncall1", "read").await;
+    let (mut s, mut buf) = raw_login(&w, "oncall1", &conn.credential.password).await;
+    let pid = w.gateway_pid().expect("gateway process");
+    let peak = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    };
+    let before = peak();
+
+    // select 'xxxx…' of 100 MiB, over the default 1 MiB max_statement_size.
+    let len = 100 << 20;
+    send_long(&mut s, b'Q', b"select '", len, b"'\0").await;
+    let answer = until_ready(&mut s, &mut buf).await;
+    assert_eq!(sqlstates(&answer), vec!["54000"], "{answer:?}");
+    let text = String::from_utf8_lossy(&answer[0].1).into_owned();
+    assert!(text.contains("max_statement_size"), "{text}");
+
+    // The same through the extended protocol, pipelined with a Bind,
+    // Execute and Sync: refused in order, and the session goes on.
+    let mut head = b"big\0".to_vec();
+    head.extend_from_slice(b"select '");
+    send_long(&mut s, b'P', &head, 8 << 20, b"'\0\0\0").await;
+    let mut out = BytesMut::new();
+    Frame::new(b'B', &b"\0big\0\0\0\0\0\0\0"[..]).encode(&mut out);
+    Frame::new(b'E', &b"\0\0\0\0\0"[..]).encode(&mut out);
+    Frame::new(b'S', &b""[..]).encode(&mut out);
+    Frame::new(b'Q', &b"select 'still here'\0"[..]).encode(&mut out);
+    s.write_all(&out).await.unwrap();
+    let answer = until_ready(&mut s, &mut buf).await;
+    assert_eq!(sqlstates(&answer), vec!["54000"], "{answer:?}");
+    let answer = until_ready(&mut s, &mut buf).await;
+    assert!(
+        answer
+            .iter()
+            .any(|(t, b)| *t == b'D' && b.ends_with(b"still here")),
+        "{answer:?}"
+    );
+
+    let after = peak();
+    assert!(
+        after < before + 32 * 1024 * 1024,
+        "gateway peak memory grew from {before} to {after} bytes for an oversized statement"
+    );
+
+    // The audit records keep the start, the length and the digest.
+    let mut whole = b"select '".to_vec();
+    whole.resize(len - 2, b'x');
+    whole.extend_from_slice(b"'");
+    let digest = hex::encode(sha2::Sha256::digest(&whole));
+    let mut found = None;
+    for _ in 0..100 {
+        airlock_audit::read::scan(&airlock_audit::audit_dir(&w.data_dir()), 0, |raw| {
+            if let Some(e) = airlock_audit::read::Entry::parse(raw.line) {
+                if let airlock_audit::Event::Statement(st) = e.event {
+                    if st.text_len == Some((len - 1) as u64) {
+                        found = Some(st);
+                    }
+                }
+            }
+            Ok(true)
+        })
+        .unwrap();
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = found.expect("an audit record of the oversized statement");
+    assert_eq!(st.text_sha256.as_deref(), Some(digest.as_str()));
+    assert_eq!(st.rule, "too_long");
+    assert_eq!(st.sqlstate.as_deref(), Some("54000"));
+    let kept = st.text.expect("the start of the text");
+    assert!(
+        kept.starts_with("select 'xxx") && kept.len() <= 4096,
+        "{}",
+        kept.len()
+    );
+    w.stop().await;
+}
+
+/// Regression: 20 idle unauthenticated sockets kept a legitimate engineer
+/// out (each held one of `max_client_connections` for the whole 60 s login
+/// timeout). Connections logging in have their own quota, where a new one
+/// takes the place of the longest-waiting, and take a client slot only
+/// once logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_unauthenticated_sockets_do_not_keep_people_out() {
+    let w = World::start_with(Options {
+        extra_gateway: "max_client_connections = 20".into(),
+        ..Options::default()
+    })
+    .await;
+    let conn = w.connect("oncall1", "read").await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(TcpStream::connect(w.pg_addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let out = tokio::task::block_in_place(|| w.psql(&conn, &["-c", "select 'in'"]));
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        assert_eq!(common::stdout(&out).trim(), "in");
+    }
+    // Sockets that never logged in were closed to make room.
+    let mut closed = 0;
+    for s in &mut idle {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 8, "only {closed} of 40 idle sockets were closed");
+    w.stop().await;
+}
+
+/// Unauthenticated connections get a short deadline (`login_timeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_does_not_log_in_is_closed_after_login_timeout() {
+    let w = World::start_with(Options {
+        extra_gateway: "login_timeout = \"1s\"".into(),
+        ..Options::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(w.pg_addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+        .await
+        .expect("closed within 10 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    w.stop().await;
+}
+
+/// Regression: every refused login wrote its own audit record, so a
+/// password-guessing burst filled the log. Refusals from one address are
+/// aggregated: the first alone, then one record with a count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_refused_logins_is_aggregated_per_source() {
+    let w = World::start().await;
+    let conn = w.connect("oncall1", "read").await;
+    for _ in 0..20 {
+        let mut bad = w.tokio_pg_config(&conn);
+        bad.password("not-the-password");
+        let e = bad.connect(w.tls(&conn)).await.err().expect("refused");
+        assert_eq!(e.code().map(|c| c.code()), Some("28P01"), "{e}");
+    }
+    let kept = tempfile::tempdir().unwrap();
+    w.stop_keeping_files(kept.path()).await;
+    let mut refused = Vec::new();
+    airlock_audit::read::scan(&kept.path().join("audit"), 0, |raw| {
+        if let Some(e) = airlock_audit::read::Entry::parse(raw.line) {
+            if let airlock_audit::Event::LoginRefused {
+                count, client_addr, ..
+            } = e.event
+            {
+                refused.push((count, client_addr));
+            }
+        }
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].0, None, "the first is recorded alone");
+    assert_eq!(refused[1], (Some(19), "127.0.0.1".to_owned()));
+}

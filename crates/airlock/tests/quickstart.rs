@@ -199,3 +199,123 @@ fn quickstart_then_login_connect_and_ctrl_c() {
         "PostgreSQL still running on {port}"
     );
 }
+
+/// Starts `airlock quickstart` with `stdout` as its standard output and
+/// waits (on its stderr) until the gateway listens. Returns the child, the
+/// throwaway PostgreSQL's port and the rest of stderr (drained meanwhile).
+fn start_with_stdout(
+    dir: &std::path::Path,
+    stdout: Stdio,
+) -> (std::process::Child, u16, std::thread::JoinHandle<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["quickstart", "--pg-port", "0", "--http-port", "0", "--dir"])
+        .arg(dir.join("qs"))
+        .env("AIRLOCK_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut pg_port = None;
+    let started = Instant::now();
+    loop {
+        let Some(Ok(line)) = stderr.next() else {
+            panic!("quickstart ended before it was ready:\n{}", seen.join("\n"));
+        };
+        if let Some(rest) = line.split(" on 127.0.0.1:").nth(1) {
+            if line.starts_with("PostgreSQL") {
+                pg_port = rest.split_whitespace().next().and_then(|p| p.parse().ok());
+            }
+        }
+        let ready = line.contains("airlock gateway listening");
+        seen.push(line);
+        if ready {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not ready in 120 s:\n{}",
+            seen.join("\n")
+        );
+    }
+    let rest = std::thread::spawn(move || {
+        let mut all = seen;
+        all.extend(stderr.map_while(Result::ok));
+        all.join("\n")
+    });
+    (child, pg_port.expect("the cluster's port is printed"), rest)
+}
+
+/// Waits up to `limit` for the child to exit.
+fn exits_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("quickstart did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigint(child: &std::process::Child) {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// Regression: `airlock quickstart | tee log`, then Ctrl-C (which ends tee
+/// too): writing to the closed stdout panicked, or hung the stop, and
+/// PostgreSQL was left running. Every write to stdout now ignores errors.
+#[test]
+fn ctrl_c_with_a_closed_stdout_stops_the_gateway_and_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    // The reader is gone before anything is written.
+    drop(reader);
+    let (mut child, pg_port, stderr) = start_with_stdout(dir.path(), writer.into());
+    std::thread::sleep(Duration::from_millis(500));
+    sigint(&child);
+    let status = exits_within(&mut child, Duration::from_secs(20));
+    let log = stderr.join().unwrap();
+    assert!(status.success(), "quickstart exited with {status}:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
+        "PostgreSQL still running on {pg_port}"
+    );
+}
+
+/// A stop stuck on a stdout nobody reads (the pipe is full) must not make
+/// the process unkillable: a second Ctrl-C exits at once, and the
+/// throwaway PostgreSQL is still stopped.
+#[test]
+fn a_second_ctrl_c_forces_the_exit_and_still_stops_postgresql() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    // Fill the pipe: every write the gateway makes to stdout blocks.
+    writer.write_all(&vec![b'.'; 65536]).unwrap();
+    let (mut child, pg_port, stderr) = start_with_stdout(dir.path(), writer.into());
+    std::thread::sleep(Duration::from_millis(500));
+    sigint(&child);
+    std::thread::sleep(Duration::from_millis(100));
+    sigint(&child);
+    let status = exits_within(&mut child, Duration::from_secs(15));
+    let log = stderr.join().unwrap();
+    assert!(
+        status.success() || status.code() == Some(130),
+        "quickstart exited with {status}:\n{log}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
+        "PostgreSQL still running on {pg_port}:\n{log}"
+    );
+    drop(reader);
+}

@@ -1069,3 +1069,152 @@ async fn cli_timeline_follow_trace_compare_and_deploys() {
     child.kill().await.unwrap();
     w.stop().await;
 }
+
+/// Regression: OTLP ingest accepted anything when no ingest token was
+/// configured, even on a listener anyone could reach. Without a token the
+/// gateway now starts only when every OTLP listener is on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_ingest_on_a_reachable_listener_refuses_to_start() {
+    let w = World::start().await;
+    for (key, http, grpc) in [
+        ("listen_http", "0.0.0.0:7443", Some("127.0.0.1:4317")),
+        ("listen_otlp_grpc", "127.0.0.1:7443", Some("[::]:4317")),
+    ] {
+        let mut config = w.config.clone();
+        config.gateway.listen_http = http.to_owned();
+        config.gateway.listen_otlp_grpc = grpc.map(str::to_owned);
+        let data = tempfile::tempdir().unwrap();
+        config.gateway.data_dir = data.path().join("data");
+        let listeners = airlock::gateway::Listeners {
+            postgres: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            otlp_grpc: None,
+        };
+        let run = airlock::gateway::run(
+            config,
+            listeners,
+            tokio_util::sync::CancellationToken::new(),
+            std::sync::Arc::new(airlock_access::SystemClock),
+        );
+        let err = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+            .await
+            .expect("refused at once")
+            .expect_err("must not start");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("ingest_tokens_env") && text.contains(key),
+            "{text}"
+        );
+    }
+    w.stop().await;
+}
+
+/// Ingest stops while the data directory's disk is below
+/// `[telemetry] min_free_space`, so the audit log beside it keeps room, and
+/// resumes once space is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_stops_while_the_data_disk_is_low() {
+    let w = World::start_with(common::Options {
+        data_dir_tmpfs: Some(64 << 20),
+        policy: Some(format!(
+            "{}\n[telemetry]\nmin_free_space = \"40MiB\"\n",
+            common::DEFAULT_POLICY
+        )),
+        ..Default::default()
+    })
+    .await;
+    let log = serde_json::json!({ "resourceLogs": [{
+        "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "disk" } }] },
+        "scopeLogs": [{ "logRecords": [{ "timeUnixNano": (now_ms() * 1_000_000).to_string(), "body": { "stringValue": "hello" } }] }],
+    }]});
+    let post = || async {
+        let r = w
+            .http_client()
+            .post(format!("{}/v1/logs", w.http()))
+            .json(&log)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    let (status, text) = post().await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // Fill the disk past the floor.
+    let filler = w.data_dir().join("filler");
+    std::fs::write(&filler, vec![0u8; 32 << 20]).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, text) = post().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("min_free_space"), "{text}");
+    std::fs::remove_file(&filler).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, text) = post().await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    w.stop().await;
+}
+
+/// The telemetry store is bounded by `[telemetry] max_size`: past it the
+/// oldest telemetry is removed first, so ingest cannot grow it without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_stays_under_max_size_removing_the_oldest_first() {
+    let w = World::start_with(common::Options {
+        policy: Some(format!(
+            "{}\n[telemetry]\nmax_size = \"2MiB\"\nretain = \"1d\"\n",
+            common::DEFAULT_POLICY
+        )),
+        ..Default::default()
+    })
+    .await;
+    // 40 batches of 20 logs of 8 KiB (6+ MiB in all), ten minutes apart,
+    // oldest first.
+    let now_ns = now_ms() * 1_000_000;
+    let body = "x".repeat(8 * 1024);
+    for i in 0..40i64 {
+        let t = now_ns - (40 - i) * 600 * 1_000_000_000;
+        let records: Vec<Value> = (0..20)
+            .map(|j| {
+                serde_json::json!({
+                    "timeUnixNano": (t + j).to_string(), "severityNumber": 9,
+                    "body": { "stringValue": format!("{i} {body}") },
+                })
+            })
+            .collect();
+        let r = w
+            .http_client()
+            .post(format!("{}/v1/logs", w.http()))
+            .json(&serde_json::json!({ "resourceLogs": [{
+                "resource": shop_resource("v1"),
+                "scopeLogs": [{ "logRecords": records }],
+            }]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // Let the writer's size check (every 2 s at most) keep up.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // One more batch triggers the check after the pause.
+    post_log(&w, "v1", now_ns, "last", "", "").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Read beside the running gateway (the world's directory goes with it).
+    let path = airlock::gateway::telemetry_path(&w.data_dir());
+    use airlock_store::telemetry::TelemetryStore as _;
+    let store = airlock_store::SqliteTelemetry::open(&path).unwrap();
+    let used = store.used_bytes().unwrap().unwrap();
+    assert!(used <= 2 * 1024 * 1024, "the store holds {used} bytes");
+    let (_, logs, _) = store.counts().unwrap();
+    assert!(logs > 0 && logs < 801, "{logs} logs kept");
+    // The newest were kept: the last log is among them.
+    let kept = store
+        .timeline(&airlock_store::telemetry::TimelineQuery {
+            service: Some("shop".into()),
+            since_ns: now_ns - 1,
+            until_ns: i64::MAX,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!kept.is_empty(), "the newest telemetry was removed");
+    drop(store);
+    w.stop().await;
+}

@@ -1231,6 +1231,17 @@ impl TelemetryStore for SqliteTelemetry {
         Ok(removed)
     }
 
+    fn used_bytes(&self) -> Result<Option<u64>, StoreError> {
+        self.read(|conn| {
+            let pragma = |name: &str| -> Result<u64, StoreError> {
+                let n: i64 = conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            };
+            let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+            Ok(Some(pages.saturating_mul(pragma("page_size")?)))
+        })
+    }
+
     fn counts(&self) -> Result<(u64, u64, u64), StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached("SELECT kind, n FROM totals")?;
