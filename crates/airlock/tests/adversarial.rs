@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use airlock_audit::read::Entry;
 use airlock_audit::Event;
-use common::{stderr, stdout, Options, World};
+use common::{audit_entries as entries, sqlstate as code, stderr, stdout, Options, World};
 
 /// The read credential can write (member of the write role, may write
 /// server files), and the database has user functions that loosen a
@@ -50,26 +48,10 @@ fn state(w: &World) -> String {
     w.cluster.psql("orders", STATE).unwrap()
 }
 
-fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_owned())
-        .unwrap_or_else(|| format!("not a db error: {e}"))
-}
-
 fn message(e: &tokio_postgres::Error) -> String {
     e.as_db_error()
         .map(|d| d.message().to_owned())
         .unwrap_or_else(|| e.to_string())
-}
-
-fn entries(data_dir: &Path) -> Vec<Entry> {
-    let mut out = Vec::new();
-    airlock_audit::read::scan(&airlock_audit::audit_dir(data_dir), 0, |raw| {
-        out.push(Entry::parse(raw.line).expect("every record decodes"));
-        Ok(true)
-    })
-    .unwrap();
-    out
 }
 
 /// The audit record of the statement whose text contains `needle`.

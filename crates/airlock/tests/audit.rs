@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use airlock_audit::read::Entry;
 use airlock_audit::Event;
-use common::{stderr, stdout, Options, World, DEFAULT_POLICY};
+use common::{
+    audit_entries as entries, sqlstate as code, stderr, stdout, Options, World, DEFAULT_POLICY,
+};
 
 fn airlock(args: &[&str], config: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_airlock"))
@@ -22,23 +24,6 @@ fn airlock(args: &[&str], config: &Path) -> std::process::Output {
         .env("AIRLOCK_LOG", "warn")
         .output()
         .expect("airlock runs")
-}
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_owned())
-        .unwrap_or_else(|| format!("not a db error: {e}"))
-}
-
-/// Every record in the log, in order.
-fn entries(data_dir: &Path) -> Vec<Entry> {
-    let mut out = Vec::new();
-    airlock_audit::read::scan(&airlock_audit::audit_dir(data_dir), 0, |raw| {
-        out.push(Entry::parse(raw.line).expect("every record decodes"));
-        Ok(true)
-    })
-    .unwrap();
-    out
 }
 
 fn statements(entries: &[Entry]) -> Vec<airlock_audit::Statement> {

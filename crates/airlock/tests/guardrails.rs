@@ -8,13 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{stderr, stdout, Options, World, DEFAULT_POLICY};
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_owned())
-        .unwrap_or_else(|| format!("not a db error: {e}"))
-}
+use common::{sqlstate as code, stderr, stdout, Options, World, DEFAULT_POLICY};
 
 fn text(e: &tokio_postgres::Error) -> String {
     e.as_db_error()

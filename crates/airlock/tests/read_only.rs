@@ -5,13 +5,7 @@
 
 mod common;
 
-use common::{stderr, stdout, World};
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_owned())
-        .unwrap_or_else(|| format!("not a db error: {e}"))
-}
+use common::{sqlstate as code, stderr, stdout, World};
 
 fn message(e: &tokio_postgres::Error) -> String {
     e.as_db_error()

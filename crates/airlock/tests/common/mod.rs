@@ -503,3 +503,21 @@ pub fn stderr(o: &Output) -> String {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// The SQLSTATE of a database error, or what else the error was.
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_owned())
+        .unwrap_or_else(|| format!("not a db error: {e}"))
+}
+
+/// Every record in the gateway's audit log under `data_dir`, in order.
+pub fn audit_entries(data_dir: &Path) -> Vec<airlock_audit::read::Entry> {
+    let mut out = Vec::new();
+    airlock_audit::read::scan(&airlock_audit::audit_dir(data_dir), 0, |raw| {
+        out.push(airlock_audit::read::Entry::parse(raw.line).expect("every record decodes"));
+        Ok(true)
+    })
+    .unwrap();
+    out
+}
