@@ -153,8 +153,9 @@ pub async fn serve_connection(
             format!("{}ms", t.as_millis()),
         ));
     }
+    let limits = crate::gate::ReadLimits::of(&config.gateway);
     let client_settings =
-        match crate::startup::client_settings(&startup.params, auth.access, &rails) {
+        match crate::startup::client_settings(&startup.params, auth.access, &rails, &limits) {
             Ok(s) => s,
             Err(u) => {
                 outcome(&ctx, "refused");
@@ -162,41 +163,17 @@ pub async fn serve_connection(
                 return;
             }
         };
-    if auth.access == airlock_config::Access::Read {
-        // The read ceilings hold for startup settings as for SET.
-        let limits = crate::gate::ReadLimits::of(&config.gateway);
-        let over = client_settings.iter().find_map(|(name, value)| {
-            let value = airlock_sql::settings::SettingValue::Const(value.clone());
-            limits.check(&name.to_ascii_lowercase(), &value).err()
-        });
-        // The session's default, which RESET returns to and SET may only
-        // lower; a lower one the client asked for at startup (checked just
-        // above) stands instead.
-        let asked = client_settings
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("idle_in_transaction_session_timeout"));
-        if !asked {
-            settings.push((
-                "idle_in_transaction_session_timeout".to_owned(),
-                format!(
-                    "{}ms",
-                    config.gateway.read_idle_in_transaction_timeout.as_millis()
-                ),
-            ));
-        }
-        if let Some(allowed) = over {
-            outcome(&ctx, "refused");
-            let u = UserFacingError::fatal(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "read sessions on \"{}\" may set {allowed}; a startup setting asked for more",
-                    auth.resource
-                ),
-            )
-            .hint("remove the setting from the connection's options, or choose a smaller value");
-            refuse(&ctx, &mut stream, &startup, peer, &u).await;
-            return;
-        }
+    // A read session's default idle-transaction timeout, which RESET returns
+    // to and SET may only lower; a lower one asked for at startup (checked
+    // above) stands instead.
+    let asked = client_settings
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("idle_in_transaction_session_timeout"));
+    if auth.access == airlock_config::Access::Read && !asked {
+        settings.push((
+            "idle_in_transaction_session_timeout".to_owned(),
+            format!("{}ms", limits.idle_in_transaction.as_millis()),
+        ));
     }
     let upstream = match backend::connect(
         &resource,

@@ -17,6 +17,7 @@ use airlock_sql::settings::{setting_rule, SettingValue};
 use airlock_sql::{Class, Guardrails};
 
 use crate::error::UserFacingError;
+use crate::gate::ReadLimits;
 
 /// Startup keys that are not settings: the gateway reads them itself and
 /// never forwards them (`user` and `database` are replaced by the
@@ -29,6 +30,7 @@ pub fn client_settings(
     params: &[(String, String)],
     access: Access,
     rails: &Guardrails,
+    limits: &ReadLimits,
 ) -> Result<Vec<(String, String)>, UserFacingError> {
     let mut settings = Vec::new();
     for (key, value) in params {
@@ -44,18 +46,19 @@ pub fn client_settings(
         settings.push((key.clone(), value.clone()));
     }
     for (name, value) in &settings {
-        check(name, value, access, rails)?;
+        check(name, value, access, rails, limits)?;
     }
     Ok(settings)
 }
 
-/// Whether a session at `access` under `rails` may start with `name` set to
-/// `value`.
+/// Whether a session at `access` under `rails` (and, for reads, `limits`)
+/// may start with `name` set to `value`.
 fn check(
     name: &str,
     value: &str,
     access: Access,
     rails: &Guardrails,
+    limits: &ReadLimits,
 ) -> Result<(), UserFacingError> {
     let lower = name.to_ascii_lowercase();
     let refused = |code: &'static str, why: String| {
@@ -98,6 +101,16 @@ fn check(
                 ),
             )
             .hint("connect without it; a longer statement can be reviewed and run once with airlock exec"));
+        }
+    }
+    if access == Access::Read {
+        // The read ceilings hold at login as for SET.
+        if let Err(allowed) = limits.check(&lower, &SettingValue::Const(value.to_owned())) {
+            return Err(refused(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("read sessions may set {allowed}"),
+            )
+            .hint("remove the setting from the connection's options, or choose a smaller value"));
         }
     }
     let Some(rule) = setting_rule(&lower, &SettingValue::Const(value.to_owned())) else {
@@ -194,6 +207,13 @@ fn bad_option(word: &str, why: &str) -> UserFacingError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits() -> ReadLimits {
+        ReadLimits {
+            work_mem: airlock_config::Gateway::DEFAULT_READ_WORK_MEM,
+            idle_in_transaction: std::time::Duration::from_secs(300),
+        }
+    }
     use std::time::Duration;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -330,7 +350,7 @@ mod tests {
             (&[("bad name", "1")], Access::Write, &none, Some("08P01")),
         ];
         for (params, access, rails, want) in cases {
-            let got = client_settings(&pairs(params), *access, rails);
+            let got = client_settings(&pairs(params), *access, rails, &limits());
             match (want, got) {
                 (None, Ok(_)) => {}
                 (Some(code), Err(e)) => {
@@ -351,7 +371,8 @@ mod tests {
             ("options", "-c work_mem=8MB"),
             ("_pq_.x", "1"),
         ]);
-        let got = client_settings(&params, Access::Read, &Guardrails::default()).unwrap();
+        let got =
+            client_settings(&params, Access::Read, &Guardrails::default(), &limits()).unwrap();
         assert_eq!(
             got,
             pairs(&[("work_mem", "8MB"), ("application_name", "psql")])

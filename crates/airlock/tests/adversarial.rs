@@ -584,7 +584,8 @@ async fn read_sessions_cannot_lift_their_ceilings() {
         let e = cfg.connect(w.tls(&conn)).await.err().expect(options);
         assert_eq!(code(&e), "42501", "{options}: {}", message(&e));
         assert!(
-            message(&e).contains("a startup setting asked for more"),
+            message(&e).contains("refused the startup setting")
+                && message(&e).contains("read sessions may set"),
             "{}",
             message(&e)
         );
