@@ -1,5 +1,13 @@
 //! A session's account in the audit log: every statement is written (handed
 //! to the kernel) before it is forwarded, and refused when it cannot be.
+//!
+//! The records of one client read (statements, Bind values, and the
+//! completions waiting) are queued while the gate handles its messages and
+//! written in one append by [`SessionLog::flush`], which the relay calls
+//! right before it forwards that read: one encode, hash and `write(2)` per
+//! read instead of one per message. When that write fails, nothing of the
+//! read is forwarded and the gate refuses each of its statements
+//! ([`crate::gate::Gate::commit`]).
 
 use airlock_audit::{AuditError, AuditLog, Classified, Event, Statement};
 use airlock_pgwire::sqlstate;
@@ -30,7 +38,7 @@ impl Protocol {
 }
 
 /// Completion records (`statement_done`) waiting to be written with the
-/// session's next statement record: one `write(2)` for both instead of two.
+/// session's next records: one `write(2)` for all instead of several.
 /// A session that sends nothing more has them written within
 /// [`Deferred::WITHIN`] by the upstream→client side, and at its end.
 #[derive(Default)]
@@ -78,8 +86,9 @@ pub struct SessionLog {
     /// The last record this session wrote: what `durable` waits for.
     last_seq: u64,
     deferred: std::sync::Arc<Deferred>,
-    /// Bind records waiting for [`SessionLog::flush`].
-    binds: Vec<Event>,
+    /// Statement and Bind records of the read being handled, in message
+    /// order, waiting for [`SessionLog::flush`].
+    pending: Vec<Event>,
 }
 
 /// How much of a text refused as too long its audit record keeps.
@@ -106,7 +115,7 @@ impl SessionLog {
             n: 0,
             last_seq: 0,
             deferred: std::sync::Arc::default(),
-            binds: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -115,9 +124,10 @@ impl SessionLog {
         self.deferred.clone()
     }
 
-    /// Writes the record of a statement as the client sent it, with how it
-    /// was classified and decided. `refusal` is the rule and SQLSTATE of a
-    /// refusal. When this returns `Ok`, the record is in the kernel.
+    /// Queues the record of a statement as the client sent it, with how it
+    /// was classified and decided, and returns its number. `refusal` is the
+    /// rule and SQLSTATE of a refusal. The record is written by
+    /// [`SessionLog::flush`], before anything of the read is forwarded.
     ///
     /// A text refused as too long is recorded cut: its first
     /// [`CUT_TEXT_PREFIX`] bytes, its length and its SHA-256.
@@ -128,7 +138,7 @@ impl SessionLog {
         param_types: &[u32],
         verdict: &Verdict,
         refusal: Option<(&str, &str)>,
-    ) -> Result<u64, AuditError> {
+    ) -> u64 {
         let text = if verdict.rule() == airlock_sql::Rule::TooLong {
             use sha2::Digest as _;
             Text::Cut {
@@ -151,7 +161,7 @@ impl SessionLog {
         text: Text<'_>,
         verdict: &Verdict,
         refusal: Option<(&str, &str)>,
-    ) -> Result<u64, AuditError> {
+    ) -> u64 {
         self.record(protocol, text, &[], verdict, refusal)
     }
 
@@ -162,10 +172,10 @@ impl SessionLog {
         param_types: &[u32],
         verdict: &Verdict,
         refusal: Option<(&str, &str)>,
-    ) -> Result<u64, AuditError> {
+    ) -> u64 {
         self.n += 1;
         if !RECORDS {
-            return Ok(self.n);
+            return self.n;
         }
         let mut s = Statement {
             session: self.session.clone(),
@@ -204,20 +214,12 @@ impl SessionLog {
                 sha256,
             } => s.set_cut_text(prefix, len, sha256),
         }
-        // Completions waiting ride along: one write for all. If it fails
-        // they are lost with it (the statements they describe have their
-        // records); the statement is refused.
-        let mut batch = self.deferred.take();
-        batch.append(&mut self.binds);
-        batch.push(Event::Statement(s));
-        self.last_seq = self.audit.append(&batch)?;
-        Ok(self.n)
+        self.pending.push(Event::Statement(s));
+        self.n
     }
 
-    /// Records the values of a Bind of statement `n`. The record waits for
-    /// [`SessionLog::flush`], which the relay calls before it forwards
-    /// anything: the Bind and the messages after it usually arrive in one
-    /// read, so they cost one write together.
+    /// Queues the values of a Bind of statement `n` for
+    /// [`SessionLog::flush`].
     pub fn bind(&mut self, n: u64, body: &[u8]) {
         if !RECORDS {
             return;
@@ -242,19 +244,32 @@ impl SessionLog {
                     params: airlock_audit::BoundParam::capture(&[1], &[Some(body)]),
                 },
             };
-        self.binds.push(Event::Bind(event));
+        self.pending.push(Event::Bind(event));
     }
 
-    /// Writes the Bind records waiting (with any completions waiting);
-    /// nothing may be forwarded if this fails.
-    pub fn flush(&mut self) -> Result<(), AuditError> {
-        if self.binds.is_empty() {
-            return Ok(());
+    /// Writes the queued statement and Bind records, with the completions
+    /// waiting before them, in one append; `Ok(true)` when it wrote. When
+    /// this returns `Ok`, the records are in the kernel. When it fails they
+    /// are dropped (the completions with them: the statements they describe
+    /// have their records) and nothing they describe may be forwarded.
+    pub fn flush(&mut self) -> Result<bool, AuditError> {
+        if self.pending.is_empty() {
+            return Ok(false);
         }
         let mut batch = self.deferred.take();
-        batch.append(&mut self.binds);
-        self.last_seq = self.audit.append(&batch)?;
-        Ok(())
+        if batch.is_empty() {
+            std::mem::swap(&mut batch, &mut self.pending);
+        } else {
+            batch.append(&mut self.pending);
+        }
+        let written = self.audit.append(&batch);
+        // Keep the larger allocation for the next read.
+        batch.clear();
+        if batch.capacity() > self.pending.capacity() {
+            self.pending = batch;
+        }
+        self.last_seq = written?;
+        Ok(true)
     }
 
     /// Statements recorded so far.

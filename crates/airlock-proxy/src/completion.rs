@@ -115,6 +115,17 @@ impl Completions {
         q.push_back(t);
     }
 
+    /// Queues several, in order, under one lock.
+    pub fn push_all(&self, ts: impl IntoIterator<Item = Track>) {
+        let mut q = self.lock();
+        for t in ts {
+            if q.len() >= MAX_QUEUED {
+                q.pop_front();
+            }
+            q.push_back(t);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Track>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }

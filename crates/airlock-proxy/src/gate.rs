@@ -32,6 +32,15 @@
 //! ReadyForQuery has come back: the watch on ParameterStatus
 //! ([`crate::parameters`]) always acts before the client's next statement reaches
 //! the server.
+//!
+//! **One write per read.** The gate handles the messages of one client read
+//! into `out`, queuing their records in the [`SessionLog`] and keeping a
+//! journal of what it did ([`Batch`]). [`Gate::commit`], called by the relay
+//! right before `out` goes upstream, writes all the records in one append and
+//! only then tells the upstream→client side what answers to expect. If that
+//! write fails, `out` is rebuilt from the journal: each statement and Bind of
+//! the read is refused with the audit error (as if it had failed alone), and
+//! nothing whose record was lost is forwarded.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,6 +90,13 @@ impl Substitutions {
         self.count.store(p.len(), Ordering::Release);
     }
 
+    /// Takes back a refusal not sent after all.
+    fn forget(&self, token: &[u8]) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.retain(|(t, _)| t != token);
+        self.count.store(p.len(), Ordering::Release);
+    }
+
     /// Whether any refusal is outstanding (cheap; checked per ErrorResponse).
     pub fn any(&self) -> bool {
         self.count.load(Ordering::Acquire) > 0
@@ -110,6 +126,48 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// What the gate produced since the last [`Gate::commit`]: the journal of
+/// one client read, kept until its records are written.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    /// Answers the upstream→client side is told to expect at commit, in
+    /// the order the messages go upstream.
+    tracks: Vec<Track>,
+    expects: Vec<Expect>,
+}
+
+/// One handled message: where its output lies in `out` and in the queues
+/// of answers, and what it was.
+struct Entry {
+    out: std::ops::Range<usize>,
+    tracks: std::ops::Range<usize>,
+    expects: std::ops::Range<usize>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// Forwarded as the client sent it (its type), with no record of its own.
+    Forward(u8),
+    /// An allowed Query, its record in the batch.
+    Query,
+    /// An allowed Parse of the statement with this name, its record in the
+    /// batch.
+    Parse(Bytes),
+    /// A Bind, its record in the batch.
+    Bind,
+    /// A statement the gate refused: its provoked message carries token
+    /// number `seq`.
+    Refused { seq: u64, how: Provoke },
+}
+
+/// Where the next entry starts.
+struct Mark {
+    out: usize,
+    tracks: usize,
+    expects: usize,
+}
+
 /// One session's gate.
 pub struct Gate {
     classifier: Classifier,
@@ -133,6 +191,8 @@ pub struct Gate {
     names: Names,
     /// Read sessions: see the module docs.
     read: Option<ReadChecks>,
+    /// The read being handled, until [`Gate::commit`].
+    batch: Batch,
 }
 
 /// What a read session's gate keeps beyond the rest.
@@ -309,6 +369,7 @@ impl Gate {
             completions: Arc::new(Completions::default()),
             names: Names::default(),
             read: None,
+            batch: Batch::default(),
         }
     }
 
@@ -333,8 +394,16 @@ impl Gate {
         self
     }
 
+    /// Whether the last message must be answered before anything more is
+    /// sent: the relay then commits and sends what it has, and waits
+    /// ([`Gate::take_barrier`]).
+    pub fn at_barrier(&self) -> bool {
+        self.read.as_ref().is_some_and(|r| r.barrier.is_some())
+    }
+
     /// After a message that must be answered before anything more is sent:
     /// the number of ReadyForQuery to wait for ([`Gate::wait_ready`]).
+    /// Taken after [`Gate::commit`], which may have changed it.
     pub fn take_barrier(&mut self) -> Option<u64> {
         self.read.as_mut().and_then(|r| r.barrier.take())
     }
@@ -354,6 +423,14 @@ impl Gate {
             r.syncs_sent += 1;
             r.barrier = Some(r.syncs_sent);
             r.opaque_in_batch = None;
+        }
+    }
+
+    /// A Query counted by [`Gate::sent_sync`] will not go upstream after all.
+    fn unsent_sync(&mut self) {
+        if let Some(r) = self.read.as_mut() {
+            r.syncs_sent -= 1;
+            r.barrier = r.barrier.map(|b| b.min(r.syncs_sent));
         }
     }
 
@@ -423,6 +500,7 @@ impl Gate {
             // Dropped until Sync, like anything else after a refused Parse.
             return;
         }
+        let mark = self.mark(out);
         let verdict = Verdict::refused(
             Rule::TooLong,
             format!(
@@ -438,7 +516,7 @@ impl Gate {
         } else {
             Protocol::Extended
         };
-        let recorded = log.statement_cut(
+        log.statement_cut(
             protocol,
             crate::audit::Text::Cut {
                 prefix: &text.prefix,
@@ -448,17 +526,14 @@ impl Gate {
             &verdict,
             Some((rule, e.code)),
         );
-        let (label, e) = match recorded {
-            Ok(_) => (rule, e),
-            Err(a) => ("audit_failed", crate::audit::refusal(&a, &self.resource)),
-        };
-        if tag == ftag::QUERY {
-            self.refuse(label, e, Provoke::Query, out);
+        let kind = if tag == ftag::QUERY {
+            self.refuse(rule, e, Provoke::Query, out)
         } else {
             self.names.parsed(&text.name, 0);
-            self.refuse(label, e, Provoke::Parse, out);
             self.discarding = true;
-        }
+            self.refuse(rule, e, Provoke::Parse, out)
+        };
+        self.journal(mark, out, kind);
     }
 
     /// Whether the gate must see messages of this type whole.
@@ -472,23 +547,54 @@ impl Gate {
             || (crate::audit::RECORDS && matches!(tag, ftag::BIND | ftag::CLOSE))
     }
 
-    fn track(&self, t: Track) {
+    fn track(&mut self, t: Track) {
         if crate::audit::RECORDS {
-            self.completions.push(t);
+            self.batch.tracks.push(t);
         }
     }
 
-    fn expect(&self, e: Expect) {
-        if let Some(q) = &self.expect {
-            q.push(e);
+    fn expect(&mut self, e: Expect) {
+        if self.expect.is_some() {
+            self.batch.expects.push(e);
         }
+    }
+
+    fn mark(&self, out: &BytesMut) -> Mark {
+        Mark {
+            out: out.len(),
+            tracks: self.batch.tracks.len(),
+            expects: self.batch.expects.len(),
+        }
+    }
+
+    /// Notes in the batch's journal what the message begun at `mark` became.
+    fn journal(&mut self, mark: Mark, out: &BytesMut, kind: Kind) {
+        let b = &mut self.batch;
+        b.entries.push(Entry {
+            out: mark.out..out.len(),
+            tracks: mark.tracks..b.tracks.len(),
+            expects: mark.expects..b.expects.len(),
+            kind,
+        });
     }
 
     /// Handles one whole inspected message (header included): appends to
-    /// `out` what goes upstream in its place. Each statement's audit record
-    /// is written before anything of it goes to `out`; a statement that
-    /// cannot be recorded is refused.
+    /// `out` what goes upstream in its place, and queues in `log` the records
+    /// that [`Gate::commit`] writes before any of it is sent.
     pub async fn handle(&mut self, msg: Bytes, out: &mut BytesMut, log: &mut SessionLog) {
+        let mark = self.mark(out);
+        if let Some(kind) = self.handle_message(msg, out, log).await {
+            self.journal(mark, out, kind);
+        }
+    }
+
+    /// [`Gate::handle`]: what the message became, `None` when it was dropped.
+    async fn handle_message(
+        &mut self,
+        msg: Bytes,
+        out: &mut BytesMut,
+        log: &mut SessionLog,
+    ) -> Option<Kind> {
         let tag = msg[0];
         let body = &msg[5..];
         let at = std::time::Instant::now();
@@ -502,69 +608,58 @@ impl Gate {
                     self.sent_sync();
                 }
                 ftag::FLUSH => out.extend_from_slice(&msg),
-                _ => {}
+                _ => return None,
             }
-            return;
+            return Some(Kind::Forward(tag));
         }
-        match tag {
+        let kind = match tag {
             ftag::QUERY => {
                 let text = body.strip_suffix(&[0]).unwrap_or(body);
                 let verdict = self.classify(text).await;
                 let decision = self.decide(&verdict);
                 let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
-                match (
-                    log.statement(Protocol::Simple, text, &[], &verdict, refused),
-                    decision,
-                ) {
-                    (Err(e), _) => {
-                        let u = crate::audit::refusal(&e, &self.resource);
-                        self.refuse("audit_failed", u, Provoke::Query, out);
-                    }
-                    (Ok(n), Ok(_)) => {
+                let n = log.statement(Protocol::Simple, text, &[], &verdict, refused);
+                match decision {
+                    Ok(_) => {
                         self.expect(Expect::Query);
                         self.track(Track::Query { n, at });
                         out.extend_from_slice(&msg);
                         self.sent_sync();
+                        Kind::Query
                     }
-                    (Ok(_), Err((e, label))) => self.refuse(label, e, Provoke::Query, out),
+                    Err((e, label)) => self.refuse(label, e, Provoke::Query, out),
                 }
             }
             ftag::PARSE => {
-                let name = body.split(|&b| b == 0).next().unwrap_or(b"");
+                let name_len = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+                let name = &body[..name_len];
                 let text = parse_query_text(body);
                 let verdict = self.classify(text).await;
                 let decision = self
                     .pipelined_after_opaque()
                     .and_then(|()| self.decide(&verdict));
                 let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
-                match (
-                    log.statement(
-                        Protocol::Extended,
-                        text,
-                        &parse_param_types(body),
-                        &verdict,
-                        refused,
-                    ),
-                    decision,
-                ) {
-                    (Err(e), _) => {
-                        self.names.parsed(name, 0);
-                        let u = crate::audit::refusal(&e, &self.resource);
-                        self.refuse("audit_failed", u, Provoke::Parse, out);
-                        self.discarding = true;
-                    }
-                    (Ok(n), Ok(opaque)) => {
+                let n = log.statement(
+                    Protocol::Extended,
+                    text,
+                    &parse_param_types(body),
+                    &verdict,
+                    refused,
+                );
+                match decision {
+                    Ok(opaque) => {
                         self.names.parsed(name, n);
                         if let Some(r) = self.read.as_mut() {
                             remember(&mut r.statements, name, opaque);
                         }
                         self.track(Track::Parse { n, at });
                         out.extend_from_slice(&msg);
+                        Kind::Parse(msg.slice(5..5 + name_len))
                     }
-                    (Ok(_), Err((e, label))) => {
+                    Err((e, label)) => {
                         self.names.parsed(name, 0);
-                        self.refuse(label, e, Provoke::Parse, out);
                         self.discarding = true;
+                        self.refuse(label, e, Provoke::Parse, out)
                     }
                 }
             }
@@ -576,18 +671,14 @@ impl Gate {
                 let e = refusal(&verdict, self.access, &self.resource);
                 let text = format!("-- fast-path function call, oid {oid}");
                 let rule = verdict.rule().as_str();
-                // Refused either way; a failed record changes only the message.
-                let e = match log.statement(
+                log.statement(
                     Protocol::FastPath,
                     text.as_bytes(),
                     &[],
                     &verdict,
                     Some((rule, e.code)),
-                ) {
-                    Ok(_) => e,
-                    Err(a) => crate::audit::refusal(&a, &self.resource),
-                };
-                self.refuse(rule, e, Provoke::Query, out);
+                );
+                self.refuse(rule, e, Provoke::Query, out)
             }
             ftag::BIND => {
                 let n = self.names.bound(body);
@@ -599,10 +690,12 @@ impl Gate {
                     remember(&mut r.portals, portal, opaque);
                 }
                 out.extend_from_slice(&msg);
+                Kind::Bind
             }
             ftag::CLOSE => {
                 self.names.closed(body);
                 out.extend_from_slice(&msg);
+                Kind::Forward(tag)
             }
             ftag::EXECUTE => {
                 let portal = first_name(body);
@@ -611,9 +704,8 @@ impl Gate {
                     if r.opaque_in_batch.as_deref().is_some_and(|p| p != portal) {
                         let (e, label) = pipelined_refusal(&self.resource);
                         tracing::info!(resource = %self.resource, "refused an Execute pipelined after a user-function call");
-                        self.refuse(label, e, Provoke::Parse, out);
                         self.discarding = true;
-                        return;
+                        return Some(self.refuse(label, e, Provoke::Parse, out));
                     }
                     if r.portals.get(portal).copied().unwrap_or(true) {
                         r.opaque_in_batch = Some(portal.to_vec());
@@ -637,22 +729,141 @@ impl Gate {
                 }
                 self.track(Track::Execute { n, at, formats });
                 out.extend_from_slice(&msg);
+                Kind::Forward(tag)
             }
             ftag::DESCRIBE => {
                 self.expect(Expect::Describe);
-                self.track(Track::Describe {
-                    n: self.names.described(body),
-                });
+                let n = self.names.described(body);
+                self.track(Track::Describe { n });
                 out.extend_from_slice(&msg);
+                Kind::Forward(tag)
             }
             ftag::SYNC => {
                 self.expect(Expect::Sync);
                 self.track(Track::Sync);
                 out.extend_from_slice(&msg);
                 self.sent_sync();
+                Kind::Forward(tag)
             }
-            _ => out.extend_from_slice(&msg),
+            _ => {
+                out.extend_from_slice(&msg);
+                Kind::Forward(tag)
+            }
+        };
+        Some(kind)
+    }
+
+    /// Writes the records of the read in `out` (one append), then tells the
+    /// upstream→client side what answers to expect; the relay sends `out`
+    /// next. If the records cannot be written, `out` is rebuilt first so
+    /// that nothing whose record was lost goes upstream: each statement and
+    /// Bind in it is refused with the audit error, in order, and after a
+    /// refused Parse or Bind the rest up to Sync is dropped, as after any
+    /// refused Parse.
+    pub fn commit(&mut self, out: &mut BytesMut, log: &mut SessionLog) {
+        match log.flush() {
+            Ok(true) => {
+                self.metrics.audit_writes.inc();
+            }
+            Ok(false) => {}
+            Err(e) => self.refuse_batch(&e, out),
         }
+        let b = &mut self.batch;
+        b.entries.clear();
+        if !b.tracks.is_empty() {
+            self.completions.push_all(b.tracks.drain(..));
+        }
+        if let Some(q) = &self.expect {
+            if !b.expects.is_empty() {
+                q.push_all(b.expects.drain(..));
+            }
+        }
+    }
+
+    /// [`Gate::commit`] when the write failed: see there.
+    fn refuse_batch(&mut self, error: &airlock_audit::AuditError, out: &mut BytesMut) {
+        tracing::warn!(resource = %self.resource, error = %error, "the audit log could not record a client's statements; they are refused");
+        let e = crate::audit::refusal(error, &self.resource);
+        let mut response = BytesMut::new();
+        airlock_pgwire::BackendMessage::ErrorResponse(e.to_response()).encode(&mut response);
+        let response = response.freeze();
+        let old = out.split().freeze();
+        let Batch {
+            entries,
+            tracks,
+            expects,
+        } = std::mem::take(&mut self.batch);
+        // After a refused Parse or Bind the upstream skips to Sync: so does
+        // the gate.
+        let mut skipping = false;
+        let mut at = 0;
+        for entry in entries {
+            // Between entries: messages the gate does not inspect (Flush,
+            // COPY data), which go as they came.
+            out.extend_from_slice(&old[at..entry.out.start]);
+            at = entry.out.end;
+            let keep = match entry.kind {
+                Kind::Forward(tag) => {
+                    if tag == ftag::SYNC {
+                        skipping = false;
+                    }
+                    !skipping || tag == ftag::SYNC || tag == ftag::FLUSH
+                }
+                Kind::Query => {
+                    self.unsent_sync();
+                    if !skipping {
+                        self.refuse("audit_failed", e.clone(), Provoke::Query, out);
+                    }
+                    false
+                }
+                Kind::Parse(name) => {
+                    self.names.parsed(&name, 0);
+                    if !skipping {
+                        self.refuse("audit_failed", e.clone(), Provoke::Parse, out);
+                        skipping = true;
+                    }
+                    false
+                }
+                Kind::Bind => {
+                    if !skipping {
+                        self.refuse("audit_failed", e.clone(), Provoke::Parse, out);
+                        skipping = true;
+                    }
+                    false
+                }
+                Kind::Refused { seq, how } => {
+                    // Refused anyway; the client learns that the audit log
+                    // failed, as it would have without the policy's refusal.
+                    // Queued again: the upstream answers the refusals in
+                    // the order of the rebuilt batch.
+                    let token = self.token(seq).into_bytes();
+                    self.subs.forget(&token);
+                    if skipping {
+                        if how == Provoke::Query {
+                            self.unsent_sync();
+                        }
+                        false
+                    } else {
+                        self.subs.push(token, response.clone());
+                        skipping = how == Provoke::Parse;
+                        true
+                    }
+                }
+            };
+            if keep {
+                out.extend_from_slice(&old[entry.out]);
+                self.batch.tracks.extend_from_slice(&tracks[entry.tracks]);
+                self.batch
+                    .expects
+                    .extend_from_slice(&expects[entry.expects]);
+            }
+        }
+        out.extend_from_slice(&old[at..]);
+        if skipping {
+            self.discarding = true;
+        }
+        // The journal of the rebuilt batch is not needed: it has no records.
+        self.batch.entries.clear();
     }
 
     /// In a read session, a statement parsed after an opaque Execute in the
@@ -742,7 +953,18 @@ impl Gate {
         self.classifier.classify(&text).await
     }
 
-    fn refuse(&mut self, rule: &'static str, e: UserFacingError, how: Provoke, out: &mut BytesMut) {
+    /// The token a refusal's provoked message carries.
+    fn token(&self, seq: u64) -> String {
+        format!("airlock_refused_{}_{}", self.nonce, seq)
+    }
+
+    fn refuse(
+        &mut self,
+        rule: &'static str,
+        e: UserFacingError,
+        how: Provoke,
+        out: &mut BytesMut,
+    ) -> Kind {
         self.seq += 1;
         tracing::info!(
             resource = %self.resource,
@@ -757,7 +979,7 @@ impl Gate {
                 rule,
             })
             .inc();
-        let token = format!("airlock_refused_{}_{}", self.nonce, self.seq);
+        let token = self.token(self.seq);
         let mut response = BytesMut::new();
         airlock_pgwire::BackendMessage::ErrorResponse(e.to_response()).encode(&mut response);
         self.subs
@@ -786,10 +1008,11 @@ impl Gate {
             }
         };
         Frame::new(tag, provoked).encode(out);
+        Kind::Refused { seq: self.seq, how }
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Provoke {
     Query,
     Parse,
@@ -987,6 +1210,215 @@ fn read_refusal(resource: &str, what: &str, rule: Rule, none_ran: &str) -> UserF
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write session's gate and its log over a real audit log in `dir`.
+    fn gate_and_log(dir: &std::path::Path) -> (Gate, SessionLog, airlock_audit::AuditLog) {
+        let key = airlock_audit::SigningKey::load_or_create(&dir.join("key")).unwrap();
+        let audit = airlock_audit::AuditLog::open(
+            &dir.join("audit"),
+            key,
+            airlock_audit::Options::default(),
+        )
+        .unwrap();
+        let gate = Gate::new(
+            Classifier::new(airlock_sql::ClassifierOptions {
+                threads: 1,
+                ..Default::default()
+            }),
+            Access::Write,
+            "orders".into(),
+            Arc::new(ProxyMetrics::default()),
+        );
+        let log = SessionLog::new(audit.clone(), "s-test".into());
+        (gate, log, audit)
+    }
+
+    fn frame(tag: u8, body: Bytes) -> Bytes {
+        let mut b = BytesMut::new();
+        Frame::new(tag, body).encode(&mut b);
+        b.freeze()
+    }
+
+    fn parse(name: &str, query: &str) -> Bytes {
+        let p = airlock_pgwire::messages::Parse {
+            name: Bytes::copy_from_slice(name.as_bytes()),
+            query: Bytes::copy_from_slice(query.as_bytes()),
+            param_types: Vec::new(),
+        };
+        frame(ftag::PARSE, p.encode_body())
+    }
+
+    fn bind(statement: &str, value: &str) -> Bytes {
+        let b = airlock_pgwire::messages::Bind {
+            portal: Bytes::new(),
+            statement: Bytes::copy_from_slice(statement.as_bytes()),
+            param_formats: Vec::new(),
+            params: vec![Some(Bytes::copy_from_slice(value.as_bytes()))],
+            result_formats: Vec::new(),
+        };
+        frame(ftag::BIND, b.encode_body())
+    }
+
+    fn execute() -> Bytes {
+        let e = airlock_pgwire::messages::Execute {
+            portal: Bytes::new(),
+            max_rows: 0,
+        };
+        frame(ftag::EXECUTE, e.encode_body())
+    }
+
+    fn sync() -> Bytes {
+        frame(ftag::SYNC, Bytes::new())
+    }
+
+    fn query(text: &str) -> Bytes {
+        frame(
+            ftag::QUERY,
+            airlock_pgwire::messages::Query::new(text).encode_body(),
+        )
+    }
+
+    /// The messages in `out`: type and body.
+    fn messages(mut out: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut all = Vec::new();
+        while out.len() >= 5 {
+            let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+            all.push((out[0], out[5..1 + len].to_vec()));
+            out = &out[1 + len..];
+        }
+        assert!(out.is_empty(), "whole messages");
+        all
+    }
+
+    /// The refusal token a provoked message carries.
+    fn token(body: &[u8]) -> String {
+        let at = find(body, TOKEN_PREFIX).expect("a provoked message");
+        let t: Vec<u8> = body[at..]
+            .iter()
+            .copied()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .collect();
+        String::from_utf8(t).unwrap()
+    }
+
+    async fn handle_all(gate: &mut Gate, log: &mut SessionLog, msgs: &[Bytes], out: &mut BytesMut) {
+        for m in msgs {
+            gate.handle(m.clone(), out, log).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_with_several_statements_is_written_in_one_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut gate, mut log, audit) = gate_and_log(dir.path());
+        let read = [
+            parse("", "INSERT INTO t VALUES ($1)"),
+            bind("", "7"),
+            execute(),
+            sync(),
+            query("SELEC 1"),
+            query("SELECT 1"),
+        ];
+        let mut out = BytesMut::new();
+        handle_all(&mut gate, &mut log, &read, &mut out).await;
+        assert_eq!(audit.written_seq(), 0, "nothing written before the commit");
+        gate.commit(&mut out, &mut log);
+        assert_eq!(gate.metrics.audit_writes.get(), 1);
+        // Three statement records and one Bind record, in message order.
+        let mut kinds = Vec::new();
+        airlock_audit::read::scan(&dir.path().join("audit"), 0, |raw| {
+            let e = airlock_audit::read::Entry::parse(raw.line).unwrap();
+            kinds.push(match e.event {
+                airlock_audit::Event::Statement(s) => format!("statement {} {}", s.n, s.decision),
+                airlock_audit::Event::Bind(b) => format!("bind {}", b.n),
+                other => format!("{other:?}"),
+            });
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(
+            kinds,
+            [
+                "statement 1 allowed",
+                "bind 1",
+                "statement 2 refused",
+                "statement 3 allowed"
+            ]
+        );
+        // What goes upstream: the allowed messages as sent, the refused
+        // one's provoked stand-in.
+        let sent = messages(&out);
+        let tags: Vec<u8> = sent.iter().map(|m| m.0).collect();
+        assert_eq!(tags, b"PBESQQ");
+        assert!(out.starts_with(&read[..4].concat()));
+        assert!(token(&sent[4].1).starts_with("airlock_refused_"));
+        assert_eq!(sent[5].1, b"SELECT 1\0");
+    }
+
+    #[tokio::test]
+    async fn a_read_whose_records_cannot_be_written_forwards_none_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut gate, mut log, audit) = gate_and_log(dir.path());
+        // Every append fails from now on.
+        audit.close().unwrap();
+        let read = [
+            // An execution of a statement prepared earlier.
+            bind("s1", "secret"),
+            execute(),
+            sync(),
+            // Parse to Sync in one go.
+            parse("", "INSERT INTO t VALUES ($1)"),
+            bind("", "7"),
+            frame(
+                ftag::DESCRIBE,
+                airlock_pgwire::messages::Describe {
+                    kind: b'P',
+                    name: Bytes::new(),
+                }
+                .encode_body(),
+            ),
+            execute(),
+            sync(),
+            // Refused by the gate anyway, then allowed.
+            query("SELEC 1"),
+            query("DELETE FROM t"),
+            // A Parse whose Sync comes in a later read.
+            parse("s2", "SELECT 2"),
+        ];
+        let mut out = BytesMut::new();
+        handle_all(&mut gate, &mut log, &read, &mut out).await;
+        gate.commit(&mut out, &mut log);
+        assert_eq!(gate.metrics.audit_writes.get(), 0);
+        let sent = messages(&out);
+        let tags: Vec<u8> = sent.iter().map(|m| m.0).collect();
+        assert_eq!(
+            tags, b"PSPSQQP",
+            "each statement refused; nothing else but Syncs"
+        );
+        for (tag, body) in &sent {
+            if *tag == ftag::SYNC {
+                continue;
+            }
+            // Each is answered with the audit error, in place of what
+            // PostgreSQL says about the provoked message.
+            let error = format!("syntax error at or near \"{}\"", token(body));
+            let response = gate.subs.take_for(error.as_bytes()).expect("a refusal");
+            assert!(find(&response, b"58030").is_some());
+            assert!(find(&response, b"audit record could not be written").is_some());
+        }
+        // After the last refused Parse, the rest waits for Sync, as after
+        // any refused Parse.
+        let mut more = BytesMut::new();
+        handle_all(
+            &mut gate,
+            &mut log,
+            &[bind("s2", "x"), execute(), sync()],
+            &mut more,
+        )
+        .await;
+        gate.commit(&mut more, &mut log);
+        assert_eq!(messages(&more), [(ftag::SYNC, Vec::new())]);
+    }
 
     #[test]
     fn setting_values_are_read_with_postgresqls_units() {

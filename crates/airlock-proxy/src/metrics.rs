@@ -35,6 +35,9 @@ pub struct ProxyMetrics {
     pub cancel_requests: Family<OutcomeLabels, Counter>,
     /// Statements the gate refused, by the rule that refused them.
     pub refused: Family<RefusalLabels, Counter>,
+    /// Audit log appends made before forwarding what a client sent: at most
+    /// one per client read.
+    pub audit_writes: Counter,
 }
 
 impl ProxyMetrics {
@@ -79,6 +82,11 @@ impl ProxyMetrics {
             "statements_refused",
             "Statements refused by the gateway, by classification rule",
             self.refused.clone(),
+        );
+        r.register(
+            "audit_writes",
+            "Audit log writes made before forwarding client messages (one per client read that carried statements or Bind values)",
+            self.audit_writes.clone(),
         );
     }
 }

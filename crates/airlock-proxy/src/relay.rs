@@ -373,11 +373,8 @@ where
                     Err(end) => return end,
                 };
                 gate.refuse_oversized(tag, &text, &mut out, sink);
-                if let Some(n) = gate.take_barrier() {
-                    if let Err(end) = send(upstream, &mut out, sink, gate).await {
-                        return end;
-                    }
-                    gate.wait_ready(n).await;
+                if let Err(end) = barrier(upstream, &mut out, sink, gate).await {
+                    return end;
                 }
                 continue;
             }
@@ -385,14 +382,8 @@ where
                 Some(total) => {
                     let msg = buf.split_to(total).freeze();
                     gate.handle(msg, &mut out, sink).await;
-                    if let Some(n) = gate.take_barrier() {
-                        // A read session: nothing more goes upstream until
-                        // this message's ReadyForQuery (and every
-                        // ParameterStatus before it) has been seen.
-                        if let Err(end) = send(upstream, &mut out, sink, gate).await {
-                            return end;
-                        }
-                        gate.wait_ready(n).await;
+                    if let Err(end) = barrier(upstream, &mut out, sink, gate).await {
+                        return end;
                     }
                 }
                 None => break,
@@ -524,9 +515,31 @@ async fn read_through<R: AsyncRead + Unpin>(
     }
 }
 
-/// Sends what the gate put in `out`. Records first, bytes second: what
-/// reaches the upstream has been written to the audit log (and synced, with
-/// fsync = "always").
+/// In a read session, after a message that must be answered before anything
+/// more goes upstream (a Query or Sync): sends what the gate has, then waits
+/// for that ReadyForQuery (and every ParameterStatus before it).
+async fn barrier<W: AsyncWrite + Unpin>(
+    upstream: &mut W,
+    out: &mut BytesMut,
+    sink: &mut SessionLog,
+    gate: &mut Gate,
+) -> Result<(), EndReason> {
+    if !gate.at_barrier() {
+        return Ok(());
+    }
+    send(upstream, out, sink, gate).await?;
+    // Taken after the send: a batch whose records could not be written
+    // may have dropped its Query.
+    if let Some(n) = gate.take_barrier() {
+        gate.wait_ready(n).await;
+    }
+    Ok(())
+}
+
+/// Sends what the gate put in `out`. Records first, bytes second: every
+/// record of the batch is written in one append ([`Gate::commit`], which
+/// refuses the batch's statements instead when it cannot), and synced with
+/// fsync = "always", before any byte of it reaches the upstream.
 async fn send<W: AsyncWrite + Unpin>(
     upstream: &mut W,
     out: &mut BytesMut,
@@ -536,9 +549,7 @@ async fn send<W: AsyncWrite + Unpin>(
     if out.is_empty() {
         return Ok(());
     }
-    if let Err(e) = sink.flush() {
-        return Err(EndReason::AuditFailed(e.to_string()));
-    }
+    gate.commit(out, sink);
     if let Err(e) = sink.durable().await {
         return Err(EndReason::AuditFailed(e.to_string()));
     }

@@ -83,6 +83,17 @@ impl Expectations {
         q.push_back(e);
     }
 
+    /// Queues several, in order, under one lock.
+    pub fn push_all(&self, es: impl IntoIterator<Item = Expect>) {
+        let mut q = self.lock();
+        for e in es {
+            if q.len() >= MAX_EXPECTED {
+                q.pop_front();
+            }
+            q.push_back(e);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Expect>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -1039,3 +1039,235 @@ async fn checkpoints_reach_a_webhook_that_names_them_and_anchor_the_log() {
     assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
     assert!(stdout(&failed).contains("truncated"), "{}", stdout(&failed));
 }
+
+/// The gateway's count of audit writes made before forwarding what clients
+/// sent (`airlock_postgres_audit_writes_total`).
+async fn audit_writes(w: &World) -> u64 {
+    let text = w
+        .http_client()
+        .get(format!("{}/metrics", w.http()))
+        .bearer_auth(common::METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("airlock_postgres_audit_writes_total "))
+        .unwrap_or_else(|| panic!("no audit_writes counter in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The value of an int4 parameter as tokio-postgres binds it (binary,
+/// big-endian), as its bind record keeps it (base64).
+fn int4_base64(v: i32) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(v.to_be_bytes())
+}
+
+/// Regression: in the extended protocol one client read cost two audit
+/// writes (the Parse's record appended at once, the Bind's before the read
+/// was forwarded), and every execution of a prepared statement its own: the
+/// issue-18 read checks and Bind records cost 4–8 µs per transaction. Now
+/// everything one read carries is written in one append, just before the
+/// read is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_read_is_one_audit_write() {
+    use tokio_postgres::types::Type;
+    let w = World::start().await;
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+
+    // Parse, Bind, Describe, Execute and Sync in one write.
+    let before = audit_writes(&w).await;
+    let rows = client
+        .query_typed("SELECT $1::int + 1 AS next", &[(&41i32, Type::INT4)])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 42);
+    assert_eq!(
+        audit_writes(&w).await - before,
+        1,
+        "Parse/Bind/Describe/Execute/Sync in one read is one audit write"
+    );
+
+    // A prepared statement: Parse/Describe/Sync once, then Bind/Execute/Sync
+    // per execution.
+    let before = audit_writes(&w).await;
+    let select = client
+        .prepare("SELECT id FROM customers WHERE id = $1")
+        .await
+        .unwrap();
+    assert_eq!(audit_writes(&w).await - before, 1, "the prepare");
+    let before = audit_writes(&w).await;
+    for id in 1..=3i32 {
+        client.query(&select, &[&id]).await.unwrap();
+    }
+    assert_eq!(
+        audit_writes(&w).await - before,
+        3,
+        "one audit write per execution"
+    );
+
+    // A simple Query too.
+    let before = audit_writes(&w).await;
+    client.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(audit_writes(&w).await - before, 1, "a simple Query");
+
+    // The records keep the messages' order and numbers: each Bind record
+    // names its statement's n and follows its statement record directly
+    // (written together, nothing of another write between them).
+    drop(client);
+    let all = entries_after_session_end(&w.data_dir()).await;
+    let typed = all
+        .iter()
+        .find(|e| {
+            matches!(&e.event, Event::Statement(s) if s.display_text() == "SELECT $1::int + 1 AS next")
+        })
+        .expect("the statement record");
+    let Event::Statement(s) = &typed.event else {
+        unreachable!()
+    };
+    let next = all.iter().find(|e| e.seq == typed.seq + 1).unwrap();
+    match &next.event {
+        Event::Bind(b) => {
+            assert_eq!((b.session.as_str(), b.n), (s.session.as_str(), s.n));
+            assert_eq!(b.params[0].base64, Some(int4_base64(41)));
+        }
+        other => panic!("the Bind record follows its statement's, not {other:?}"),
+    }
+    let prepared = statements(&all)
+        .into_iter()
+        .find(|s| s.display_text() == "SELECT id FROM customers WHERE id = $1")
+        .expect("the prepared statement's record");
+    let binds: Vec<_> = all
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Bind(b) if b.session == prepared.session && b.n == prepared.n => {
+                b.params[0].base64.clone()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(binds, (1..=3).map(int4_base64).collect::<Vec<_>>());
+    w.stop().await;
+}
+
+/// With the audit log unwritable, a read carrying Parse, Bind, Execute and
+/// Sync is refused whole with 53100, and so is an execution of a statement
+/// prepared earlier (its Bind's record cannot be written; this used to end
+/// the session): nothing of either reaches PostgreSQL, the session goes on,
+/// and both work again once space returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_extended_protocol_reads_whole() {
+    use tokio_postgres::types::Type;
+    let w = World::start_with(Options {
+        data_dir_tmpfs: Some(8 * 1024 * 1024),
+        policy: Some(format!("{DEFAULT_POLICY}\n[audit]\nfsync = \"batched\"\n")),
+        ..Options::default()
+    })
+    .await;
+    w.cluster
+        .psql(
+            "orders",
+            "CREATE TABLE audit_probe (n int); GRANT ALL ON audit_probe TO orders_rw;",
+        )
+        .unwrap();
+    let conn = w.connect("lead1", "write").await;
+    let client = w.tokio_pg(&conn).await;
+    let insert = client
+        .prepare("INSERT INTO audit_probe VALUES ($1)")
+        .await
+        .unwrap();
+    client.execute(&insert, &[&1i32]).await.unwrap();
+
+    let filler = w.data_dir().join("filler");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    // The segment's last page may still have room for a record or two.
+    let mut full = false;
+    for _ in 0..200 {
+        match client.simple_query("SELECT 1").await {
+            Ok(_) => continue,
+            Err(e) => {
+                assert_eq!(code(&e), "53100", "{e}");
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(full, "the audit log never ran out of space");
+
+    let e = client
+        .query_typed(
+            "INSERT INTO audit_probe VALUES ($1)",
+            &[(&2i32, Type::INT4)],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "53100", "{e}");
+    let msg = e.as_db_error().unwrap();
+    assert!(
+        msg.message().contains("audit record could not be written"),
+        "{}",
+        msg.message()
+    );
+    assert!(
+        msg.detail().unwrap_or("").contains("nothing was sent"),
+        "{msg:?}"
+    );
+    let e = client.execute(&insert, &[&3i32]).await.unwrap_err();
+    assert_eq!(code(&e), "53100", "{e}");
+    assert!(
+        !client.is_closed(),
+        "a statement error, not the session's end"
+    );
+    let count = w
+        .cluster
+        .psql(
+            "orders",
+            "SELECT string_agg(n::text, ',' ORDER BY n) FROM audit_probe",
+        )
+        .unwrap();
+    assert_eq!(count.trim(), "1", "nothing refused reached PostgreSQL");
+
+    std::fs::remove_file(&filler).unwrap();
+    client.execute(&insert, &[&4i32]).await.unwrap();
+    client
+        .query_typed(
+            "INSERT INTO audit_probe VALUES ($1)",
+            &[(&5i32, Type::INT4)],
+        )
+        .await
+        .unwrap();
+    let count = w
+        .cluster
+        .psql(
+            "orders",
+            "SELECT string_agg(n::text, ',' ORDER BY n) FROM audit_probe",
+        )
+        .unwrap();
+    assert_eq!(count.trim(), "1,4,5");
+    drop(client);
+    // What ran has its Bind record; what was refused left none.
+    let bound: Vec<String> = entries_after_session_end(&w.data_dir())
+        .await
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Bind(b) => b.params.first().and_then(|p| p.base64.clone()),
+            _ => None,
+        })
+        .collect();
+    for (v, ran) in [(1, true), (2, false), (3, false), (4, true), (5, true)] {
+        assert_eq!(bound.contains(&int4_base64(v)), ran, "value {v}: {bound:?}");
+    }
+    w.stop().await;
+}
