@@ -1173,16 +1173,20 @@ async fn a_full_disk_refuses_extended_protocol_reads_whole() {
     w.cluster
         .psql(
             "orders",
-            "CREATE TABLE audit_probe (n int); GRANT ALL ON audit_probe TO orders_rw;",
+            "CREATE TABLE audit_probe (n int, pad text); GRANT ALL ON audit_probe TO orders_rw;",
         )
         .unwrap();
     let conn = w.connect("lead1", "write").await;
     let client = w.tokio_pg(&conn).await;
+    // A failed write is cut off again, so what room is left is less than the
+    // first write refused (the SELECT 1's below): the padding makes each
+    // record here larger than that.
+    let pad = "x".repeat(1000);
     let insert = client
-        .prepare("INSERT INTO audit_probe VALUES ($1)")
+        .prepare("INSERT INTO audit_probe VALUES ($1, $2)")
         .await
         .unwrap();
-    client.execute(&insert, &[&1i32]).await.unwrap();
+    client.execute(&insert, &[&1i32, &pad]).await.unwrap();
 
     let filler = w.data_dir().join("filler");
     {
@@ -1208,8 +1212,8 @@ async fn a_full_disk_refuses_extended_protocol_reads_whole() {
 
     let e = client
         .query_typed(
-            "INSERT INTO audit_probe VALUES ($1)",
-            &[(&2i32, Type::INT4)],
+            "INSERT INTO audit_probe VALUES ($1, $2)",
+            &[(&2i32, Type::INT4), (&pad, Type::TEXT)],
         )
         .await
         .unwrap_err();
@@ -1224,7 +1228,7 @@ async fn a_full_disk_refuses_extended_protocol_reads_whole() {
         msg.detail().unwrap_or("").contains("nothing was sent"),
         "{msg:?}"
     );
-    let e = client.execute(&insert, &[&3i32]).await.unwrap_err();
+    let e = client.execute(&insert, &[&3i32, &pad]).await.unwrap_err();
     assert_eq!(code(&e), "53100", "{e}");
     assert!(
         !client.is_closed(),
@@ -1240,11 +1244,11 @@ async fn a_full_disk_refuses_extended_protocol_reads_whole() {
     assert_eq!(count.trim(), "1", "nothing refused reached PostgreSQL");
 
     std::fs::remove_file(&filler).unwrap();
-    client.execute(&insert, &[&4i32]).await.unwrap();
+    client.execute(&insert, &[&4i32, &pad]).await.unwrap();
     client
         .query_typed(
-            "INSERT INTO audit_probe VALUES ($1)",
-            &[(&5i32, Type::INT4)],
+            "INSERT INTO audit_probe VALUES ($1, $2)",
+            &[(&5i32, Type::INT4), (&pad, Type::TEXT)],
         )
         .await
         .unwrap();
