@@ -279,6 +279,12 @@ EOF
     ALL_GW_PIDS+=("$GW_PID")
     wait_port "$GW_HTTP_PORT" "the gateway's HTTP API"
     wait_port "$GW_PG_PORT" "the gateway's PostgreSQL listener"
+    # The listeners may be up a moment before the generated CA is on disk.
+    local i
+    for i in $(seq 1 100); do
+        [ -s "$GW_DIR/data/tls/ca.crt" ] && break
+        sleep 0.1
+    done
     export AIRLOCK_HOME="$GW_DIR/home"
     printf '%s\n' "$token" | "$AIRLOCK" login --server "https://127.0.0.1:$GW_HTTP_PORT" \
         --ca-file "$GW_DIR/data/tls/ca.crt" >/dev/null ||
