@@ -205,8 +205,12 @@ struct ReadChecks {
     /// ReadyForQuery (a read session never enters COPY FROM, where Sync
     /// would be ignored).
     syncs_sent: u64,
-    /// Forward nothing more until this many ReadyForQuery have been seen.
+    /// Set by a Query or Sync in the batch being handled: the number of
+    /// ReadyForQuery that answer it.
     barrier: Option<u64>,
+    /// Forward nothing more until this many ReadyForQuery have been seen
+    /// (the barrier of the last batch sent).
+    awaiting: Option<u64>,
     /// Whether each prepared statement and portal is opaque; a name not
     /// here (forgotten past the bound) counts as opaque.
     statements: std::collections::HashMap<Vec<u8>, bool>,
@@ -335,7 +339,12 @@ fn pg_duration_ms(value: &str) -> Option<f64> {
 const MAX_OPAQUE_NAMES: usize = 10_000;
 
 fn remember(map: &mut std::collections::HashMap<Vec<u8>, bool>, name: &[u8], opaque: bool) {
-    if map.len() >= MAX_OPAQUE_NAMES && !map.contains_key(name) {
+    // Clients reuse their names (the unnamed ones above all): no new key then.
+    if let Some(known) = map.get_mut(name) {
+        *known = opaque;
+        return;
+    }
+    if map.len() >= MAX_OPAQUE_NAMES {
         map.clear();
     }
     map.insert(name.to_vec(), opaque);
@@ -386,6 +395,7 @@ impl Gate {
             ready,
             syncs_sent: 0,
             barrier: None,
+            awaiting: None,
             statements: Default::default(),
             portals: Default::default(),
             opaque_in_batch: None,
@@ -395,25 +405,23 @@ impl Gate {
     }
 
     /// Whether the last message must be answered before anything more is
-    /// sent: the relay then commits and sends what it has, and waits
-    /// ([`Gate::take_barrier`]).
+    /// sent: the relay then sends what it has, and [`Gate::wait_answered`]
+    /// holds back whatever comes next.
     pub fn at_barrier(&self) -> bool {
         self.read.as_ref().is_some_and(|r| r.barrier.is_some())
     }
 
-    /// After a message that must be answered before anything more is sent:
-    /// the number of ReadyForQuery to wait for ([`Gate::wait_ready`]).
-    /// Taken after [`Gate::commit`], which may have changed it.
-    pub fn take_barrier(&mut self) -> Option<u64> {
-        self.read.as_mut().and_then(|r| r.barrier.take())
-    }
-
-    /// Waits until the upstream has sent `n` ReadyForQuery messages (and the
-    /// upstream→client side has checked everything before them). Returns at
-    /// once if that side has ended.
-    pub async fn wait_ready(&mut self, n: u64) {
+    /// In a read session, waits until the last Query or Sync sent has been
+    /// answered: its ReadyForQuery (and every ParameterStatus before it)
+    /// seen by the upstream→client side. Returns at once if that side has
+    /// ended. The relay calls it before it writes anything more upstream,
+    /// and [`Gate::commit`] writes no record before it: the wait usually
+    /// costs nothing, since a client sends its next query after the answer.
+    pub async fn wait_answered(&mut self) {
         if let Some(r) = self.read.as_mut() {
-            let _ = r.ready.wait_for(|seen| *seen >= n).await;
+            if let Some(n) = r.awaiting.take() {
+                let _ = r.ready.wait_for(|seen| *seen >= n).await;
+            }
         }
     }
 
@@ -755,7 +763,8 @@ impl Gate {
 
     /// Writes the records of the read in `out` (one append), then tells the
     /// upstream→client side what answers to expect; the relay sends `out`
-    /// next. If the records cannot be written, `out` is rebuilt first so
+    /// next. In a read session the relay first waits for the answer to the
+    /// last batch ([`Gate::wait_answered`]). If the records cannot be written, `out` is rebuilt first so
     /// that nothing whose record was lost goes upstream: each statement and
     /// Bind in it is refused with the audit error, in order, and after a
     /// refused Parse or Bind the rest up to Sync is dropped, as after any
@@ -767,6 +776,12 @@ impl Gate {
             }
             Ok(false) => {}
             Err(e) => self.refuse_batch(&e, out),
+        }
+        if let Some(r) = self.read.as_mut() {
+            // What goes next waits for this batch's answer.
+            if let Some(n) = r.barrier.take() {
+                r.awaiting = Some(n);
+            }
         }
         let b = &mut self.batch;
         b.entries.clear();

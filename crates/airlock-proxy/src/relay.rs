@@ -353,6 +353,7 @@ where
                     return EndReason::AuditFailed(e.to_string());
                 }
                 if scanned.forward > 0 {
+                    gate.wait_answered().await;
                     gate.unpaused().await;
                     if let Err(e) = write_out(upstream, &buf[..scanned.forward]).await {
                         return EndReason::Io(format!("writing to upstream: {e}"));
@@ -516,8 +517,10 @@ async fn read_through<R: AsyncRead + Unpin>(
 }
 
 /// In a read session, after a message that must be answered before anything
-/// more goes upstream (a Query or Sync): sends what the gate has, then waits
-/// for that ReadyForQuery (and every ParameterStatus before it).
+/// more goes upstream (a Query or Sync): sends what the gate has now. What
+/// comes after it is read and handled meanwhile, but goes upstream (and is
+/// recorded) only once that ReadyForQuery, and every ParameterStatus before
+/// it, has been seen ([`Gate::wait_answered`]).
 async fn barrier<W: AsyncWrite + Unpin>(
     upstream: &mut W,
     out: &mut BytesMut,
@@ -527,13 +530,7 @@ async fn barrier<W: AsyncWrite + Unpin>(
     if !gate.at_barrier() {
         return Ok(());
     }
-    send(upstream, out, sink, gate).await?;
-    // Taken after the send: a batch whose records could not be written
-    // may have dropped its Query.
-    if let Some(n) = gate.take_barrier() {
-        gate.wait_ready(n).await;
-    }
-    Ok(())
+    send(upstream, out, sink, gate).await
 }
 
 /// Sends what the gate put in `out`. Records first, bytes second: every
@@ -549,6 +546,7 @@ async fn send<W: AsyncWrite + Unpin>(
     if out.is_empty() {
         return Ok(());
     }
+    gate.wait_answered().await;
     gate.commit(out, sink);
     if let Err(e) = sink.durable().await {
         return Err(EndReason::AuditFailed(e.to_string()));
