@@ -8,7 +8,8 @@
 # Usage: BINS="/path/before /path/after" bench/instructions.sh
 # Environment (optional): MODES="simple extended prepared", TX=2000 (the
 # long measured run; a run of TX/10 warms up, one of TX/5 is subtracted),
-# KEEP=PREFIX keeps each strace summary as PREFIX-st-<binary #>-<mode>.txt.
+# KEEP=PREFIX keeps each strace summary and the long run's callgrind profile
+# as PREFIX-st-<binary #>-<mode>.txt and PREFIX-callgrind-<binary #>-<mode>.out.
 # Needs valgrind, strace, PostgreSQL's server binaries and pgbench.
 set -euo pipefail
 
@@ -70,7 +71,10 @@ main() {
             kill -TERM "$(pgrep -P "$GW_PID")" 2>/dev/null || true
             wait "$GW_PID" 2>/dev/null || true
             GW_PID=""
-            [ -z "${KEEP:-}" ] || cp "$BENCH_TMP/st-$i-$mode.txt" "$KEEP-st-$i-$mode.txt"
+            if [ -n "${KEEP:-}" ]; then
+                cp "$BENCH_TMP/st-$i-$mode.txt" "$KEEP-st-$i-$mode.txt"
+                cp "$out.2" "$KEEP-callgrind-$i-$mode.out"
+            fi
             # Calls per transaction, by name, the most frequent first.
             sys="$(awk -v tx="$TX" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $4 >= tx / 4 { printf "%s %.2f, ", $NF, $4 / tx }' "$BENCH_TMP/st-$i-$mode.txt")"
             results+=("$(printf '| %s | %s | %.0f | %s |' "$bin" "$mode" "$ir" "${sys%, }")")
