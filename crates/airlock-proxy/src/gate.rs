@@ -33,7 +33,7 @@
 //! ([`crate::parameters`]) always acts before the client's next statement reaches
 //! the server.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +43,7 @@ use airlock_config::Access;
 use airlock_pgwire::messages::tag::frontend as ftag;
 use airlock_pgwire::sqlstate;
 use airlock_pgwire::Frame;
+use airlock_sql::mask::ColumnPattern;
 use airlock_sql::{
     Class, Classifier, FunctionCatalog, FunctionCheck, Guardrails, Prepared, Rule, Statement,
     Verdict, Violation,
@@ -106,6 +107,21 @@ impl Substitutions {
     }
 }
 
+/// What a read session is told when strict masking refuses its statement.
+fn masked_use_refusal(u: &airlock_sql::MaskedUse, resource: &str) -> UserFacingError {
+    UserFacingError::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        format!("Airlock refused the statement on \"{resource}\": {u}"),
+    )
+    .detail(
+        "masking is strict on this resource: a masked column may only be selected as a plain \
+         output column of the outermost query, where its values are masked; used anywhere else \
+         (an expression, a condition, an ordering, a subquery, a whole row) its value could come \
+         back unmasked",
+    )
+    .hint("select the column by name in the outermost SELECT list and filter, order or join on other columns; if you need the values, request access for a role that sees them unmasked")
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -124,6 +140,9 @@ pub struct Gate {
     rails: Guardrails,
     /// Masking applies to this session.
     masking: bool,
+    /// Strict masking (read sessions): the masked column patterns and the
+    /// relations (lower case) that carry such columns.
+    strict_masking: Option<(Vec<ColumnPattern>, Arc<HashSet<String>>)>,
     /// Shared with the result filter when results are filtered.
     expect: Option<Arc<Expectations>>,
     /// True while the result filter's cancel is on its way upstream.
@@ -304,6 +323,7 @@ impl Gate {
             discarding: false,
             rails: Guardrails::default(),
             masking: false,
+            strict_masking: None,
             expect: None,
             paused: None,
             completions: Arc::new(Completions::default()),
@@ -376,6 +396,19 @@ impl Gate {
         self.expect = Some(expect);
         self.masking = masking;
         self.paused = Some(paused);
+        self
+    }
+
+    /// Strict masking: a statement may use a column matching `patterns` only
+    /// as a plain output column of its outermost query, and may not reach
+    /// the columns of `relations` without naming them
+    /// ([`airlock_sql::columns`]).
+    pub fn with_strict_masking(
+        mut self,
+        patterns: Vec<ColumnPattern>,
+        relations: Arc<HashSet<String>>,
+    ) -> Gate {
+        self.strict_masking = Some((patterns, relations));
         self
     }
 
@@ -729,6 +762,14 @@ impl Gate {
                 .hint("use SELECT: masked values are replaced in query results"),
                 "masking_copy",
             ));
+        }
+        if let Some((patterns, relations)) = &self.strict_masking {
+            for s in &verdict.statements {
+                let masked_relation = |name: &str| relations.contains(&name.to_lowercase());
+                if let Some(u) = s.columns.strict_violation(patterns, masked_relation) {
+                    return Err((masked_use_refusal(&u, &self.resource), "masked_column_use"));
+                }
+            }
         }
         Ok(opaque)
     }

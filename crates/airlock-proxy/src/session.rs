@@ -21,7 +21,7 @@ use crate::frontend::{self, FrontendError, Hello};
 use crate::gate::Gate;
 use crate::metrics::{OutcomeLabels, SessionLabels};
 use crate::relay::{self, RelayLimits};
-use crate::results::{Expectations, MaskContext, ResultFilter};
+use crate::results::{Expectations, MaskCatalog, MaskContext, ResultFilter};
 use crate::ProxyContext;
 
 fn outcome(ctx: &ProxyContext, outcome: &'static str) {
@@ -253,7 +253,11 @@ pub async fn serve_connection(
     let mask = match mask_rules {
         None => None,
         Some(rules) => match load_mask_catalog(&mut upstream, &rules).await {
-            Ok(catalog) => Some(MaskContext { rules, catalog }),
+            Ok(catalog) => Some(MaskContext {
+                rules,
+                catalog: catalog.columns,
+                relations: Arc::new(catalog.relations),
+            }),
             Err(e) => {
                 // Fail closed: without the catalog an aliased column would leak.
                 outcome(&ctx, "upstream_error");
@@ -412,6 +416,12 @@ pub async fn serve_connection(
         let expect = Arc::new(Expectations::default());
         let (paused_tx, paused_rx) = tokio::sync::watch::channel(false);
         gate = gate.with_results(expect.clone(), mask.is_some(), paused_rx);
+        if let Some(m) = mask
+            .as_ref()
+            .filter(|m| m.rules.strict && auth.access == airlock_config::Access::Read)
+        {
+            gate = gate.with_strict_masking(m.rules.columns.clone(), m.relations.clone());
+        }
         // Cancels a statement whose result was cut. The client's next
         // messages wait until PostgreSQL has taken the cancel (it closes the
         // cancel connection after signalling the backend): a backend that
@@ -489,41 +499,46 @@ pub async fn serve_connection(
 /// Table columns whose names match the masking patterns, read on the
 /// session's own upstream connection before the client gets it: a column
 /// selected under an alias keeps its table OID and attribute number in the
-/// RowDescription, so it is still masked.
+/// RowDescription, so it is still masked. The names of the relations they
+/// belong to are what strict masking checks statements against.
 async fn load_mask_catalog(
     upstream: &mut backend::Upstream,
     rules: &airlock_config::MaskRules,
-) -> Result<std::collections::HashSet<(u32, i16)>, String> {
+) -> Result<MaskCatalog, String> {
     /// A bound on what one session keeps.
     const MAX_COLUMNS: usize = 1_000_000;
-    let mut catalog = std::collections::HashSet::new();
+    let mut catalog = MaskCatalog::default();
     if rules.columns.is_empty() {
         return Ok(catalog);
     }
     let likes: Vec<String> = rules
         .columns
         .iter()
-        .map(|p| format!("attname ILIKE '{}'", p.to_like().replace('\'', "''")))
+        .map(|p| format!("a.attname ILIKE '{}'", p.to_like().replace('\'', "''")))
         .collect();
     let sql = format!(
-        "SELECT attrelid, attnum FROM pg_catalog.pg_attribute WHERE attnum > 0 AND NOT attisdropped AND ({})",
+        "SELECT a.attrelid, a.attnum, c.relname FROM pg_catalog.pg_attribute a \
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND ({})",
         likes.join(" OR ")
     );
-    crate::catalog::query_each(upstream, &sql, |[rel, num]| {
+    crate::catalog::query_each(upstream, &sql, |[rel, num, name]| {
         let parse = |v: Option<&[u8]>| v.and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned);
-        let (Some(Ok(rel)), Some(Ok(num))) = (
+        let (Some(Ok(rel)), Some(Ok(num)), Some(name)) = (
             parse(rel).map(|r| r.parse::<u32>()),
             parse(num).map(|n| n.parse::<i16>()),
+            parse(name),
         ) else {
             return Err("unexpected row from pg_attribute".into());
         };
-        if catalog.len() >= MAX_COLUMNS {
+        if catalog.columns.len() >= MAX_COLUMNS {
             // Fail closed: a column left out would leak under an alias.
             return Err(format!(
                 "more than {MAX_COLUMNS} table columns match the masking patterns; narrow the patterns"
             ));
         }
-        catalog.insert((rel, num));
+        catalog.columns.insert((rel, num));
+        catalog.relations.insert(name.to_lowercase());
         Ok(())
     })
     .await?;

@@ -17,6 +17,7 @@ use pg_query::protobuf::{self, a_const, node::Node as N};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::columns::{column_uses, ColumnUses};
 use crate::functions::{FunctionCall, BUILTIN_SCHEMAS};
 use crate::rule::{Class, Rule};
 use crate::settings::{function_rule, setting_rule, SettingValue};
@@ -68,6 +69,10 @@ pub struct Statement {
     /// constant name), for ceilings that depend on the session.
     #[serde(skip)]
     pub values: Vec<(String, SettingValue)>,
+    /// What the statement does with columns, for strict masking
+    /// ([`crate::columns`]).
+    #[serde(skip)]
+    pub columns: ColumnUses,
 }
 
 impl Statement {
@@ -84,6 +89,7 @@ impl Statement {
             functions: Vec::new(),
             changes_settings_opaquely: false,
             values: Vec::new(),
+            columns: ColumnUses::default(),
         }
     }
 
@@ -267,6 +273,7 @@ impl Cx {
                         let inner = self.statement(inner);
                         s.functions = inner.functions;
                         s.changes_settings_opaquely = inner.changes_settings_opaquely;
+                        s.columns = inner.columns;
                     }
                     return s;
                 }
@@ -414,6 +421,20 @@ impl Cx {
         s.functions = walk.functions;
         s.changes_settings_opaquely = walk.changes_settings_opaquely;
         s.values = walk.values;
+        match column_uses(inner, matches!(node, N::SelectStmt(_))) {
+            Some(columns) => {
+                // `ORDER BY 2` and `ORDER BY 3` differ only in a constant.
+                if !columns.positions.is_empty() {
+                    self.literal_sensitive = true;
+                }
+                s.columns = columns;
+            }
+            None => {
+                self.too_deep = Some(format!(
+                    "the statement is nested deeper than {MAX_WALK_DEPTH} levels"
+                ))
+            }
+        }
         if s.unqualified.is_none() {
             s.unqualified = walk.unqualified;
         }
