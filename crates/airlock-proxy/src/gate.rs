@@ -24,8 +24,9 @@
 //! **Read sessions.** Every function a statement calls must be on the read
 //! allowlist or, by the resource's catalog, a user-defined one
 //! ([`airlock_sql::functions`]). A statement that may run code the gateway
-//! cannot see into (a user function, `set_config` with arguments that are
-//! not constants, FETCH or EXECUTE of something prepared earlier) is
+//! cannot see into (a user function, or an operator, cast, view or
+//! row-level security policy that calls one, `set_config` with arguments
+//! that are not constants, FETCH or EXECUTE of something prepared earlier) is
 //! *opaque*: it must end its Query or its pipeline (Sync), since PostgreSQL
 //! reports what such code changed only before the next ReadyForQuery. And
 //! after each Query and each Sync the gate forwards nothing more until that
@@ -721,7 +722,7 @@ impl Gate {
                 }
             }
             opaque_before_last |= opaque;
-            opaque = match r.functions.check(&s.functions) {
+            opaque = match r.functions.check_statement(s) {
                 FunctionCheck::Transparent => runs_unseen_code(s),
                 FunctionCheck::Opaque => true,
                 FunctionCheck::Refused(rule, call) => {
@@ -962,7 +963,7 @@ fn pipelined_refusal(resource: &str) -> (UserFacingError, &'static str) {
         UserFacingError::error(
             sqlstate::FEATURE_NOT_SUPPORTED,
             format!(
-                "read access to \"{resource}\": a statement that calls a user-defined function (or runs a cursor or prepared statement) must be the last of its query or pipeline"
+                "read access to \"{resource}\": a statement that may run user-defined code (a user function, operator or cast, a view or row-level security policy that calls one, a cursor or a prepared statement) must be the last of its query or pipeline"
             ),
         )
         .detail("Airlock checks what such a call changed in the session before the next statement reaches the database; PostgreSQL reports it only when the query or pipeline ends. Nothing after the call was run.")

@@ -73,6 +73,14 @@ pub struct Statement {
     /// ([`crate::columns`]).
     #[serde(skip)]
     pub columns: ColumnUses,
+    /// Operators the statement names (`+`, `~~` for LIKE, `OPERATOR(s.op)`
+    /// by its last name), once each: a user-defined one runs user code.
+    #[serde(skip)]
+    pub operators: Vec<String>,
+    /// Type names the statement casts to (`x::t`, `CAST(x AS t)`, `t 'lit'`),
+    /// once each: a user-defined cast or a domain's check runs user code.
+    #[serde(skip)]
+    pub casts: Vec<String>,
 }
 
 impl Statement {
@@ -90,6 +98,8 @@ impl Statement {
             changes_settings_opaquely: false,
             values: Vec::new(),
             columns: ColumnUses::default(),
+            operators: Vec::new(),
+            casts: Vec::new(),
         }
     }
 
@@ -233,6 +243,8 @@ struct Walk {
     functions: Vec<FunctionCall>,
     changes_settings_opaquely: bool,
     values: Vec<(String, SettingValue)>,
+    operators: Vec<String>,
+    casts: Vec<String>,
 }
 
 impl Cx {
@@ -274,6 +286,8 @@ impl Cx {
                         s.functions = inner.functions;
                         s.changes_settings_opaquely = inner.changes_settings_opaquely;
                         s.columns = inner.columns;
+                        s.operators = inner.operators;
+                        s.casts = inner.casts;
                     }
                     return s;
                 }
@@ -421,6 +435,8 @@ impl Cx {
         s.functions = walk.functions;
         s.changes_settings_opaquely = walk.changes_settings_opaquely;
         s.values = walk.values;
+        s.operators = walk.operators;
+        s.casts = walk.casts;
         match column_uses(inner, matches!(node, N::SelectStmt(_))) {
             Some(columns) => {
                 // `ORDER BY 2` and `ORDER BY 3` differ only in a constant.
@@ -488,6 +504,12 @@ impl Cx {
                                 detail: command.to_owned(),
                             });
                         }
+                        "AExpr" => push_last_name(child.get("name"), &mut w.operators),
+                        "SortBy" => push_last_name(child.get("use_op"), &mut w.operators),
+                        "TypeCast" => push_last_name(
+                            child.get("type_name").and_then(|t| t.get("names")),
+                            &mut w.casts,
+                        ),
                         "LockingClause" => w.findings.push(Finding {
                             position: w.max_location,
                             rule: Rule::LockingClause,
@@ -684,6 +706,20 @@ fn a_const_text(n: &protobuf::Node) -> Option<String> {
         N::Integer(i) => Some(i.ival.to_string()),
         N::Boolean(b) => Some(if b.boolval { "true" } else { "false" }.into()),
         _ => None,
+    }
+}
+
+/// The last string of a name list (`[schema, name]`) into `into`, once.
+fn push_last_name(list: Option<&Value>, into: &mut Vec<String>) {
+    let Some(name) = list
+        .and_then(Value::as_array)
+        .and_then(|l| l.last())
+        .and_then(string_node)
+    else {
+        return;
+    };
+    if !into.contains(&name) {
+        into.push(name);
     }
 }
 

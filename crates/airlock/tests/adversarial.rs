@@ -267,6 +267,63 @@ with psycopg.connect(os.environ["AIRLOCK_URI"], autocommit=True) as conn:
     w.stop().await;
 }
 
+/// Class 1, user code that runs without being called by name: an operator,
+/// a cast and a view backed by a user function that turns backslash escapes
+/// on (`standard_conforming_strings = off`) are as opaque as the function.
+/// Regression: they passed as plain reads, so a statement pipelined after
+/// one was parsed by PostgreSQL with the setting the gateway did not see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_casts_and_views_that_run_user_code_are_opaque() {
+    let w = weak_world().await;
+    w.cluster
+        .psql(
+            "orders",
+            r#"
+CREATE FUNCTION public.loosen_op(int, int) RETURNS int LANGUAGE sql
+  AS $$ SELECT length(set_config('standard_conforming_strings', 'off', false)) + $1 + $2 $$;
+CREATE OPERATOR public.### (LEFTARG = int, RIGHTARG = int, FUNCTION = public.loosen_op);
+CREATE TYPE public.tag AS (v text);
+CREATE FUNCTION public.to_tag(text) RETURNS public.tag LANGUAGE sql
+  AS $$ SELECT ROW(set_config('standard_conforming_strings', 'off', false))::public.tag $$;
+CREATE CAST (text AS public.tag) WITH FUNCTION public.to_tag(text);
+CREATE VIEW public.loosening AS SELECT public.loosen_strings() AS x;
+GRANT SELECT ON public.loosening TO orders_ro;
+"#,
+        )
+        .unwrap();
+    let before = state(&w);
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    for first in [
+        "SELECT 1 ### 2",
+        "SELECT 1 OPERATOR(public.###) 2",
+        "SELECT 'x'::text::public.tag",
+        "SELECT x FROM public.loosening",
+    ] {
+        let sql = format!("{first}; SELECT count(*) FROM orders");
+        let e = client
+            .simple_query(&sql)
+            .await
+            .expect_err(&format!("{sql} must be refused"));
+        assert_eq!(code(&e), "0A000", "{sql}: {}", message(&e));
+        assert!(
+            message(&e).contains("user-defined code"),
+            "{sql}: {}",
+            message(&e)
+        );
+        let record = audited(&w, &sql).await;
+        assert_eq!(record.rule, "opaque_pipelined", "{sql}");
+    }
+    // Built-in operators, casts and tables stay transparent.
+    let rows = client
+        .simple_query("SELECT 1 + 2, 'x'::text; SELECT count(*) FROM orders WHERE id > 0")
+        .await
+        .unwrap();
+    assert!(rows.len() > 2);
+    assert_eq!(state(&w), before, "nothing changed");
+    w.stop().await;
+}
+
 /// Regression: `COPY t TO ''` was classified as a copy to the client and
 /// cached by shape; `COPY t TO '/path/file'` then came from the cache as
 /// allowed, for every read session. With a credential that may write server
