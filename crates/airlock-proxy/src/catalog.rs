@@ -63,7 +63,9 @@ struct Cached {
     catalog: Arc<FunctionCatalog>,
 }
 
-fn source(resource: &airlock_config::Resource) -> String {
+/// Where and as whom a resource's read credential logs in (with whether it
+/// may write): what, when it changes, must be checked again.
+pub fn source(resource: &airlock_config::Resource) -> String {
     format!(
         "{}:{}/{}/{}/{}",
         resource.host,

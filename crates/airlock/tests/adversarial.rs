@@ -496,6 +496,62 @@ async fn a_read_credential_that_can_write_is_refused() {
     w.stop().await;
 }
 
+/// At reload as at start: a policy whose new read credential can write is
+/// refused whole, and the one in force stays; a new credential that cannot
+/// write is applied. Regression: the reload applied it, and every read
+/// session after it was refused until someone noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_a_read_credential_that_can_write_is_refused() {
+    let w = World::start().await;
+    let password = std::env::var(common::RO_ENV).unwrap().replace('\'', "''");
+    w.cluster
+        .psql(
+            "orders",
+            &format!(
+                "CREATE ROLE orders_ro_writer LOGIN PASSWORD '{password}' IN ROLE orders_ro, orders_rw;
+                 CREATE ROLE orders_ro_next LOGIN PASSWORD '{password}' IN ROLE orders_ro;"
+            ),
+        )
+        .unwrap();
+    let path = w.dir.path().join("airlock.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let current_user = || async {
+        let conn = w.connect("oncall1", "read").await;
+        let client = w.tokio_pg(&conn).await;
+        let user: String = client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        user
+    };
+    assert_eq!(current_user().await, "orders_ro");
+    std::fs::write(
+        &path,
+        text.replace("user = \"orders_ro\"", "user = \"orders_ro_writer\""),
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(current_user().await, "orders_ro", "the reload was refused");
+    std::fs::write(
+        &path,
+        text.replace("user = \"orders_ro\"", "user = \"orders_ro_next\""),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if current_user().await == "orders_ro_next" {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the clean credential is applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    w.stop().await;
+}
+
 /// Over the extended protocol, SQL text and values travel as Bind
 /// parameters: they are recorded (bounded, binary as base64, a digest when
 /// cut) before the Bind is forwarded, with the Parse's parameter types.
