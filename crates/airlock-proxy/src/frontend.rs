@@ -567,7 +567,7 @@ pub fn login_failed(user: &str, resource: &str) -> UserFacingError {
     )
     .detail("the user name (your Airlock user), the database name (the Airlock resource) and the password (a live session password for both) must match")
     .hint(format!(
-        "check the user and database names, and get a new session password with: airlock connect {}; the gateway's operator can see the reason in the audit log",
+        "check the user name and the database name (`airlock resources` lists yours), and get a new session password with: airlock connect {}; the gateway's operator can see the reason in the audit log",
         shown(resource)
     ))
 }
