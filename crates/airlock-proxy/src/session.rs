@@ -91,6 +91,7 @@ pub async fn serve_connection(
         Ok(Some(Ok(Some(v)))) => v,
         Ok(Some(Err(e))) => {
             let label = match &e {
+                FrontendError::LoginFailed { .. } => "bad_password",
                 FrontendError::Refused(u) if u.code == sqlstate::INVALID_PASSWORD => "bad_password",
                 FrontendError::Refused(_) => "refused",
                 FrontendError::Read(_) => "client_error",
@@ -189,10 +190,16 @@ pub async fn serve_connection(
         Err(e) => {
             outcome(&ctx, "upstream_error");
             tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "upstream login failed");
+            // The client's text never holds the upstream's address; the
+            // audit record keeps the whole error for the operator.
             let u = e.to_user_facing(&auth.resource);
-            let _ = frontend::send(
+            refuse_with(
+                &ctx,
                 &mut stream,
-                &[BackendMessage::ErrorResponse(u.to_response())],
+                &startup,
+                peer,
+                &u,
+                &format!("upstream login failed: {e}"),
             )
             .await;
             return;
@@ -243,7 +250,8 @@ pub async fn serve_connection(
                         .hint("read sessions need to read pg_catalog with the resource's read credential; tell the gateway's operator")
                     }
                 };
-                refuse(&ctx, &mut stream, &startup, peer, &u).await;
+                let reason = format!("{}: {e}", u.message);
+                refuse_with(&ctx, &mut stream, &startup, peer, &u, &reason).await;
                 return;
             }
         }
@@ -262,14 +270,20 @@ pub async fn serve_connection(
                 // Fail closed: without the catalog an aliased column would leak.
                 outcome(&ctx, "upstream_error");
                 tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "reading the masking catalog failed");
+                // The error can be the upstream's own words or a broken
+                // connection: the operator's, in the log and audit record.
                 let u = UserFacingError::fatal(
                     sqlstate::CONNECTION_FAILURE,
-                    format!("Airlock could not prepare masking for \"{}\": {e}", auth.resource),
+                    format!("Airlock could not prepare masking for \"{}\"", auth.resource),
                 )
-                .hint("masking needs to read pg_catalog.pg_attribute with the resource's credential; tell the gateway's operator");
-                let _ = frontend::send(
+                .hint("masking needs to read pg_catalog.pg_attribute with the resource's credential; tell the gateway's operator (the gateway's log says why)");
+                refuse_with(
+                    &ctx,
                     &mut stream,
-                    &[BackendMessage::ErrorResponse(u.to_response())],
+                    &startup,
+                    peer,
+                    &u,
+                    &format!("reading the masking catalog failed: {e}"),
                 )
                 .await;
                 return;
@@ -565,6 +579,19 @@ async fn refuse(
     peer: SocketAddr,
     u: &UserFacingError,
 ) {
-    frontend::record_refusal(ctx, startup, peer, u);
+    refuse_with(ctx, stream, startup, peer, u, &u.message).await;
+}
+
+/// [`refuse`] with a `reason` for the audit log that says more than the
+/// client is told (an upstream error with the database's address).
+async fn refuse_with(
+    ctx: &ProxyContext,
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    startup: &airlock_pgwire::messages::StartupMessage,
+    peer: SocketAddr,
+    u: &UserFacingError,
+    reason: &str,
+) {
+    frontend::record_refusal(ctx, startup, peer, u, reason);
     let _ = frontend::send(stream, &[BackendMessage::ErrorResponse(u.to_response())]).await;
 }

@@ -87,7 +87,21 @@ async fn upstream_failures_are_explained() {
         err.contains("Airlock could not open a connection to resource \"orders\""),
         "{err}"
     );
-    assert!(err.contains("TLS: invalid peer certificate"), "{err}");
+    // What rustls said can name the server (issue 18, section 6): the client
+    // is told what failed, the audit record keeps rustls's words.
+    assert!(
+        err.contains("the TLS handshake between the gateway and the database failed"),
+        "{err}"
+    );
+    assert!(!err.contains("invalid peer certificate"), "{err}");
+    let reason = common::audit_entries(&w.data_dir())
+        .into_iter()
+        .find_map(|e| match e.event {
+            airlock_audit::Event::LoginRefused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .expect("the refused session is in the audit log");
+    assert!(reason.contains("invalid peer certificate"), "{reason}");
     w.stop().await;
 
     // A wrong injected password: the database's refusal is reported, the
