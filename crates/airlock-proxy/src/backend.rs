@@ -74,6 +74,12 @@ pub enum UpstreamError {
     /// impostor on the database's address) can give.
     #[error("the upstream broke off the SCRAM exchange: it sent {0} before its final SCRAM message, which proves it knows the password; this may be an impostor on the database's address")]
     ScramBroken(&'static str),
+    /// The upstream let the gateway in without asking for anything, over a
+    /// connection whose peer was not verified, although the resource's
+    /// credential has a password: what an impostor does to be handed the
+    /// session (and see its statements).
+    #[error("the upstream let the gateway in without asking for the password of the resource's credential, over a connection whose TLS certificate was not verified (tls = \"{0}\"); this may be an impostor on the database's address")]
+    UnprovenTrust(&'static str),
     /// The upstream asked for the password itself (cleartext) or a hash of
     /// it that can be replayed (MD5) over a connection whose peer was not
     /// verified.
@@ -157,7 +163,7 @@ impl UpstreamError {
             UpstreamError::UnverifiedPasswordRequest { .. } => base
                 .detail(self.to_string())
                 .hint("the platform team should give the resource a ca_file with tls = \"verify-full\", or switch the database role to SCRAM (password_encryption = 'scram-sha-256', then reset its password)"),
-            UpstreamError::ScramBroken(_) => base
+            UpstreamError::ScramBroken(_) | UpstreamError::UnprovenTrust(_) => base
                 .detail(self.to_string())
                 .hint("tell the platform team: check that the resource's host and port lead to the real database, and use tls = \"verify-full\" with its CA"),
         }
@@ -344,6 +350,16 @@ async fn connect_inner(
     // (ParameterStatus, BackendKeyData, ReadyForQuery) is refused before it:
     // a server may not skip the login by going straight to ReadyForQuery.
     let mut logged_in = false;
+    // Some authentication request was answered (a SCRAM exchange whose
+    // server signature verified, or a password sent to a verified peer).
+    let mut asked = false;
+    // An upstream that lets the gateway in without asking proves nothing:
+    // accepted only when the credential has no password (trust on purpose)
+    // or the peer's certificate was verified.
+    let expects_password = password.is_some()
+        || resource
+            .credential(access)
+            .is_some_and(|c| c.password_env.is_some());
     loop {
         let frame = read_frame(&mut stream, &mut buf, LOGIN_MAX_MESSAGE).await?;
         let msg = BackendMessage::decode(&frame).map_err(|e| UpstreamError::Read(e.into()))?;
@@ -353,6 +369,11 @@ async fn connect_inner(
             }
             BackendMessage::Authentication(auth) => {
                 logged_in = matches!(auth, Authentication::Ok);
+                let verified = resource.tls.verifies_peer() && stream.is_tls();
+                if logged_in && !asked && expects_password && !verified {
+                    return Err(UpstreamError::UnprovenTrust(resource.tls.as_str()));
+                }
+                asked |= !logged_in;
                 let reply = authenticate(auth, resource, access, password, &stream, &mut scram)?;
                 if let Some(reply) = reply {
                     out.clear();
@@ -579,6 +600,7 @@ mod tests {
             UpstreamError::UnsupportedAuth(7),
             UpstreamError::Scram(format!("{host}:6543 sent a bad nonce")),
             UpstreamError::ScramBroken("AuthenticationOk"),
+            UpstreamError::UnprovenTrust("require"),
             UpstreamError::UnverifiedPasswordRequest { method: "in cleartext", mode: "require" },
             UpstreamError::Read(ReadError::Io(io())),
             UpstreamError::Write(io()),
