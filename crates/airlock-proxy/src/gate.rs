@@ -4,8 +4,12 @@
 //!
 //! Inspected: each Query (all its statements; one refused statement refuses
 //! the whole message, none of it runs), each Parse, and the fast-path
-//! FunctionCall (always refused: it names a function by OID, which the
-//! gateway cannot classify).
+//! FunctionCall. A FunctionCall names a function by OID only: a call of one
+//! of the built-in large-object functions ([`FAST_PATH_FUNCTIONS`], fixed
+//! OIDs) is decided as the `SELECT pg_catalog.name($1, ...)` it stands for,
+//! so the same access rules and guardrails apply; any other OID, and any
+//! call in a session whose results are filtered (masking, `max_rows`), is
+//! refused (rule `fast_path`).
 //!
 //! **How a refusal is answered.** The gateway does not write the error to
 //! the client itself: responses to earlier pipelined messages may still be
@@ -606,22 +610,43 @@ impl Gate {
                 let oid = body
                     .get(..4)
                     .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                let verdict = Verdict::refused(Rule::FastPath, format!("function oid {oid}"));
-                let e = refusal(&verdict, self.access, &self.resource);
-                let text = format!("-- fast-path function call, oid {oid}");
-                let rule = verdict.rule().as_str();
-                // Refused either way; a failed record changes only the message.
-                let e = match log.statement(
-                    Protocol::FastPath,
-                    text.as_bytes(),
-                    &[],
-                    &verdict,
-                    Some((rule, e.code)),
-                ) {
-                    Ok(_) => e,
-                    Err(a) => crate::audit::refusal(&a, &self.resource),
+                // A call of a known built-in is decided as the SELECT that
+                // calls it (same classifier, access, guardrails). Not when
+                // results are filtered: its answer carries no columns, so
+                // masking and max_rows could not see it.
+                let known = fast_path_function(oid).filter(|_| self.expect.is_none());
+                let Some((name, arity)) = known else {
+                    self.refuse_fast_path(oid, out, log);
+                    return;
                 };
-                self.refuse(rule, e, Provoke::Query, out);
+                let args = (1..=arity)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let text = format!(
+                    "SELECT pg_catalog.{name}({args}) -- fast-path function call, oid {oid}"
+                );
+                let verdict = self.classify(text.as_bytes()).await;
+                let decision = self.decide(&verdict);
+                let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
+                match (
+                    log.statement(Protocol::FastPath, text.as_bytes(), &[], &verdict, refused),
+                    decision,
+                ) {
+                    (Err(e), _) => {
+                        let u = crate::audit::refusal(&e, &self.resource);
+                        self.refuse("audit_failed", u, Provoke::Query, out);
+                    }
+                    (Ok(n), Ok(_)) => {
+                        // Answered like a Query: a result (here a
+                        // FunctionCallResponse) or an error, then ReadyForQuery.
+                        self.expect(Expect::Query);
+                        self.track(Track::Query { n, at });
+                        out.extend_from_slice(&msg);
+                        self.sent_sync();
+                    }
+                    (Ok(_), Err((e, label))) => self.refuse(label, e, Provoke::Query, out),
+                }
             }
             ftag::BIND => {
                 let n = self.names.bound(body);
@@ -784,6 +809,27 @@ impl Gate {
         self.classifier.classify(&text).await
     }
 
+    /// Refuses a fast-path FunctionCall of a function the gateway cannot
+    /// name (or in a session whose results are filtered).
+    fn refuse_fast_path(&mut self, oid: u32, out: &mut BytesMut, log: &mut SessionLog) {
+        let verdict = Verdict::refused(Rule::FastPath, format!("function oid {oid}"));
+        let e = refusal(&verdict, self.access, &self.resource);
+        let text = format!("-- fast-path function call, oid {oid}");
+        let rule = verdict.rule().as_str();
+        // Refused either way; a failed record changes only the message.
+        let e = match log.statement(
+            Protocol::FastPath,
+            text.as_bytes(),
+            &[],
+            &verdict,
+            Some((rule, e.code)),
+        ) {
+            Ok(_) => e,
+            Err(a) => crate::audit::refusal(&a, &self.resource),
+        };
+        self.refuse(rule, e, Provoke::Query, out);
+    }
+
     fn refuse(&mut self, rule: &'static str, e: UserFacingError, how: Provoke, out: &mut BytesMut) {
         self.seq += 1;
         tracing::info!(
@@ -829,6 +875,39 @@ impl Gate {
         };
         Frame::new(tag, provoked).encode(out);
     }
+}
+
+/// The built-in functions a fast-path FunctionCall may name, by OID, with
+/// their number of arguments: libpq's large-object interface (`lo_open`,
+/// `lo_read`, `lo_write`, ... in the client library, which psycopg2's
+/// `lobject` and other drivers use). Built-in OIDs are fixed in
+/// PostgreSQL's catalog (`pg_proc.dat`) and never reused by objects a user
+/// creates (those start at 16384); `tests/drivers.rs` checks this table
+/// against a real server's `pg_proc`. The server-side `lo_import` and
+/// `lo_export`, which touch the server's files, are deliberately absent.
+pub const FAST_PATH_FUNCTIONS: &[(u32, &str, usize)] = &[
+    (715, "lo_create", 1),
+    (952, "lo_open", 2),
+    (953, "lo_close", 1),
+    (954, "loread", 2),
+    (955, "lowrite", 2),
+    (956, "lo_lseek", 3),
+    (957, "lo_creat", 1),
+    (958, "lo_tell", 1),
+    (964, "lo_unlink", 1),
+    (1004, "lo_truncate", 2),
+    (3170, "lo_lseek64", 3),
+    (3171, "lo_tell64", 1),
+    (3172, "lo_truncate64", 2),
+];
+
+/// The name and number of arguments of the built-in function a fast-path
+/// call names, when it is one the gateway decides ([`FAST_PATH_FUNCTIONS`]).
+pub fn fast_path_function(oid: u32) -> Option<(&'static str, usize)> {
+    FAST_PATH_FUNCTIONS
+        .iter()
+        .find(|(o, _, _)| *o == oid)
+        .map(|(_, name, arity)| (*name, *arity))
 }
 
 #[derive(Clone, Copy)]
@@ -914,8 +993,12 @@ pub fn refusal(verdict: &Verdict, access: Access, resource: &str) -> UserFacingE
         Rule::FastPath if access == Access::Read => read_refusal(resource, &what, rule, none_ran),
         Rule::FastPath => UserFacingError::error(
             sqlstate::FEATURE_NOT_SUPPORTED,
-            "Airlock refuses fast-path function calls: it cannot tell what a function OID does",
+            format!(
+                "Airlock refuses this fast-path function call ({})",
+                s.detail.as_deref().unwrap_or("unknown function")
+            ),
         )
+        .detail("a fast-path call names its function by OID only; Airlock decides the built-in large-object functions, and those only in sessions without masking or max_rows")
         .hint("call the function with SELECT instead"),
         Rule::StandardConformingStrings | Rule::ClientEncoding => UserFacingError::error(
             sqlstate::FEATURE_NOT_SUPPORTED,
