@@ -280,6 +280,7 @@ mod tests {
         let rules = airlock_config::MaskRules {
             columns: vec![ColumnPattern::new("*_ssn").unwrap()],
             detectors: Detectors::new(&[Detector::Email]),
+            strict: true,
         };
         let mut r = StatementResult {
             columns: vec!["id".into(), "user_ssn".into(), "note".into()],

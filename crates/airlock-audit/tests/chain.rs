@@ -1,116 +1,25 @@
 //! Building the chain, and every kind of tampering named by `verify`.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+mod common;
+
+use common::{lines, write_lines, Fixture};
 
 use airlock_audit::event::Event;
 use airlock_audit::read::Entry;
 use airlock_audit::record;
 use airlock_audit::verify::anchor_from_line;
-use airlock_audit::{
-    segment, verify_dir, verify_file, AuditLog, Expect, FsyncMode, Options, ProblemKind, PublicKey,
-    SigningKey,
-};
+use airlock_audit::{segment, verify_dir, verify_file, Expect, FsyncMode, ProblemKind, PublicKey};
 
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    key_path: PathBuf,
-    clock: Arc<AtomicI64>,
+fn fixture() -> Fixture {
+    Fixture::new(statement)
 }
 
-impl Fixture {
-    fn new() -> Fixture {
-        let tmp = tempfile::tempdir().unwrap();
-        Fixture {
-            dir: tmp.path().join("audit"),
-            key_path: tmp.path().join("keys/audit.pem"),
-            clock: Arc::new(AtomicI64::new(1_700_000_000_000)),
-            _tmp: tmp,
-        }
-    }
-
-    fn options(&self) -> Options {
-        let clock = self.clock.clone();
-        Options {
-            fsync: FsyncMode::Batched(Duration::from_millis(10)),
-            checkpoint_every: 10,
-            checkpoint_interval: Duration::from_secs(3600),
-            segment_bytes: 64 * 1024 * 1024,
-            now_ms: Arc::new(move || clock.load(Ordering::Relaxed)),
-        }
-    }
-
-    fn open(&self, opts: Options) -> AuditLog {
-        let key = SigningKey::load_or_create(&self.key_path).unwrap();
-        AuditLog::open(&self.dir, key, opts).unwrap()
-    }
-
-    fn public(&self) -> PublicKey {
-        SigningKey::load_or_create(&self.key_path).unwrap().public()
-    }
-
-    fn expect(&self) -> Expect {
-        Expect {
-            key: Some(self.public()),
-            ..Expect::default()
-        }
-    }
-
-    /// One segment with `n` statement records (and checkpoints every 10).
-    fn write(&self, n: u64) {
-        let log = self.open(self.options());
-        for i in 0..n {
-            log.append(&[statement(i)]).unwrap();
-        }
-        log.close().unwrap();
-    }
-
-    fn only_segment(&self) -> PathBuf {
-        let segs = segment::list(&self.dir).unwrap();
-        assert_eq!(segs.len(), 1);
-        segs[0].path.clone()
-    }
-}
-
+/// Classified `select`; the text has quotes and non-ASCII letters.
 fn statement(i: u64) -> Event {
-    let mut s = airlock_audit::Statement {
-        session: "s1".into(),
-        n: i + 1,
-        protocol: "simple".into(),
-        text: None,
-        text_base64: None,
-        text_len: None,
-        text_sha256: None,
-        classified: vec![airlock_audit::Classified {
-            kind: "select".into(),
-            rule: "read".into(),
-        }],
-        decision: "allowed".into(),
-        rule: "read".into(),
-        sqlstate: None,
-        param_types: Vec::new(),
-    };
-    s.set_text(format!("SELECT {i} -- \"quoted\" ünï").as_bytes());
-    Event::Statement(s)
-}
-
-fn lines(path: &Path) -> Vec<Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let (lines, torn) = segment::lines(&bytes);
-    assert!(torn.is_empty());
-    lines.into_iter().map(|(_, l)| l.to_vec()).collect()
-}
-
-fn write_lines(path: &Path, lines: &[Vec<u8>]) {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    std::fs::write(path, out).unwrap();
+    common::statement(i, &format!("SELECT {i} -- \"quoted\" ünï"), "read")
 }
 
 /// The index in `lines` of the record with this seq.
@@ -122,14 +31,12 @@ fn at(lines: &[Vec<u8>], seq: u64) -> usize {
 }
 
 fn problem(f: &Fixture) -> (ProblemKind, Option<u64>, String) {
-    let report = verify_dir(&f.dir, &f.expect()).unwrap();
-    let p = report.problem.expect("tampering must be found");
-    (p.kind, p.seq, p.to_string())
+    f.problem(&f.expect())
 }
 
 #[test]
 fn a_clean_log_verifies() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let report = verify_dir(&f.dir, &f.expect()).unwrap();
     assert!(report.ok(), "{:?}", report.problem);
@@ -180,7 +87,7 @@ fn non_utf8_text_is_kept_byte_for_byte() {
 
 #[test]
 fn a_flipped_byte_is_a_modified_record() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let mut ls = lines(&path);
@@ -195,7 +102,7 @@ fn a_flipped_byte_is_a_modified_record() {
 
 #[test]
 fn a_changed_link_is_a_modified_record() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let mut ls = lines(&path);
@@ -211,7 +118,7 @@ fn a_changed_link_is_a_modified_record() {
 
 #[test]
 fn a_broken_head_is_a_modified_record() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(5);
     let path = f.only_segment();
     let mut ls = lines(&path);
@@ -223,7 +130,7 @@ fn a_broken_head_is_a_modified_record() {
 
 #[test]
 fn a_removed_record_is_deleted() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let mut ls = lines(&path);
@@ -236,7 +143,7 @@ fn a_removed_record_is_deleted() {
 
 #[test]
 fn two_swapped_records_are_reordered() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let mut ls = lines(&path);
@@ -249,7 +156,7 @@ fn two_swapped_records_are_reordered() {
 
 #[test]
 fn a_log_cut_mid_record_is_truncated() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let bytes = std::fs::read(&path).unwrap();
@@ -265,7 +172,7 @@ fn a_log_cut_mid_record_is_truncated() {
 
 #[test]
 fn a_log_cut_before_an_anchored_checkpoint_is_truncated() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let ls = lines(&path);
@@ -287,7 +194,7 @@ fn a_log_cut_before_an_anchored_checkpoint_is_truncated() {
 
 #[test]
 fn a_rewritten_chain_fails_at_its_checkpoint() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let ls = lines(&path);
@@ -320,9 +227,9 @@ fn a_rewritten_chain_fails_at_its_checkpoint() {
 
 #[test]
 fn a_checkpoint_signed_by_another_key_is_forged() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
-    let other = Fixture::new();
+    let other = fixture();
     let report = verify_dir(
         &f.dir,
         &Expect {
@@ -338,7 +245,7 @@ fn a_checkpoint_signed_by_another_key_is_forged() {
 
 #[test]
 fn a_removed_segment_is_deleted() {
-    let f = Fixture::new();
+    let f = fixture();
     let mut opts = f.options();
     opts.segment_bytes = 2000;
     let log = f.open(opts);
@@ -366,7 +273,7 @@ fn a_removed_segment_is_deleted() {
 
 #[test]
 fn retention_removes_old_segments_and_the_rest_verifies() {
-    let f = Fixture::new();
+    let f = fixture();
     let mut opts = f.options();
     opts.segment_bytes = 2000;
     let log = f.open(opts.clone());
@@ -409,7 +316,7 @@ fn retention_removes_old_segments_and_the_rest_verifies() {
 
 #[test]
 fn a_torn_write_is_recovered_on_open() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(5);
     let path = f.only_segment();
     // A crash in the middle of a write.
@@ -436,7 +343,7 @@ fn a_torn_write_is_recovered_on_open() {
 
 #[test]
 fn an_export_verifies_on_its_own_with_the_public_key() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let tmp = tempfile::tempdir().unwrap();
     let export = tmp.path().join("export.jsonl");
@@ -481,7 +388,7 @@ fn an_export_verifies_on_its_own_with_the_public_key() {
 
 #[tokio::test]
 async fn always_waits_for_the_disk_and_time_seals_a_quiet_log() {
-    let f = Fixture::new();
+    let f = fixture();
     let mut opts = f.options();
     opts.fsync = FsyncMode::Always;
     opts.checkpoint_interval = Duration::from_millis(200);
@@ -511,7 +418,7 @@ async fn always_waits_for_the_disk_and_time_seals_a_quiet_log() {
 #[test]
 fn the_index_is_built_in_batches_follows_the_log_and_rebuilds() {
     use airlock_audit::index::{Index, RecordQuery, SessionQuery};
-    let f = Fixture::new();
+    let f = fixture();
     let log = f.open(f.options());
     let start = Event::SessionStart(airlock_audit::SessionStart {
         session: "s1".into(),

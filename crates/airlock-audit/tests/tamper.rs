@@ -3,144 +3,27 @@
 //! verifier must name each one. (Issue 18: a log whose checkpoints and the
 //! records of an attack were removed and the chain re-hashed printed OK.)
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+mod common;
+
+use common::{lines, write_lines, Fixture, T0};
 
 use airlock_audit::event::{Event, RemovedSegment};
 use airlock_audit::key::Terms;
 use airlock_audit::record::{self, Hash, GENESIS};
 use airlock_audit::{
-    segment, verify_dir, verify_live_dir, Anchor, AuditLog, Expect, FsyncMode, Options,
-    ProblemKind, PublicKey, SigningKey,
+    segment, verify_dir, verify_live_dir, Anchor, AuditLog, Expect, ProblemKind, PublicKey,
 };
 
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    key_path: PathBuf,
-    clock: Arc<AtomicI64>,
+fn fixture() -> Fixture {
+    Fixture::new(statement)
 }
 
-const T0: i64 = 1_700_000_000_000;
-
-impl Fixture {
-    fn new() -> Fixture {
-        let tmp = tempfile::tempdir().unwrap();
-        Fixture {
-            dir: tmp.path().join("audit"),
-            key_path: tmp.path().join("keys/audit.pem"),
-            clock: Arc::new(AtomicI64::new(T0)),
-            _tmp: tmp,
-        }
-    }
-
-    fn options(&self) -> Options {
-        let clock = self.clock.clone();
-        Options {
-            fsync: FsyncMode::Batched(Duration::from_millis(10)),
-            checkpoint_every: 10,
-            checkpoint_interval: Duration::from_secs(3600),
-            segment_bytes: 64 * 1024 * 1024,
-            now_ms: Arc::new(move || clock.load(Ordering::Relaxed)),
-        }
-    }
-
-    fn key(&self) -> SigningKey {
-        SigningKey::load_or_create(&self.key_path).unwrap()
-    }
-
-    fn open(&self, opts: Options) -> AuditLog {
-        AuditLog::open(&self.dir, self.key(), opts).unwrap()
-    }
-
-    fn public(&self) -> PublicKey {
-        self.key().public()
-    }
-
-    fn expect(&self) -> Expect {
-        Expect {
-            key: Some(self.public()),
-            ..Expect::default()
-        }
-    }
-
-    /// `n` statements, one append each (a checkpoint every 10 records and
-    /// one at close), one millisecond apart; returns the anchors the writer
-    /// published as it went.
-    fn write(&self, n: u64) -> Vec<Anchor> {
-        let log = self.open(self.options());
-        let anchors = log.anchors();
-        let mut seen = Vec::new();
-        for i in 0..n {
-            log.append(&[statement(i)]).unwrap();
-            self.clock.fetch_add(1, Ordering::Relaxed);
-            if let Some(a) = anchors.borrow().clone() {
-                if seen.last() != Some(&a) {
-                    seen.push(a);
-                }
-            }
-        }
-        log.close().unwrap();
-        let last = anchors.borrow().clone().unwrap();
-        if seen.last() != Some(&last) {
-            seen.push(last);
-        }
-        seen
-    }
-
-    fn only_segment(&self) -> PathBuf {
-        let segs = segment::list(&self.dir).unwrap();
-        assert_eq!(segs.len(), 1);
-        segs[0].path.clone()
-    }
-
-    fn problem(&self, expect: &Expect) -> (ProblemKind, Option<u64>, String) {
-        let report = verify_dir(&self.dir, expect).unwrap();
-        let Some(p) = report.problem.clone() else {
-            panic!("tampering must be found: {report:?}");
-        };
-        (p.kind, p.seq, p.to_string())
-    }
-}
-
+/// The records of an attack: deletions.
 fn statement(i: u64) -> Event {
-    let mut s = airlock_audit::Statement {
-        session: "s1".into(),
-        n: i + 1,
-        protocol: "simple".into(),
-        text: None,
-        text_base64: None,
-        text_len: None,
-        text_sha256: None,
-        classified: vec![airlock_audit::Classified {
-            kind: "delete".into(),
-            rule: "delete".into(),
-        }],
-        decision: "allowed".into(),
-        rule: "delete".into(),
-        sqlstate: None,
-        param_types: Vec::new(),
-    };
-    s.set_text(format!("DELETE FROM evidence WHERE id = {i}").as_bytes());
-    Event::Statement(s)
-}
-
-fn lines(path: &Path) -> Vec<Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let (lines, torn) = segment::lines(&bytes);
-    assert!(torn.is_empty());
-    lines.into_iter().map(|(_, l)| l.to_vec()).collect()
-}
-
-fn write_lines(path: &Path, lines: &[Vec<u8>]) {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    std::fs::write(path, out).unwrap();
+    common::statement(i, &format!("DELETE FROM evidence WHERE id = {i}"), "delete")
 }
 
 fn kind(line: &[u8]) -> String {
@@ -183,7 +66,7 @@ fn forged(seq: u64, prev: &Hash, ts: i64, event: &Event) -> Vec<u8> {
 fn all_checkpoints_removed_and_the_chain_rehashed_has_no_checkpoint() {
     // The issue's report: the attack's records and every checkpoint gone,
     // the chain re-hashed. Every link holds; nothing is signed.
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let kept: Vec<Vec<u8>> = lines(&path)
@@ -199,7 +82,7 @@ fn all_checkpoints_removed_and_the_chain_rehashed_has_no_checkpoint() {
 
 #[test]
 fn a_long_log_with_all_checkpoints_removed_fails_the_same_way() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(300);
     let path = f.only_segment();
     let kept: Vec<Vec<u8>> = lines(&path)
@@ -213,7 +96,7 @@ fn a_long_log_with_all_checkpoints_removed_fails_the_same_way() {
 
 #[test]
 fn a_middle_stretch_removed_and_rehashed_breaks_the_next_signature() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(100);
     let path = f.only_segment();
     let ls = lines(&path);
@@ -233,7 +116,7 @@ fn a_middle_stretch_removed_and_rehashed_breaks_the_next_signature() {
 fn a_middle_stretch_removed_with_every_later_checkpoint_leaves_an_unsealed_tail() {
     // Dropping the checkpoints the re-hash broke leaves everything after
     // the cut unsigned: far more than a crash leaves.
-    let f = Fixture::new();
+    let f = fixture();
     f.write(100);
     let path = f.only_segment();
     let ls = lines(&path);
@@ -255,7 +138,7 @@ fn a_middle_stretch_removed_with_every_later_checkpoint_leaves_an_unsealed_tail(
 
 #[test]
 fn a_tail_cut_and_replaced_by_many_forged_records_is_an_unsealed_tail() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let mut ls = lines(&path);
@@ -275,7 +158,7 @@ fn a_tail_cut_and_replaced_by_many_forged_records_is_an_unsealed_tail() {
 
 #[test]
 fn a_few_forged_records_spread_over_hours_are_an_unsealed_tail() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let mut ls = lines(&path);
@@ -297,7 +180,7 @@ fn a_few_forged_records_spread_over_hours_are_an_unsealed_tail() {
 
 #[test]
 fn a_log_cut_back_to_its_first_records_fails_against_its_anchors_and_its_live_writer() {
-    let f = Fixture::new();
+    let f = fixture();
     let anchors = f.write(50);
     assert!(anchors.len() >= 5, "{anchors:?}");
     let path = f.only_segment();
@@ -334,7 +217,7 @@ fn a_log_cut_back_to_its_first_records_fails_against_its_anchors_and_its_live_wr
 #[test]
 fn a_rolled_back_copy_fails_against_newer_anchors() {
     // Replaying an older, validly signed state of the whole log.
-    let f = Fixture::new();
+    let f = fixture();
     f.write(20);
     let old = std::fs::read(f.only_segment()).unwrap();
     let log = f.open(f.options());
@@ -354,7 +237,7 @@ fn a_rolled_back_copy_fails_against_newer_anchors() {
 
 #[test]
 fn an_older_checkpoint_replayed_in_a_later_place_is_forged() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let ls = lines(&path);
@@ -385,7 +268,7 @@ fn an_older_checkpoint_replayed_in_a_later_place_is_forged() {
 
 #[test]
 fn a_checkpoint_with_looser_or_stripped_rules_is_forged() {
-    let f = Fixture::new();
+    let f = fixture();
     f.write(25);
     let path = f.only_segment();
     let original = lines(&path);
@@ -422,12 +305,12 @@ fn a_checkpoint_with_looser_or_stripped_rules_is_forged() {
 
 #[test]
 fn a_log_rewritten_under_another_key_fails_against_the_pinned_key_and_the_anchors() {
-    let f = Fixture::new();
+    let f = fixture();
     let anchors = f.write(25);
     // Same events, written again by a writer holding a new key, which also
     // replaces the public key next to the log.
     std::fs::remove_dir_all(&f.dir).unwrap();
-    let other = Fixture::new();
+    let other = fixture();
     let log = AuditLog::open(&f.dir, other.key(), f.options()).unwrap();
     for i in 0..25 {
         log.append(&[statement(i)]).unwrap();
@@ -481,7 +364,7 @@ fn retained(f: &Fixture) -> Vec<RemovedSegment> {
 
 #[test]
 fn a_first_segment_dropped_with_a_forged_retention_record_is_forged_retention() {
-    let f = Fixture::new();
+    let f = fixture();
     let mut opts = f.options();
     opts.segment_bytes = 2000;
     let log = f.open(opts);
@@ -532,7 +415,7 @@ fn a_first_segment_dropped_with_a_forged_retention_record_is_forged_retention() 
 
 #[test]
 fn signed_retention_accounts_for_removed_records_and_their_anchors() {
-    let f = Fixture::new();
+    let f = fixture();
     let removed = retained(&f);
     let through = removed.last().unwrap().last_seq;
     // An anchor from before retention names a record that is gone: fine.
@@ -561,7 +444,7 @@ fn signed_retention_accounts_for_removed_records_and_their_anchors() {
 fn the_signed_rules_bound_every_stretch_even_one_the_key_signed() {
     // A writer that does not keep its own rules (only the key holder could
     // write this): 30 records before a checkpoint that says every = 10.
-    let f = Fixture::new();
+    let f = fixture();
     let key = f.key();
     std::fs::create_dir_all(&f.dir).unwrap();
     let terms = Terms {
@@ -618,7 +501,7 @@ fn the_signed_rules_bound_every_stretch_even_one_the_key_signed() {
 
 #[test]
 fn the_writer_keeps_its_rules_in_large_batches_and_after_a_crash() {
-    let f = Fixture::new();
+    let f = fixture();
     let log = f.open(f.options());
     // One batch of 95: sealed every 10 records inside it.
     let batch: Vec<Event> = (0..95).map(statement).collect();
@@ -643,7 +526,7 @@ fn the_writer_keeps_its_rules_in_large_batches_and_after_a_crash() {
 
 #[test]
 fn a_live_log_may_end_unsealed_but_not_behind_its_writer() {
-    let f = Fixture::new();
+    let f = fixture();
     let log = f.open(f.options());
     log.append(&[statement(0), statement(1), statement(2)])
         .unwrap();

@@ -30,9 +30,9 @@ use std::sync::Arc;
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
     redact_url, Access, AccessSettings, AnchorSink, AuditFsync, AuditSettings, BreakGlassRule,
-    Entitlement, Gateway, Guardrail, MaskRules, Masking, RequestableRule, Resource, ResourceKind,
-    Role, RunbookSettings, TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential,
-    UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
+    Entitlement, Gateway, Guardrail, MaskRules, Masking, MaskingMode, RequestableRule, Resource,
+    ResourceKind, Role, RunbookSettings, TelemetrySettings, Threshold, ThresholdStat,
+    UpstreamCredential, UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
 };
 pub use names::{NameError, ResourceName, RoleName, UserName};
 pub use secret::{MissingSecret, Secret, SecretProblem};

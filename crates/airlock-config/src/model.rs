@@ -337,6 +337,21 @@ pub struct Masking {
     pub detectors: Vec<Detector>,
     /// Users holding any of these roles see values unmasked.
     pub unmasked_roles: Vec<RoleName>,
+    /// What else is refused to protect the columns. Default strict.
+    pub mode: MaskingMode,
+}
+
+/// How far masking goes for the columns of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaskingMode {
+    /// Values in results are masked, and in read sessions a statement that
+    /// uses a masked column anywhere but as a plain output column of the
+    /// outermost query is refused (see `airlock_sql::columns`).
+    #[default]
+    Strict,
+    /// Values in results are masked; derived values (`ssn || ''`, a cast's
+    /// error, a WHERE clause's answer) pass.
+    Lenient,
 }
 
 /// The masking in force for one session: the union of the entries that
@@ -347,6 +362,10 @@ pub struct MaskRules {
     pub columns: Vec<ColumnPattern>,
     /// Value detectors.
     pub detectors: Detectors,
+    /// Strict masking applies (some entry in force is strict and has
+    /// column patterns): read sessions may use masked columns only as plain
+    /// output columns.
+    pub strict: bool,
 }
 
 impl Resource {
@@ -367,10 +386,12 @@ impl Resource {
     pub fn masking_for(&self, roles: &[RoleName]) -> Option<MaskRules> {
         let mut columns: Vec<ColumnPattern> = Vec::new();
         let mut detectors = Vec::new();
+        let mut strict = false;
         for m in &self.masking {
             if m.unmasked_roles.iter().any(|r| roles.contains(r)) {
                 continue;
             }
+            strict |= m.mode == MaskingMode::Strict && !m.columns.is_empty();
             for c in &m.columns {
                 if !columns.contains(c) {
                     columns.push(c.clone());
@@ -379,7 +400,11 @@ impl Resource {
             detectors.extend(m.detectors.iter().copied());
         }
         let detectors = Detectors::new(&detectors);
-        (!columns.is_empty() || !detectors.is_empty()).then_some(MaskRules { columns, detectors })
+        (!columns.is_empty() || !detectors.is_empty()).then_some(MaskRules {
+            columns,
+            detectors,
+            strict,
+        })
     }
 
     /// The credential for `access`, if the resource has one.

@@ -207,6 +207,8 @@ pub(crate) struct RawMasking {
     pub detectors: Vec<Spanned<String>>,
     #[serde(default)]
     pub unmasked_roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,9 +14,9 @@ use serde_spanned::Spanned;
 use crate::error::Diagnostic;
 use crate::model::{
     quoted_list, Access, AccessSettings, AnchorSink, AuditFsync, AuditSettings, BreakGlassRule,
-    Entitlement, Gateway, Guardrail, Masking, RequestableRule, Resource, ResourceKind, Role,
-    RunbookSettings, TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential, UpstreamTls,
-    User, Webhook, WEBHOOK_EVENTS,
+    Entitlement, Gateway, Guardrail, Masking, MaskingMode, RequestableRule, Resource, ResourceKind,
+    Role, RunbookSettings, TelemetrySettings, Threshold, ThresholdStat, UpstreamCredential,
+    UpstreamTls, User, Webhook, WEBHOOK_EVENTS,
 };
 use crate::names::{ResourceName, RoleName, UserName};
 use crate::raw::{
@@ -1438,10 +1438,26 @@ impl Checker<'_> {
             );
             ok = false;
         }
+        let mode = match m.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+            None | Some((_, "strict")) => MaskingMode::Strict,
+            Some((_, "lenient")) => MaskingMode::Lenient,
+            Some((raw, other)) => {
+                self.error(
+                    raw.span(),
+                    format!("{key}.mode"),
+                    format!(
+                        "`mode` of {what}: unknown mode {other:?}: expected \"strict\" (a masked column may only be selected as a plain output column) or \"lenient\" (results are masked, derived values pass)"
+                    ),
+                );
+                ok = false;
+                MaskingMode::Strict
+            }
+        };
         ok.then_some(Masking {
             columns,
             detectors,
             unmasked_roles,
+            mode,
         })
     }
 

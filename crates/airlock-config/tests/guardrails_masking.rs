@@ -88,6 +88,23 @@ fn entries_apply_by_role_and_merge_strictest_first() {
     assert!(lead.columns.is_empty());
     assert!(!lead.detectors.contains(Detector::CreditCard));
     assert!(lead.detectors.contains(Detector::Iban));
+    // Strict by default; an entry without columns has nothing to be strict
+    // about, so sre-lead's masking is not strict.
+    assert!(masked.strict);
+    assert!(!lead.strict);
+    let lenient = load(&BASE.replacen(
+        "unmasked_roles = [\"sre-lead\"]",
+        "unmasked_roles = [\"sre-lead\"]\nmode = \"lenient\"",
+        1,
+    ))
+    .unwrap();
+    let masked = lenient
+        .resource("orders")
+        .unwrap()
+        .masking_for(&roles(&["oncall"]))
+        .unwrap();
+    assert!(!masked.strict);
+    assert_eq!(masked.columns.len(), 2, "lenient still masks results");
 }
 
 #[test]
@@ -179,6 +196,14 @@ fn mistakes_are_reported_with_line_key_and_way_out() {
             28,
             "resource[0].masking[0].unmasked_roles[0]",
             "names unknown role \"sre_lead\"",
+        ),
+        (
+            "unknown masking mode",
+            "unmasked_roles = [\"sre-lead\"]",
+            "unmasked_roles = [\"sre-lead\"]\nmode = \"strikt\"",
+            29,
+            "resource[0].masking[0].mode",
+            "unknown mode \"strikt\": expected \"strict\"",
         ),
         (
             "unknown key",

@@ -206,6 +206,38 @@ pub fn random_salt() -> [u8; SALT_LEN] {
     salt
 }
 
+/// A salt derived from `name` with a keyed hash: HMAC-SHA256(`key`, a fixed
+/// label and `name`), cut to [`SALT_LEN`]. For names that have no stored
+/// salt (a user the gateway does not know): the same name always gets the
+/// same salt, different names get unrelated ones, and without `key` nobody
+/// can tell it from a [`random_salt`], so the SCRAM challenge does not say
+/// whether the name exists. Nothing is stored per name.
+pub fn derived_salt(key: &[u8], name: &str) -> [u8; SALT_LEN] {
+    let mac = hmac_sha256(key, &[b"airlock scram salt\0", name.as_bytes()]);
+    let mut salt = [0u8; SALT_LEN];
+    salt.copy_from_slice(&mac[..SALT_LEN]);
+    salt
+}
+
+impl Verifier {
+    /// A verifier no password matches (random keys), with the given salt and
+    /// iteration count. [`ScramServer::finish`] tests it with every
+    /// login, next to the real candidates, so a login with no candidates (an
+    /// unknown user or resource) costs what a wrong password costs.
+    pub fn decoy(salt: &[u8], iterations: u32) -> Verifier {
+        let mut stored_key = [0u8; 32];
+        let mut server_key = [0u8; 32];
+        rand::rng().fill_bytes(&mut stored_key);
+        rand::rng().fill_bytes(&mut server_key);
+        Verifier {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key,
+            server_key,
+        }
+    }
+}
+
 /// Channel binding the server can offer on this connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelBinding {
@@ -1061,5 +1093,30 @@ mod tests {
             let _ = server.finish(&input, &[&verifier]);
             let _ = Verifier::parse_pg_string(&String::from_utf8_lossy(&input));
         }
+    }
+
+    #[test]
+    fn derived_salts_are_stable_per_name_and_key() {
+        let a = derived_salt(b"key one", "ghost");
+        assert_eq!(a, derived_salt(b"key one", "ghost"));
+        assert_ne!(a, derived_salt(b"key one", "ghost2"));
+        assert_ne!(a, derived_salt(b"key two", "ghost"));
+        assert_eq!(a.len(), SALT_LEN);
+    }
+
+    #[test]
+    fn no_proof_matches_a_decoy() {
+        // Next to the real verifier the decoy changes nothing; alone it
+        // refuses the right password's proof.
+        let decoy = Verifier::decoy(&rfc_salt(), DEFAULT_ITERATIONS);
+        let real = Verifier::generate("pencil", &rfc_salt(), DEFAULT_ITERATIONS);
+        let (index, _) = rfc_server()
+            .finish(RFC_CLIENT_FINAL, &[&decoy, &real])
+            .unwrap();
+        assert_eq!(index, 1);
+        let err = rfc_server()
+            .finish(RFC_CLIENT_FINAL, &[&decoy])
+            .unwrap_err();
+        assert!(matches!(err, ScramError::InvalidProof), "{err:?}");
     }
 }

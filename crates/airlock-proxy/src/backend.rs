@@ -74,6 +74,12 @@ pub enum UpstreamError {
     /// impostor on the database's address) can give.
     #[error("the upstream broke off the SCRAM exchange: it sent {0} before its final SCRAM message, which proves it knows the password; this may be an impostor on the database's address")]
     ScramBroken(&'static str),
+    /// The upstream let the gateway in without asking for anything, over a
+    /// connection whose peer was not verified, although the resource's
+    /// credential has a password: what an impostor does to be handed the
+    /// session (and see its statements).
+    #[error("the upstream let the gateway in without asking for the password of the resource's credential, over a connection whose TLS certificate was not verified (tls = \"{0}\"); this may be an impostor on the database's address")]
+    UnprovenTrust(&'static str),
     /// The upstream asked for the password itself (cleartext) or a hash of
     /// it that can be replayed (MD5) over a connection whose peer was not
     /// verified.
@@ -91,16 +97,24 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// What the client is told. Configuration problems are the platform
-    /// team's to fix, so the hint says who to call rather than what to retry.
+    /// What the client is told: fixed sentences per case, never this
+    /// error's `Display`, which can hold the resource's host and port, its
+    /// TLS server name, or the database's own words about the gateway (its
+    /// address in a pg_hba message, the upstream role): those are for the
+    /// gateway's log and the audit record of the refused session, which
+    /// the caller writes. Configuration problems are the platform team's to
+    /// fix, so the hint says who to call rather than what to retry.
     pub fn to_user_facing(&self, resource: &str) -> UserFacingError {
         let base = UserFacingError::fatal(
             sqlstate::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             format!("Airlock could not open a connection to resource \"{resource}\""),
         );
+        let operator = "this is a gateway configuration problem; tell the platform team (the gateway's log and audit log say more)";
+        let unreachable = "the database may be down or unreachable from the gateway; try again, then tell the platform team (the gateway's log says more)";
         match self {
             // Unknown setting, one that cannot be set at login, a bad value:
-            // the client's startup settings, passed on by the gateway.
+            // the client's own startup settings, passed on by the gateway,
+            // so PostgreSQL's message is about what the client sent.
             UpstreamError::Rejected(e)
                 if matches!(e.code(), Some("42704" | "55P02" | "22023" | "22P02")) =>
             {
@@ -112,22 +126,46 @@ impl UpstreamError {
             }
             UpstreamError::Rejected(e) => base
                 .detail(format!(
-                    "the database refused the gateway's login: {}",
-                    e.message().unwrap_or("(no message)")
+                    "the database refused the gateway's login (SQLSTATE {})",
+                    e.code().unwrap_or("unknown")
                 ))
-                .hint("the resource's credential in airlock.toml is wrong or lacks rights; tell the platform team"),
-            UpstreamError::NoPassword(_) | UpstreamError::Secret(_) | UpstreamError::UnsupportedAuth(_) => base
+                .hint("the resource's credential in airlock.toml is wrong or lacks rights; tell the platform team (the gateway's log says what the database answered)"),
+            UpstreamError::Connect { source, .. } => base
+                .detail(format!("the gateway could not reach the database: {}", source.kind()))
+                .hint(unreachable),
+            UpstreamError::Timeout(t) => base
+                .detail(format!(
+                    "the database did not complete the gateway's connection and login within {}",
+                    airlock_config::format_duration(*t)
+                ))
+                .hint(unreachable),
+            UpstreamError::Read(_) | UpstreamError::Write(_) => base
+                .detail("the connection to the database broke during the gateway's login")
+                .hint(unreachable),
+            UpstreamError::Unexpected(_) => base
+                .detail("the database answered the gateway's login with a message it did not expect")
+                .hint(operator),
+            UpstreamError::Tls(_) => base
+                .detail("the TLS handshake between the gateway and the database failed")
+                .hint("tell the platform team: the resource's tls mode, ca_file or the database's certificate do not fit (the gateway's log says how)"),
+            UpstreamError::TlsRefused(_) => base
                 .detail(self.to_string())
-                .hint("this is a gateway configuration problem; tell the platform team"),
+                .hint(operator),
+            UpstreamError::Secret(_) => base
+                .detail("the gateway could not read the password variable of the resource's credential")
+                .hint(operator),
+            UpstreamError::Scram(_) => base
+                .detail("the SCRAM login between the gateway and the database failed")
+                .hint(operator),
+            UpstreamError::NoPassword(_) | UpstreamError::UnsupportedAuth(_) => base
+                .detail(self.to_string())
+                .hint(operator),
             UpstreamError::UnverifiedPasswordRequest { .. } => base
                 .detail(self.to_string())
                 .hint("the platform team should give the resource a ca_file with tls = \"verify-full\", or switch the database role to SCRAM (password_encryption = 'scram-sha-256', then reset its password)"),
-            UpstreamError::ScramBroken(_) => base
+            UpstreamError::ScramBroken(_) | UpstreamError::UnprovenTrust(_) => base
                 .detail(self.to_string())
                 .hint("tell the platform team: check that the resource's host and port lead to the real database, and use tls = \"verify-full\" with its CA"),
-            _ => base
-                .detail(self.to_string())
-                .hint("the database may be down or unreachable from the gateway; try again, then check the resource's host and port"),
         }
     }
 }
@@ -312,6 +350,16 @@ async fn connect_inner(
     // (ParameterStatus, BackendKeyData, ReadyForQuery) is refused before it:
     // a server may not skip the login by going straight to ReadyForQuery.
     let mut logged_in = false;
+    // Some authentication request was answered (a SCRAM exchange whose
+    // server signature verified, or a password sent to a verified peer).
+    let mut asked = false;
+    // An upstream that lets the gateway in without asking proves nothing:
+    // accepted only when the credential has no password (trust on purpose)
+    // or the peer's certificate was verified.
+    let expects_password = password.is_some()
+        || resource
+            .credential(access)
+            .is_some_and(|c| c.password_env.is_some());
     loop {
         let frame = read_frame(&mut stream, &mut buf, LOGIN_MAX_MESSAGE).await?;
         let msg = BackendMessage::decode(&frame).map_err(|e| UpstreamError::Read(e.into()))?;
@@ -321,6 +369,11 @@ async fn connect_inner(
             }
             BackendMessage::Authentication(auth) => {
                 logged_in = matches!(auth, Authentication::Ok);
+                let verified = resource.tls.verifies_peer() && stream.is_tls();
+                if logged_in && !asked && expects_password && !verified {
+                    return Err(UpstreamError::UnprovenTrust(resource.tls.as_str()));
+                }
+                asked |= !logged_in;
                 let reply = authenticate(auth, resource, access, password, &stream, &mut scram)?;
                 if let Some(reply) = reply {
                     out.clear();
@@ -513,4 +566,65 @@ fn authenticate(
         }
         Authentication::Unsupported { code } => return Err(UpstreamError::UnsupportedAuth(code)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_pgwire::messages::Severity;
+
+    /// Regression: a refused upstream connection told the client
+    /// "could not connect to HOST:PORT"; TLS errors named the server, and
+    /// the database's own refusal could carry the gateway's address.
+    #[test]
+    fn no_upstream_address_reaches_the_client() {
+        let host = "db7.internal.example";
+        let io = || {
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                format!("refused by {host}:6543"),
+            )
+        };
+        let cases = [
+            UpstreamError::Connect { addr: format!("{host}:6543"), source: io() },
+            UpstreamError::Timeout(Duration::from_secs(10)),
+            UpstreamError::Tls(format!("invalid peer certificate: not valid for name {host:?} (10.9.8.7:6543)")),
+            UpstreamError::TlsRefused("require"),
+            UpstreamError::Rejected(ErrorResponse::new(
+                Severity::Fatal,
+                "28000",
+                format!("no pg_hba.conf entry for host \"10.9.8.7\", user \"orders_ro\", database \"orders\" on {host}:6543"),
+            )),
+            UpstreamError::NoPassword(Access::Read),
+            UpstreamError::Secret(format!("variable for {host}:6543 is not unicode")),
+            UpstreamError::UnsupportedAuth(7),
+            UpstreamError::Scram(format!("{host}:6543 sent a bad nonce")),
+            UpstreamError::ScramBroken("AuthenticationOk"),
+            UpstreamError::UnprovenTrust("require"),
+            UpstreamError::UnverifiedPasswordRequest { method: "in cleartext", mode: "require" },
+            UpstreamError::Read(ReadError::Io(io())),
+            UpstreamError::Write(io()),
+            UpstreamError::Unexpected(b'X'),
+        ];
+        for e in &cases {
+            let u = e.to_user_facing("orders");
+            let text = format!("{} {:?} {:?}", u.message, u.detail, u.hint);
+            for secret in [host, "6543", "10.9.8.7", "orders_ro"] {
+                assert!(!text.contains(secret), "{e:?} shows {secret}: {text}");
+            }
+            assert_eq!(
+                u.code,
+                sqlstate::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
+            );
+            assert!(u.detail.is_some() && u.hint.is_some(), "{e:?}: {text}");
+        }
+        // The client's own refused setting is still named.
+        let setting = UpstreamError::Rejected(ErrorResponse::new(
+            Severity::Fatal,
+            "42704",
+            "unrecognized configuration parameter \"no_such\"",
+        ));
+        let u = setting.to_user_facing("orders");
+        assert!(u.detail.unwrap().contains("no_such"));
+    }
 }

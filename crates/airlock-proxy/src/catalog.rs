@@ -63,7 +63,9 @@ struct Cached {
     catalog: Arc<FunctionCatalog>,
 }
 
-fn source(resource: &airlock_config::Resource) -> String {
+/// Where and as whom a resource's read credential logs in (with whether it
+/// may write): what, when it changes, must be checked again.
+pub fn source(resource: &airlock_config::Resource) -> String {
     format!(
         "{}:{}/{}/{}/{}",
         resource.host,
@@ -128,7 +130,21 @@ impl Catalogs {
             Ok(())
         })
         .await?;
-        Ok(Arc::new(FunctionCatalog::from_rows(rows)))
+        let mut user_code = Vec::new();
+        query_each(upstream, airlock_sql::functions::USER_CODE_QUERY, |row| {
+            let [Some(kind), Some(name)] = row else {
+                return Err("unexpected row from the user-code query".into());
+            };
+            user_code.push((
+                String::from_utf8_lossy(kind).into_owned(),
+                String::from_utf8_lossy(name).into_owned(),
+            ));
+            Ok(())
+        })
+        .await?;
+        Ok(Arc::new(
+            FunctionCatalog::from_rows(rows).with_user_code(user_code),
+        ))
     }
 
     /// Forgets every cached catalog (a policy reload may point a resource

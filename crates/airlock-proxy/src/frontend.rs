@@ -5,6 +5,16 @@
 //! runs SCRAM-SHA-256 against the user's live session credentials. Every
 //! refusal is a FATAL ErrorResponse with the SQLSTATE a PostgreSQL server
 //! would use and a hint that says what to do next.
+//!
+//! Before the client's proof is checked, nothing it is told depends on who
+//! it claims to be or which resource it names: an unknown user or resource
+//! goes through the same SCRAM exchange as a wrong password (a salt that is
+//! stable per name, the same store reads, the same proof check against a
+//! decoy verifier) and fails at the same point with the same 28P01
+//! ([`login_failed`]), so the gateway cannot be used to list its users or
+//! resources. The real reason goes to the audit log's `login_refused`
+//! record. Only after a proof matched a credential are refusals specific
+//! (expired, access removed): the client has shown it holds one.
 
 use std::sync::Arc;
 
@@ -38,6 +48,14 @@ const EXPIRED_GRACE_MS: i64 = 24 * 3600 * 1000;
 const MAX_CANDIDATES: usize = 256;
 /// SASL messages are tiny; anything bigger during login is hostile.
 const AUTH_MAX_MESSAGE: usize = 16 * 1024;
+/// The `user_salts` row that holds the key from which unknown users' salts
+/// are derived ([`scram::derived_salt`]). Upper case and spaces make it an
+/// invalid user name, so no user's salt can be it; one row serves every
+/// probed name (a flood of names stores nothing), and gateways sharing a
+/// store share it, so a name's salt is the same whichever one answers.
+const UNKNOWN_USER_SALT_KEY: &str = "Airlock key: salts of unknown users";
+/// Longest client-chosen name echoed back or written into a reason.
+const MAX_SHOWN_NAME: usize = 128;
 
 /// What a new connection turned out to be.
 pub enum Hello {
@@ -65,6 +83,15 @@ pub enum FrontendError {
     /// Tell the client, then close.
     #[error("{0}")]
     Refused(UserFacingError),
+    /// The login failed for a reason the client is not told because it
+    /// depends on who the client claims to be (unknown user or resource,
+    /// wrong password): the client gets `client` ([`login_failed`]), the
+    /// audit log and the gateway's log `reason`.
+    #[error("{reason}")]
+    LoginFailed {
+        client: UserFacingError,
+        reason: String,
+    },
     /// The client went away or sent bytes that cannot be answered.
     #[error("{0}")]
     Read(#[from] ReadError),
@@ -174,28 +201,32 @@ pub async fn authenticate(
     peer: std::net::SocketAddr,
 ) -> Result<Authenticated, FrontendError> {
     let result = authenticate_inner(stream, buf, startup, config, ctx).await;
-    if let Err(FrontendError::Refused(e)) = &result {
-        record_refusal(ctx, startup, peer, e);
+    let refused = match &result {
+        Err(FrontendError::Refused(e)) => Some((e, e.message.as_str())),
+        Err(FrontendError::LoginFailed { client, reason }) => Some((client, reason.as_str())),
+        _ => None,
+    };
+    if let Some((e, reason)) = refused {
+        record_refusal(ctx, startup, peer, e, reason);
         let _ = send(stream, &[BackendMessage::ErrorResponse(e.to_response())]).await;
     }
     result
 }
 
 /// Writes a refused login to the audit log: who it claimed to be, for which
-/// resource, from where, and why (the client's own message, which never
-/// holds a secret). Refusals from one address are aggregated
-/// ([`crate::refusals`]). A failed write is logged; the login is refused
-/// anyway.
+/// resource, from where, the SQLSTATE the client got, and why (`reason`: the
+/// real one, which the client may not have been told; never a secret).
+/// Refusals from one address are aggregated ([`crate::refusals`]). A failed
+/// write is logged; the login is refused anyway.
 pub fn record_refusal(
     ctx: &ProxyContext,
     startup: &StartupMessage,
     peer: std::net::SocketAddr,
     e: &UserFacingError,
+    reason: &str,
 ) {
-    // Client-chosen strings: bounded, so a login flood cannot write huge records.
-    fn bounded(s: &str) -> String {
-        s.chars().take(128).collect()
-    }
+    // Client-chosen strings are bounded ([`shown`]), so a login flood
+    // cannot write huge records.
     let user = startup.param("user").unwrap_or("");
     let resource = startup
         .param("database")
@@ -205,9 +236,9 @@ pub fn record_refusal(
         &ctx.audit,
         peer,
         crate::refusals::Refusal {
-            user: bounded(user),
-            resource: bounded(resource),
-            reason: e.message.clone(),
+            user: shown(user),
+            resource: shown(resource),
+            reason: reason.chars().take(1024).collect(),
             sqlstate: e.code.to_owned(),
         },
     );
@@ -274,46 +305,59 @@ async fn authenticate_inner(
             .into());
         }
     }
-    if config.user(user).is_none() {
-        return Err(UserFacingError::fatal(
-            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-            format!("user \"{user}\" is not known to Airlock"),
-        )
-        .hint("use your Airlock user name; the platform team adds users to airlock.toml")
-        .into());
-    }
-    if config.resource(resource).is_none() {
-        let known: Vec<String> = config
-            .resources
-            .iter()
-            .map(|r| r.name.to_string())
-            .collect();
-        return Err(UserFacingError::fatal(
-            sqlstate::INVALID_CATALOG_NAME,
-            format!("resource \"{resource}\" does not exist"),
-        )
-        .hint(if known.is_empty() {
-            "no resources are configured on this gateway".to_owned()
-        } else {
-            format!(
-                "the database name is the Airlock resource name; known resources: {}",
-                known.join(", ")
-            )
-        })
-        .into());
-    }
-
+    // Whether the user and the resource exist changes nothing the client
+    // sees: both paths read the store the same way (a salt row, then the
+    // credentials), an unknown user gets a salt derived from its name that
+    // is as stable as a real one, and the exchange fails at the proof with
+    // no candidates.
+    let known_user = config.user(user).is_some();
+    let known_resource = config.resource(resource).is_some();
     let now = ctx.clock.now_ms();
     let store = ctx.store.clone();
     let (u, r) = (user.to_owned(), resource.to_owned());
     let (salt, candidates) = tokio::task::spawn_blocking(move || {
-        let salt = store.user_salt(&u, &scram::random_salt())?;
+        let salt = if known_user {
+            store.user_salt(&u, &scram::random_salt())?
+        } else {
+            let key = store.user_salt(UNKNOWN_USER_SALT_KEY, &rand::random::<[u8; 32]>())?;
+            scram::derived_salt(&key, &u).to_vec()
+        };
         let creds = store.credentials_for(&u, &r, now - EXPIRED_GRACE_MS, MAX_CANDIDATES)?;
         Ok::<_, airlock_store::StoreError>((salt, creds))
     })
     .await
     .map_err(|e| internal(format!("credential lookup task failed: {e}")))?
     .map_err(|e| internal(format!("credential lookup failed: {e}")))?;
+    // Credentials of a user or resource removed from the configuration
+    // since they were minted log in to nothing.
+    let candidates = if known_user && known_resource {
+        candidates
+    } else {
+        Vec::new()
+    };
+    let failed = |why: String| FrontendError::LoginFailed {
+        client: login_failed(user, resource),
+        reason: why,
+    };
+    let why_unproven = || {
+        match (known_user, known_resource) {
+        (false, false) => format!(
+            "unknown user \"{}\" and unknown resource \"{}\"",
+            shown(user),
+            shown(resource)
+        ),
+        (false, true) => format!("unknown user \"{}\"", shown(user)),
+        (true, false) => format!("unknown resource \"{}\"", shown(resource)),
+        (true, true) if candidates.is_empty() => {
+            "wrong password: the user has no live session credential for this resource"
+                .to_owned()
+        }
+        (true, true) => format!(
+            "wrong password: it matches none of the user's {} session credentials for this resource",
+            candidates.len()
+        ),
+    }
+    };
 
     let binding = match stream {
         ClientStream::Tls(_) => ctx
@@ -348,7 +392,7 @@ async fn authenticate_inner(
         &salt,
         scram::DEFAULT_ITERATIONS,
     )
-    .map_err(|e| scram_refusal(&e, user, resource))?;
+    .map_err(scram_refusal)?;
     send(
         stream,
         &[BackendMessage::Authentication(
@@ -367,11 +411,21 @@ async fn authenticate_inner(
         .enumerate()
         .filter_map(|(i, c)| Verifier::parse_pg_string(&c.verifier).ok().map(|v| (i, v)))
         .collect();
-    let refs: Vec<&Verifier> = verifiers.iter().map(|(_, v)| v).collect();
-    let (matched, server_final) = server
-        .finish(&response.data, &refs)
-        .map_err(|e| scram_refusal(&e, user, resource))?;
-    let credential = candidates[verifiers[matched].0].clone();
+    // The decoy is checked with every login, so one with no candidates does
+    // the work of one with a single wrong candidate.
+    let decoy = Verifier::decoy(&salt, scram::DEFAULT_ITERATIONS);
+    let mut refs: Vec<&Verifier> = verifiers.iter().map(|(_, v)| v).collect();
+    refs.push(&decoy);
+    let (matched, server_final) = match server.finish(&response.data, &refs) {
+        Ok(m) => m,
+        Err(ScramError::InvalidProof) => return Err(failed(why_unproven())),
+        Err(e) => return Err(scram_refusal(e)),
+    };
+    // No proof matches the decoy's random keys; were it to, it is no credential.
+    let Some((index, _)) = verifiers.get(matched) else {
+        return Err(failed(why_unproven()));
+    };
+    let credential = candidates[*index].clone();
     if credential.expires_ms <= now {
         return Err(UserFacingError::fatal(
             sqlstate::INVALID_PASSWORD,
@@ -498,14 +552,30 @@ fn internal(message: String) -> FrontendError {
     .into()
 }
 
-fn scram_refusal(e: &ScramError, user: &str, resource: &str) -> FrontendError {
+/// A client-chosen name as it is echoed back or written into a reason: bounded.
+fn shown(name: &str) -> String {
+    name.chars().take(MAX_SHOWN_NAME).collect()
+}
+
+/// The one answer to a login whose proof matched no credential, whatever the
+/// reason (unknown user, unknown resource, no credential, wrong password):
+/// it names only what the client sent, like PostgreSQL's own message.
+pub fn login_failed(user: &str, resource: &str) -> UserFacingError {
+    UserFacingError::fatal(
+        sqlstate::INVALID_PASSWORD,
+        format!("password authentication failed for user \"{}\"", shown(user)),
+    )
+    .detail("the user name (your Airlock user), the database name (the Airlock resource) and the password (a live session password for both) must match")
+    .hint(format!(
+        "check the user name and the database name (`airlock resources` lists yours), and get a new session password with: airlock connect {}; the gateway's operator can see the reason in the audit log",
+        shown(resource)
+    ))
+}
+
+/// SCRAM failures other than a proof that matches nothing: the same for
+/// every user, so they can be specific.
+fn scram_refusal(e: ScramError) -> FrontendError {
     match e {
-        ScramError::InvalidProof => UserFacingError::fatal(
-            sqlstate::INVALID_PASSWORD,
-            format!("password authentication failed for user \"{user}\""),
-        )
-        .detail("the password must be a live session credential for this user and resource")
-        .hint(format!("get one with: airlock connect {resource}")),
         ScramError::UnsupportedMechanism(_) | ScramError::ChannelBindingDowngrade => {
             UserFacingError::fatal(
                 sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,

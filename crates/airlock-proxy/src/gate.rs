@@ -4,8 +4,12 @@
 //!
 //! Inspected: each Query (all its statements; one refused statement refuses
 //! the whole message, none of it runs), each Parse, and the fast-path
-//! FunctionCall (always refused: it names a function by OID, which the
-//! gateway cannot classify).
+//! FunctionCall. A FunctionCall names a function by OID only: a call of one
+//! of the built-in large-object functions ([`FAST_PATH_FUNCTIONS`], fixed
+//! OIDs) is decided as the `SELECT pg_catalog.name($1, ...)` it stands for,
+//! so the same access rules and guardrails apply; any other OID, and any
+//! call in a session whose results are filtered (masking, `max_rows`), is
+//! refused (rule `fast_path`).
 //!
 //! **How a refusal is answered.** The gateway does not write the error to
 //! the client itself: responses to earlier pipelined messages may still be
@@ -24,8 +28,9 @@
 //! **Read sessions.** Every function a statement calls must be on the read
 //! allowlist or, by the resource's catalog, a user-defined one
 //! ([`airlock_sql::functions`]). A statement that may run code the gateway
-//! cannot see into (a user function, `set_config` with arguments that are
-//! not constants, FETCH or EXECUTE of something prepared earlier) is
+//! cannot see into (a user function, or an operator, cast, view or
+//! row-level security policy that calls one, `set_config` with arguments
+//! that are not constants, FETCH or EXECUTE of something prepared earlier) is
 //! *opaque*: it must end its Query or its pipeline (Sync), since PostgreSQL
 //! reports what such code changed only before the next ReadyForQuery. And
 //! after each Query and each Sync the gate forwards nothing more until that
@@ -42,7 +47,7 @@
 //! the read is refused with the audit error (as if it had failed alone), and
 //! nothing whose record was lost is forwarded.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +57,7 @@ use airlock_config::Access;
 use airlock_pgwire::messages::tag::frontend as ftag;
 use airlock_pgwire::sqlstate;
 use airlock_pgwire::Frame;
+use airlock_sql::mask::ColumnPattern;
 use airlock_sql::{
     Class, Classifier, FunctionCatalog, FunctionCheck, Guardrails, Prepared, Rule, Statement,
     Verdict, Violation,
@@ -122,6 +128,21 @@ impl Substitutions {
     }
 }
 
+/// What a read session is told when strict masking refuses its statement.
+fn masked_use_refusal(u: &airlock_sql::MaskedUse, resource: &str) -> UserFacingError {
+    UserFacingError::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        format!("Airlock refused the statement on \"{resource}\": {u}"),
+    )
+    .detail(
+        "masking is strict on this resource: a masked column may only be selected as a plain \
+         output column of the outermost query, where its values are masked; used anywhere else \
+         (an expression, a condition, an ordering, a subquery, a whole row) its value could come \
+         back unmasked",
+    )
+    .hint("select the column by name in the outermost SELECT list and filter, order or join on other columns; if you need the values, request access for a role that sees them unmasked")
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -182,6 +203,9 @@ pub struct Gate {
     rails: Guardrails,
     /// Masking applies to this session.
     masking: bool,
+    /// Strict masking (read sessions): the masked column patterns and the
+    /// relations (lower case) that carry such columns.
+    strict_masking: Option<(Vec<ColumnPattern>, Arc<HashSet<String>>)>,
     /// Shared with the result filter when results are filtered.
     expect: Option<Arc<Expectations>>,
     /// True while the result filter's cancel is on its way upstream.
@@ -373,6 +397,7 @@ impl Gate {
             discarding: false,
             rails: Guardrails::default(),
             masking: false,
+            strict_masking: None,
             expect: None,
             paused: None,
             completions: Arc::new(Completions::default()),
@@ -461,6 +486,19 @@ impl Gate {
         self.expect = Some(expect);
         self.masking = masking;
         self.paused = Some(paused);
+        self
+    }
+
+    /// Strict masking: a statement may use a column matching `patterns` only
+    /// as a plain output column of its outermost query, and may not reach
+    /// the columns of `relations` without naming them
+    /// ([`airlock_sql::columns`]).
+    pub fn with_strict_masking(
+        mut self,
+        patterns: Vec<ColumnPattern>,
+        relations: Arc<HashSet<String>>,
+    ) -> Gate {
+        self.strict_masking = Some((patterns, relations));
         self
     }
 
@@ -675,18 +713,39 @@ impl Gate {
                 let oid = body
                     .get(..4)
                     .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                let verdict = Verdict::refused(Rule::FastPath, format!("function oid {oid}"));
-                let e = refusal(&verdict, self.access, &self.resource);
-                let text = format!("-- fast-path function call, oid {oid}");
-                let rule = verdict.rule().as_str();
-                log.statement(
-                    Protocol::FastPath,
-                    text.as_bytes(),
-                    &[],
-                    &verdict,
-                    Some((rule, e.code)),
+                // A call of a known built-in is decided as the SELECT that
+                // calls it (same classifier, access, guardrails). Not when
+                // results are filtered: its answer carries no columns, so
+                // masking and max_rows could not see it.
+                let known = fast_path_function(oid).filter(|_| self.expect.is_none());
+                let Some((name, arity)) = known else {
+                    return Some(self.refuse_fast_path(oid, out, log));
+                };
+                let args = (1..=arity)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let text = format!(
+                    "SELECT pg_catalog.{name}({args}) -- fast-path function call, oid {oid}"
                 );
-                self.refuse(rule, e, Provoke::Query, out)
+                let verdict = self.classify(text.as_bytes()).await;
+                let decision = self.decide(&verdict);
+                let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
+                let n = log.statement(Protocol::FastPath, text.as_bytes(), &[], &verdict, refused);
+                match decision {
+                    Ok(_) => {
+                        // Answered like a Query: a result (here a
+                        // FunctionCallResponse) or an error, then
+                        // ReadyForQuery; refused like one if its record
+                        // cannot be written.
+                        self.expect(Expect::Query);
+                        self.track(Track::Query { n, at });
+                        out.extend_from_slice(&msg);
+                        self.sent_sync();
+                        Kind::Query
+                    }
+                    Err((e, label)) => self.refuse(label, e, Provoke::Query, out),
+                }
             }
             ftag::BIND => {
                 let n = self.names.bound(body);
@@ -914,7 +973,7 @@ impl Gate {
                 }
             }
             opaque_before_last |= opaque;
-            opaque = match r.functions.check(&s.functions) {
+            opaque = match r.functions.check_statement(s) {
                 FunctionCheck::Transparent => runs_unseen_code(s),
                 FunctionCheck::Opaque => true,
                 FunctionCheck::Refused(rule, call) => {
@@ -956,6 +1015,14 @@ impl Gate {
                 "masking_copy",
             ));
         }
+        if let Some((patterns, relations)) = &self.strict_masking {
+            for s in &verdict.statements {
+                let masked_relation = |name: &str| relations.contains(&name.to_lowercase());
+                if let Some(u) = s.columns.strict_violation(patterns, masked_relation) {
+                    return Err((masked_use_refusal(&u, &self.resource), "masked_column_use"));
+                }
+            }
+        }
         Ok(opaque)
     }
 
@@ -966,6 +1033,23 @@ impl Gate {
         // them keeps the statement's structure.
         let text = String::from_utf8_lossy(text);
         self.classifier.classify(&text).await
+    }
+
+    /// Refuses a fast-path FunctionCall of a function the gateway cannot
+    /// name (or in a session whose results are filtered).
+    fn refuse_fast_path(&mut self, oid: u32, out: &mut BytesMut, log: &mut SessionLog) -> Kind {
+        let verdict = Verdict::refused(Rule::FastPath, format!("function oid {oid}"));
+        let e = refusal(&verdict, self.access, &self.resource);
+        let text = format!("-- fast-path function call, oid {oid}");
+        let rule = verdict.rule().as_str();
+        log.statement(
+            Protocol::FastPath,
+            text.as_bytes(),
+            &[],
+            &verdict,
+            Some((rule, e.code)),
+        );
+        self.refuse(rule, e, Provoke::Query, out)
     }
 
     /// The token a refusal's provoked message carries.
@@ -1025,6 +1109,39 @@ impl Gate {
         Frame::new(tag, provoked).encode(out);
         Kind::Refused { seq: self.seq, how }
     }
+}
+
+/// The built-in functions a fast-path FunctionCall may name, by OID, with
+/// their number of arguments: libpq's large-object interface (`lo_open`,
+/// `lo_read`, `lo_write`, ... in the client library, which psycopg2's
+/// `lobject` and other drivers use). Built-in OIDs are fixed in
+/// PostgreSQL's catalog (`pg_proc.dat`) and never reused by objects a user
+/// creates (those start at 16384); `tests/drivers.rs` checks this table
+/// against a real server's `pg_proc`. The server-side `lo_import` and
+/// `lo_export`, which touch the server's files, are deliberately absent.
+pub const FAST_PATH_FUNCTIONS: &[(u32, &str, usize)] = &[
+    (715, "lo_create", 1),
+    (952, "lo_open", 2),
+    (953, "lo_close", 1),
+    (954, "loread", 2),
+    (955, "lowrite", 2),
+    (956, "lo_lseek", 3),
+    (957, "lo_creat", 1),
+    (958, "lo_tell", 1),
+    (964, "lo_unlink", 1),
+    (1004, "lo_truncate", 2),
+    (3170, "lo_lseek64", 3),
+    (3171, "lo_tell64", 1),
+    (3172, "lo_truncate64", 2),
+];
+
+/// The name and number of arguments of the built-in function a fast-path
+/// call names, when it is one the gateway decides ([`FAST_PATH_FUNCTIONS`]).
+pub fn fast_path_function(oid: u32) -> Option<(&'static str, usize)> {
+    FAST_PATH_FUNCTIONS
+        .iter()
+        .find(|(o, _, _)| *o == oid)
+        .map(|(_, name, arity)| (*name, *arity))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1110,8 +1227,12 @@ pub fn refusal(verdict: &Verdict, access: Access, resource: &str) -> UserFacingE
         Rule::FastPath if access == Access::Read => read_refusal(resource, &what, rule, none_ran),
         Rule::FastPath => UserFacingError::error(
             sqlstate::FEATURE_NOT_SUPPORTED,
-            "Airlock refuses fast-path function calls: it cannot tell what a function OID does",
+            format!(
+                "Airlock refuses this fast-path function call ({})",
+                s.detail.as_deref().unwrap_or("unknown function")
+            ),
         )
+        .detail("a fast-path call names its function by OID only; Airlock decides the built-in large-object functions, and those only in sessions without masking or max_rows")
         .hint("call the function with SELECT instead"),
         Rule::StandardConformingStrings | Rule::ClientEncoding => UserFacingError::error(
             sqlstate::FEATURE_NOT_SUPPORTED,
@@ -1159,7 +1280,7 @@ fn pipelined_refusal(resource: &str) -> (UserFacingError, &'static str) {
         UserFacingError::error(
             sqlstate::FEATURE_NOT_SUPPORTED,
             format!(
-                "read access to \"{resource}\": a statement that calls a user-defined function (or runs a cursor or prepared statement) must be the last of its query or pipeline"
+                "read access to \"{resource}\": a statement that may run user-defined code (a user function, operator or cast, a view or row-level security policy that calls one, a cursor or a prepared statement) must be the last of its query or pipeline"
             ),
         )
         .detail("Airlock checks what such a call changed in the session before the next statement reaches the database; PostgreSQL reports it only when the query or pipeline ends. Nothing after the call was run.")

@@ -106,6 +106,17 @@ pub struct MaskContext {
     /// pattern, read from the catalog at session start: a column selected
     /// under an alias is still recognised.
     pub catalog: HashSet<(u32, i16)>,
+    /// The names (lower case) of the relations those columns belong to.
+    pub relations: Arc<HashSet<String>>,
+}
+
+/// What the catalog says about the masked columns, read at session start.
+#[derive(Debug, Default)]
+pub struct MaskCatalog {
+    /// (table OID, attribute number) of every column whose name matches.
+    pub columns: HashSet<(u32, i16)>,
+    /// The names (lower case) of the relations those columns belong to.
+    pub relations: HashSet<String>,
 }
 
 /// What to do with one column's values.
@@ -533,8 +544,10 @@ mod tests {
                 rules: MaskRules {
                     columns: vec![ColumnPattern::new("email").unwrap()],
                     detectors: Detectors::new(&[Detector::CreditCard]),
+                    strict: true,
                 },
                 catalog: HashSet::new(),
+                relations: Arc::default(),
             }),
             None,
         )

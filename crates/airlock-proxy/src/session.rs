@@ -21,7 +21,7 @@ use crate::frontend::{self, FrontendError, Hello};
 use crate::gate::Gate;
 use crate::metrics::{OutcomeLabels, SessionLabels};
 use crate::relay::{self, RelayLimits};
-use crate::results::{Expectations, MaskContext, ResultFilter};
+use crate::results::{Expectations, MaskCatalog, MaskContext, ResultFilter};
 use crate::ProxyContext;
 
 fn outcome(ctx: &ProxyContext, outcome: &'static str) {
@@ -91,6 +91,7 @@ pub async fn serve_connection(
         Ok(Some(Ok(Some(v)))) => v,
         Ok(Some(Err(e))) => {
             let label = match &e {
+                FrontendError::LoginFailed { .. } => "bad_password",
                 FrontendError::Refused(u) if u.code == sqlstate::INVALID_PASSWORD => "bad_password",
                 FrontendError::Refused(_) => "refused",
                 FrontendError::Read(_) => "client_error",
@@ -189,10 +190,16 @@ pub async fn serve_connection(
         Err(e) => {
             outcome(&ctx, "upstream_error");
             tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "upstream login failed");
+            // The client's text never holds the upstream's address; the
+            // audit record keeps the whole error for the operator.
             let u = e.to_user_facing(&auth.resource);
-            let _ = frontend::send(
+            refuse_with(
+                &ctx,
                 &mut stream,
-                &[BackendMessage::ErrorResponse(u.to_response())],
+                &startup,
+                peer,
+                &u,
+                &format!("upstream login failed: {e}"),
             )
             .await;
             return;
@@ -243,7 +250,8 @@ pub async fn serve_connection(
                         .hint("read sessions need to read pg_catalog with the resource's read credential; tell the gateway's operator")
                     }
                 };
-                refuse(&ctx, &mut stream, &startup, peer, &u).await;
+                let reason = format!("{}: {e}", u.message);
+                refuse_with(&ctx, &mut stream, &startup, peer, &u, &reason).await;
                 return;
             }
         }
@@ -253,19 +261,29 @@ pub async fn serve_connection(
     let mask = match mask_rules {
         None => None,
         Some(rules) => match load_mask_catalog(&mut upstream, &rules).await {
-            Ok(catalog) => Some(MaskContext { rules, catalog }),
+            Ok(catalog) => Some(MaskContext {
+                rules,
+                catalog: catalog.columns,
+                relations: Arc::new(catalog.relations),
+            }),
             Err(e) => {
                 // Fail closed: without the catalog an aliased column would leak.
                 outcome(&ctx, "upstream_error");
                 tracing::warn!(%peer, user = %auth.user, resource = %auth.resource, error = %e, "reading the masking catalog failed");
+                // The error can be the upstream's own words or a broken
+                // connection: the operator's, in the log and audit record.
                 let u = UserFacingError::fatal(
                     sqlstate::CONNECTION_FAILURE,
-                    format!("Airlock could not prepare masking for \"{}\": {e}", auth.resource),
+                    format!("Airlock could not prepare masking for \"{}\"", auth.resource),
                 )
-                .hint("masking needs to read pg_catalog.pg_attribute with the resource's credential; tell the gateway's operator");
-                let _ = frontend::send(
+                .hint("masking needs to read pg_catalog.pg_attribute with the resource's credential; tell the gateway's operator (the gateway's log says why)");
+                refuse_with(
+                    &ctx,
                     &mut stream,
-                    &[BackendMessage::ErrorResponse(u.to_response())],
+                    &startup,
+                    peer,
+                    &u,
+                    &format!("reading the masking catalog failed: {e}"),
                 )
                 .await;
                 return;
@@ -412,6 +430,12 @@ pub async fn serve_connection(
         let expect = Arc::new(Expectations::default());
         let (paused_tx, paused_rx) = tokio::sync::watch::channel(false);
         gate = gate.with_results(expect.clone(), mask.is_some(), paused_rx);
+        if let Some(m) = mask
+            .as_ref()
+            .filter(|m| m.rules.strict && auth.access == airlock_config::Access::Read)
+        {
+            gate = gate.with_strict_masking(m.rules.columns.clone(), m.relations.clone());
+        }
         // Cancels a statement whose result was cut. The client's next
         // messages wait until PostgreSQL has taken the cancel (it closes the
         // cancel connection after signalling the backend): a backend that
@@ -489,41 +513,46 @@ pub async fn serve_connection(
 /// Table columns whose names match the masking patterns, read on the
 /// session's own upstream connection before the client gets it: a column
 /// selected under an alias keeps its table OID and attribute number in the
-/// RowDescription, so it is still masked.
+/// RowDescription, so it is still masked. The names of the relations they
+/// belong to are what strict masking checks statements against.
 async fn load_mask_catalog(
     upstream: &mut backend::Upstream,
     rules: &airlock_config::MaskRules,
-) -> Result<std::collections::HashSet<(u32, i16)>, String> {
+) -> Result<MaskCatalog, String> {
     /// A bound on what one session keeps.
     const MAX_COLUMNS: usize = 1_000_000;
-    let mut catalog = std::collections::HashSet::new();
+    let mut catalog = MaskCatalog::default();
     if rules.columns.is_empty() {
         return Ok(catalog);
     }
     let likes: Vec<String> = rules
         .columns
         .iter()
-        .map(|p| format!("attname ILIKE '{}'", p.to_like().replace('\'', "''")))
+        .map(|p| format!("a.attname ILIKE '{}'", p.to_like().replace('\'', "''")))
         .collect();
     let sql = format!(
-        "SELECT attrelid, attnum FROM pg_catalog.pg_attribute WHERE attnum > 0 AND NOT attisdropped AND ({})",
+        "SELECT a.attrelid, a.attnum, c.relname FROM pg_catalog.pg_attribute a \
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND ({})",
         likes.join(" OR ")
     );
-    crate::catalog::query_each(upstream, &sql, |[rel, num]| {
+    crate::catalog::query_each(upstream, &sql, |[rel, num, name]| {
         let parse = |v: Option<&[u8]>| v.and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned);
-        let (Some(Ok(rel)), Some(Ok(num))) = (
+        let (Some(Ok(rel)), Some(Ok(num)), Some(name)) = (
             parse(rel).map(|r| r.parse::<u32>()),
             parse(num).map(|n| n.parse::<i16>()),
+            parse(name),
         ) else {
             return Err("unexpected row from pg_attribute".into());
         };
-        if catalog.len() >= MAX_COLUMNS {
+        if catalog.columns.len() >= MAX_COLUMNS {
             // Fail closed: a column left out would leak under an alias.
             return Err(format!(
                 "more than {MAX_COLUMNS} table columns match the masking patterns; narrow the patterns"
             ));
         }
-        catalog.insert((rel, num));
+        catalog.columns.insert((rel, num));
+        catalog.relations.insert(name.to_lowercase());
         Ok(())
     })
     .await?;
@@ -550,6 +579,19 @@ async fn refuse(
     peer: SocketAddr,
     u: &UserFacingError,
 ) {
-    frontend::record_refusal(ctx, startup, peer, u);
+    refuse_with(ctx, stream, startup, peer, u, &u.message).await;
+}
+
+/// [`refuse`] with a `reason` for the audit log that says more than the
+/// client is told (an upstream error with the database's address).
+async fn refuse_with(
+    ctx: &ProxyContext,
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    startup: &airlock_pgwire::messages::StartupMessage,
+    peer: SocketAddr,
+    u: &UserFacingError,
+    reason: &str,
+) {
+    frontend::record_refusal(ctx, startup, peer, u, reason);
     let _ = frontend::send(stream, &[BackendMessage::ErrorResponse(u.to_response())]).await;
 }

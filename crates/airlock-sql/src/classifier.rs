@@ -202,7 +202,13 @@ pub fn shape_key(sql: &str) -> Option<Vec<u8>> {
                 key.extend_from_slice(&[0xFF, (t.token & 0xFF) as u8, 0]);
             }
             _ => {
+                // The token's kind as well as its bytes: `n'x'` is the
+                // keyword NCHAR then a string, `n 'x'` a type named `n`
+                // then a string, and both keep the bytes `n`. (0xFE never
+                // occurs in UTF-8 either.)
                 let (start, end) = (t.start as usize, t.end as usize);
+                key.push(0xFE);
+                key.extend_from_slice(&t.token.to_le_bytes()[..2]);
                 key.extend_from_slice(bytes.get(start..end)?);
                 key.push(0);
             }
@@ -227,6 +233,18 @@ pub fn scan_tokens(sql: &str) -> Option<Vec<pg_query::protobuf::ScanToken>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (found by the fuzzer): `N'x'` is scanned as the keyword
+    /// NCHAR (bytes `n`) and a string; `n 'x'` as a type name `n` and a
+    /// string. A key of bytes alone made them one shape, and a cast to a
+    /// type `n` could take a national string's cached verdict.
+    #[test]
+    fn shapes_tell_tokens_of_the_same_bytes_apart() {
+        assert_ne!(
+            shape_key("SELECT n'role'").unwrap(),
+            shape_key("SELECT n 'role'").unwrap()
+        );
+    }
 
     #[test]
     fn shapes_ignore_constants_and_comments_only() {

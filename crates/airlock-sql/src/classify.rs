@@ -17,6 +17,7 @@ use pg_query::protobuf::{self, a_const, node::Node as N};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::columns::{column_uses, ColumnUses};
 use crate::functions::{FunctionCall, BUILTIN_SCHEMAS};
 use crate::rule::{Class, Rule};
 use crate::settings::{function_rule, setting_rule, SettingValue};
@@ -68,6 +69,18 @@ pub struct Statement {
     /// constant name), for ceilings that depend on the session.
     #[serde(skip)]
     pub values: Vec<(String, SettingValue)>,
+    /// What the statement does with columns, for strict masking
+    /// ([`crate::columns`]).
+    #[serde(skip)]
+    pub columns: ColumnUses,
+    /// Operators the statement names (`+`, `~~` for LIKE, `OPERATOR(s.op)`
+    /// by its last name), once each: a user-defined one runs user code.
+    #[serde(skip)]
+    pub operators: Vec<String>,
+    /// Type names the statement casts to (`x::t`, `CAST(x AS t)`, `t 'lit'`),
+    /// once each: a user-defined cast or a domain's check runs user code.
+    #[serde(skip)]
+    pub casts: Vec<String>,
 }
 
 impl Statement {
@@ -84,6 +97,9 @@ impl Statement {
             functions: Vec::new(),
             changes_settings_opaquely: false,
             values: Vec::new(),
+            columns: ColumnUses::default(),
+            operators: Vec::new(),
+            casts: Vec::new(),
         }
     }
 
@@ -227,6 +243,8 @@ struct Walk {
     functions: Vec<FunctionCall>,
     changes_settings_opaquely: bool,
     values: Vec<(String, SettingValue)>,
+    operators: Vec<String>,
+    casts: Vec<String>,
 }
 
 impl Cx {
@@ -267,6 +285,9 @@ impl Cx {
                         let inner = self.statement(inner);
                         s.functions = inner.functions;
                         s.changes_settings_opaquely = inner.changes_settings_opaquely;
+                        s.columns = inner.columns;
+                        s.operators = inner.operators;
+                        s.casts = inner.casts;
                     }
                     return s;
                 }
@@ -414,6 +435,22 @@ impl Cx {
         s.functions = walk.functions;
         s.changes_settings_opaquely = walk.changes_settings_opaquely;
         s.values = walk.values;
+        s.operators = walk.operators;
+        s.casts = walk.casts;
+        match column_uses(inner, matches!(node, N::SelectStmt(_))) {
+            Some(columns) => {
+                // `ORDER BY 2` and `ORDER BY 3` differ only in a constant.
+                if !columns.positions.is_empty() {
+                    self.literal_sensitive = true;
+                }
+                s.columns = columns;
+            }
+            None => {
+                self.too_deep = Some(format!(
+                    "the statement is nested deeper than {MAX_WALK_DEPTH} levels"
+                ))
+            }
+        }
         if s.unqualified.is_none() {
             s.unqualified = walk.unqualified;
         }
@@ -467,6 +504,12 @@ impl Cx {
                                 detail: command.to_owned(),
                             });
                         }
+                        "AExpr" => push_last_name(child.get("name"), &mut w.operators),
+                        "SortBy" => push_last_name(child.get("use_op"), &mut w.operators),
+                        "TypeCast" => push_last_name(
+                            child.get("type_name").and_then(|t| t.get("names")),
+                            &mut w.casts,
+                        ),
                         "LockingClause" => w.findings.push(Finding {
                             position: w.max_location,
                             rule: Rule::LockingClause,
@@ -663,6 +706,20 @@ fn a_const_text(n: &protobuf::Node) -> Option<String> {
         N::Integer(i) => Some(i.ival.to_string()),
         N::Boolean(b) => Some(if b.boolval { "true" } else { "false" }.into()),
         _ => None,
+    }
+}
+
+/// The last string of a name list (`[schema, name]`) into `into`, once.
+fn push_last_name(list: Option<&Value>, into: &mut Vec<String>) {
+    let Some(name) = list
+        .and_then(Value::as_array)
+        .and_then(|l| l.last())
+        .and_then(string_node)
+    else {
+        return;
+    };
+    if !into.contains(&name) {
+        into.push(name);
     }
 }
 

@@ -21,6 +21,16 @@
 //! so a statement that calls one is *opaque* and the proxy does not pipeline
 //! past it (the session's settings are checked before anything more is
 //! forwarded).
+//!
+//! User code also runs without being called by name: a user-defined
+//! operator (or its selectivity estimators, at planning), a cast to a type
+//! through a user function or to a domain whose checks may call one, a view
+//! whose query calls one, a row-level security policy. The catalog lists
+//! those ([`USER_CODE_QUERY`]), and [`FunctionCatalog::check_statement`]
+//! makes a statement that may reach them opaque as well. Where the names
+//! cannot tell (a user-defined comparison operator, used implicitly by
+//! ORDER BY, joins and DISTINCT; a user-defined implicit cast), every
+//! statement is opaque on that database.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -202,7 +212,28 @@ impl FunctionCall {
 #[derive(Debug, Default, Clone)]
 pub struct FunctionCatalog {
     by_name: HashMap<String, Vec<(String, bool)>>,
+    user_code: UserCode,
 }
+
+/// What runs user code without being called by name ([`USER_CODE_QUERY`]).
+#[derive(Debug, Default, Clone)]
+struct UserCode {
+    /// Operators backed by (or estimated with) a user function.
+    operators: HashSet<String>,
+    /// Types a cast to which may run a user function (user casts'
+    /// targets, domains with constraints).
+    types: HashSet<String>,
+    /// Relations (lower case) whose reading may run a user function:
+    /// views, tables with row-level security.
+    relations: HashSet<String>,
+    /// Every statement may run user code: a user-defined comparison
+    /// operator or implicit cast exists.
+    everywhere: bool,
+}
+
+/// Comparison operators that sorting, grouping, joins, DISTINCT, IN and
+/// CASE use without naming them.
+const IMPLICIT_OPERATORS: &[&str] = &["=", "<>", "<", ">", "<=", ">="];
 
 /// What the catalog says of a statement's calls under read access.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +256,59 @@ impl FunctionCatalog {
             let builtin = builtin || BUILTIN_SCHEMAS.contains(&schema.as_str());
             by_name.entry(name).or_default().push((schema, builtin));
         }
-        FunctionCatalog { by_name }
+        FunctionCatalog {
+            by_name,
+            user_code: UserCode::default(),
+        }
+    }
+
+    /// Adds what [`USER_CODE_QUERY`] returned: `(kind, name)` rows.
+    pub fn with_user_code(
+        mut self,
+        rows: impl IntoIterator<Item = (String, String)>,
+    ) -> FunctionCatalog {
+        let u = &mut self.user_code;
+        for (kind, name) in rows {
+            match kind.as_str() {
+                "operator" => {
+                    u.everywhere |= IMPLICIT_OPERATORS.contains(&name.as_str());
+                    u.operators.insert(name);
+                }
+                "implicit_cast" => u.everywhere = true,
+                "cast" | "type" => {
+                    u.types.insert(name);
+                }
+                "relation" => {
+                    u.relations.insert(name.to_lowercase());
+                }
+                // A kind this version does not know: assume the worst.
+                _ => u.everywhere = true,
+            }
+        }
+        self
+    }
+
+    /// Decides one statement under read access: its calls by
+    /// [`FunctionCatalog::check`], then whether it may reach user code
+    /// without calling it by name (which makes it opaque).
+    pub fn check_statement(&self, s: &crate::Statement) -> FunctionCheck {
+        match self.check(&s.functions) {
+            FunctionCheck::Transparent => {}
+            other => return other,
+        }
+        let u = &self.user_code;
+        let reaches_user_code = u.everywhere
+            || s.operators.iter().any(|o| u.operators.contains(o))
+            || s.casts.iter().any(|t| u.types.contains(t))
+            || s.columns
+                .relations
+                .iter()
+                .any(|r| u.relations.contains(&r.name.to_lowercase()));
+        if reaches_user_code {
+            FunctionCheck::Opaque
+        } else {
+            FunctionCheck::Transparent
+        }
     }
 
     /// Functions known, by schema and name.
@@ -274,6 +357,34 @@ impl FunctionCatalog {
         }
     }
 }
+
+/// What may run user code without being named as a function: `(kind,
+/// name)` rows. A *user function* is one outside `pg_catalog` and
+/// `information_schema` that no extension owns (as in [`CATALOG_QUERY`]).
+/// Kinds: `operator` (its code or its selectivity estimators are user
+/// functions), `cast` / `implicit_cast` (by target type name), `type` (a
+/// domain with constraints, when user functions exist), `relation` (a view,
+/// or a table with row-level security, outside the system schemas, when
+/// user functions exist).
+pub const USER_CODE_QUERY: &str = "WITH u AS (SELECT p.oid FROM pg_catalog.pg_proc p \
+       JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND NOT EXISTS (\
+         SELECT 1 FROM pg_catalog.pg_depend d \
+         WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')) \
+     SELECT 'operator', o.oprname::pg_catalog.text FROM pg_catalog.pg_operator o \
+       WHERE o.oprcode::pg_catalog.oid IN (SELECT oid FROM u) \
+          OR o.oprrest::pg_catalog.oid IN (SELECT oid FROM u) \
+          OR o.oprjoin::pg_catalog.oid IN (SELECT oid FROM u) \
+     UNION SELECT CASE c.castcontext WHEN 'i' THEN 'implicit_cast' ELSE 'cast' END, t.typname::pg_catalog.text \
+       FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_type t ON t.oid = c.casttarget \
+       WHERE c.castfunc IN (SELECT oid FROM u) \
+     UNION SELECT 'type', t.typname::pg_catalog.text FROM pg_catalog.pg_type t \
+       WHERE t.typtype = 'd' AND EXISTS (SELECT 1 FROM u) \
+         AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.contypid = t.oid) \
+     UNION SELECT 'relation', c.relname::pg_catalog.text FROM pg_catalog.pg_class c \
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+       WHERE (c.relkind = 'v' OR c.relrowsecurity) AND EXISTS (SELECT 1 FROM u) \
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
 
 /// The catalog query: one row per schema and function name, with whether it
 /// is PostgreSQL's own or an extension's.

@@ -5,6 +5,7 @@
 //! texts and acts on its verdicts.
 
 pub mod classify;
+pub mod columns;
 pub mod functions;
 pub mod guard;
 pub mod mask;
@@ -12,6 +13,7 @@ pub mod rule;
 pub mod settings;
 
 pub use classify::{classify, Prepared, Statement, Verdict};
+pub use columns::{ColumnUses, MaskedUse};
 pub use functions::{FunctionCall, FunctionCatalog, FunctionCheck};
 pub use rule::{Class, Rule};
 pub mod classifier;

@@ -308,7 +308,7 @@ pub async fn run(
         postgres_endpoint: (config.gateway.public_host.clone(), pg_addr.port()),
         webhooks: webhooks.clone(),
         sessions: sessions.clone(),
-        upstream_tls,
+        upstream_tls: upstream_tls.clone(),
         audit: audit.clone(),
         audit_index,
         tokens: token_ledger.clone(),
@@ -367,6 +367,7 @@ pub async fn run(
     ));
     tokio::spawn(crate::reload::watch(
         config_tx,
+        upstream_tls.clone(),
         webhooks,
         audit.clone(),
         shutdown.clone(),

@@ -1,5 +1,7 @@
 //! Policy reload: on SIGHUP and when the config file changes, the file is
-//! loaded and validated again; a valid policy replaces the one in force
+//! loaded and validated again (a new read credential is also checked
+//! against the database: one that can write refuses the reload, as it
+//! refuses the start); a valid policy replaces the one in force
 //! without touching live sessions (the enforcer then ends those whose grant the
 //! new policy no longer allows), an invalid one is refused with its
 //! diagnostics in the log and the old policy stays.
@@ -48,6 +50,43 @@ pub fn load_again(current: &Config) -> Result<Reloaded, String> {
     Ok(Reloaded::Applied(Box::new(next)))
 }
 
+/// The database layer of read-only, at reload as at start: a resource whose
+/// read credential is new (another host, database or user) is checked
+/// before the policy is applied, and one that can write refuses the reload
+/// (unless the resource allows it). An upstream that cannot be reached now
+/// is checked again before its first read session, as at start.
+async fn read_credential_can_write(
+    current: &Config,
+    next: &Config,
+    tls: &airlock_proxy::backend::UpstreamTlsConfigs,
+) -> Option<String> {
+    use airlock_proxy::catalog::{check_read_credential, source};
+    for r in next
+        .resources
+        .iter()
+        .filter(|r| r.read.is_some() && !r.read_credential_can_write)
+    {
+        let before = current.resource(r.name.as_str()).map(source);
+        if before.as_deref() == Some(source(r).as_str()) {
+            continue;
+        }
+        match check_read_credential(r, tls, next.gateway.connect_timeout).await {
+            Ok(problems) if problems.is_empty() => {}
+            Ok(problems) => {
+                return Some(format!(
+                    "resource \"{}\": its new read credential can write: {}; give it SELECT only (or, to accept the risk, set read_credential_can_write = \"allow\" on the resource)",
+                    r.name,
+                    problems.join("; ")
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(resource = %r.name, error = %e, "could not check the new read credential now; it is checked again before the first read session");
+            }
+        }
+    }
+    None
+}
+
 fn file_hash(path: &std::path::Path) -> Option<String> {
     use sha2::Digest;
     let bytes = std::fs::read(path).ok()?;
@@ -57,6 +96,7 @@ fn file_hash(path: &std::path::Path) -> Option<String> {
 /// Runs until `shutdown`: reloads on SIGHUP and on file change.
 pub async fn watch(
     tx: watch::Sender<Arc<Config>>,
+    tls: airlock_proxy::backend::UpstreamTlsConfigs,
     webhooks: Option<airlock_webhook::Dispatcher>,
     audit: airlock_audit::AuditLog,
     shutdown: CancellationToken,
@@ -100,6 +140,14 @@ pub async fn watch(
                 tracing::info!(trigger, file = %current.path.display(), "policy reloaded: no change in settings");
             }
             Ok(Reloaded::Applied(next)) => {
+                if let Some(why) = read_credential_can_write(&current, &next, &tls).await {
+                    tracing::error!(
+                        trigger,
+                        file = %current.path.display(),
+                        "policy reload refused; the policy in force stays:\n{why}"
+                    );
+                    continue;
+                }
                 let hash = next.source_sha256();
                 if let Some(w) = &webhooks {
                     w.set_targets(crate::gateway::webhook_targets(&next));

@@ -267,6 +267,63 @@ with psycopg.connect(os.environ["AIRLOCK_URI"], autocommit=True) as conn:
     w.stop().await;
 }
 
+/// Class 1, user code that runs without being called by name: an operator,
+/// a cast and a view backed by a user function that turns backslash escapes
+/// on (`standard_conforming_strings = off`) are as opaque as the function.
+/// Regression: they passed as plain reads, so a statement pipelined after
+/// one was parsed by PostgreSQL with the setting the gateway did not see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_casts_and_views_that_run_user_code_are_opaque() {
+    let w = weak_world().await;
+    w.cluster
+        .psql(
+            "orders",
+            r#"
+CREATE FUNCTION public.loosen_op(int, int) RETURNS int LANGUAGE sql
+  AS $$ SELECT length(set_config('standard_conforming_strings', 'off', false)) + $1 + $2 $$;
+CREATE OPERATOR public.### (LEFTARG = int, RIGHTARG = int, FUNCTION = public.loosen_op);
+CREATE TYPE public.tag AS (v text);
+CREATE FUNCTION public.to_tag(text) RETURNS public.tag LANGUAGE sql
+  AS $$ SELECT ROW(set_config('standard_conforming_strings', 'off', false))::public.tag $$;
+CREATE CAST (text AS public.tag) WITH FUNCTION public.to_tag(text);
+CREATE VIEW public.loosening AS SELECT public.loosen_strings() AS x;
+GRANT SELECT ON public.loosening TO orders_ro;
+"#,
+        )
+        .unwrap();
+    let before = state(&w);
+    let conn = w.connect("oncall1", "read").await;
+    let client = w.tokio_pg(&conn).await;
+    for first in [
+        "SELECT 1 ### 2",
+        "SELECT 1 OPERATOR(public.###) 2",
+        "SELECT 'x'::text::public.tag",
+        "SELECT x FROM public.loosening",
+    ] {
+        let sql = format!("{first}; SELECT count(*) FROM orders");
+        let e = client
+            .simple_query(&sql)
+            .await
+            .expect_err(&format!("{sql} must be refused"));
+        assert_eq!(code(&e), "0A000", "{sql}: {}", message(&e));
+        assert!(
+            message(&e).contains("user-defined code"),
+            "{sql}: {}",
+            message(&e)
+        );
+        let record = audited(&w, &sql).await;
+        assert_eq!(record.rule, "opaque_pipelined", "{sql}");
+    }
+    // Built-in operators, casts and tables stay transparent.
+    let rows = client
+        .simple_query("SELECT 1 + 2, 'x'::text; SELECT count(*) FROM orders WHERE id > 0")
+        .await
+        .unwrap();
+    assert!(rows.len() > 2);
+    assert_eq!(state(&w), before, "nothing changed");
+    w.stop().await;
+}
+
 /// Regression: `COPY t TO ''` was classified as a copy to the client and
 /// cached by shape; `COPY t TO '/path/file'` then came from the cache as
 /// allowed, for every read session. With a credential that may write server
@@ -436,6 +493,62 @@ async fn a_read_credential_that_can_write_is_refused() {
     let e = format!("{:#}", started.unwrap_err());
     assert!(e.contains("read credential can write"), "{e}");
     assert!(e.contains("read_credential_can_write = \"allow\""), "{e}");
+    w.stop().await;
+}
+
+/// At reload as at start: a policy whose new read credential can write is
+/// refused whole, and the one in force stays; a new credential that cannot
+/// write is applied. Regression: the reload applied it, and every read
+/// session after it was refused until someone noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_a_read_credential_that_can_write_is_refused() {
+    let w = World::start().await;
+    let password = std::env::var(common::RO_ENV).unwrap().replace('\'', "''");
+    w.cluster
+        .psql(
+            "orders",
+            &format!(
+                "CREATE ROLE orders_ro_writer LOGIN PASSWORD '{password}' IN ROLE orders_ro, orders_rw;
+                 CREATE ROLE orders_ro_next LOGIN PASSWORD '{password}' IN ROLE orders_ro;"
+            ),
+        )
+        .unwrap();
+    let path = w.dir.path().join("airlock.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let current_user = || async {
+        let conn = w.connect("oncall1", "read").await;
+        let client = w.tokio_pg(&conn).await;
+        let user: String = client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        user
+    };
+    assert_eq!(current_user().await, "orders_ro");
+    std::fs::write(
+        &path,
+        text.replace("user = \"orders_ro\"", "user = \"orders_ro_writer\""),
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(current_user().await, "orders_ro", "the reload was refused");
+    std::fs::write(
+        &path,
+        text.replace("user = \"orders_ro\"", "user = \"orders_ro_next\""),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if current_user().await == "orders_ro_next" {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the clean credential is applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     w.stop().await;
 }
 

@@ -23,8 +23,9 @@ fn text(e: &tokio_postgres::Error) -> String {
         .unwrap_or_else(|| e.to_string())
 }
 
-/// Guardrails for everyone on orders, masking for everyone but sre-lead.
-fn policy() -> String {
+/// Guardrails for everyone on orders, masking for everyone but sre-lead;
+/// `mode` is the masking entry's `mode` line (empty: the default, strict).
+fn policy(mode: &str) -> String {
     format!(
         r#"
 [[resource.guardrails]]
@@ -37,13 +38,18 @@ statement_timeout = "10s"
 columns = ["email", "*_ssn"]
 detectors = ["email", "credit_card", "phone", "iban"]
 unmasked_roles = ["sre-lead"]
+{mode}
 {DEFAULT_POLICY}"#
     )
 }
 
 async fn world() -> World {
+    world_with(r#"mode = "lenient""#).await
+}
+
+async fn world_with(mode: &str) -> World {
     let w = World::start_with(Options {
-        policy: Some(policy()),
+        policy: Some(policy(mode)),
         ..Options::default()
     })
     .await;
@@ -262,6 +268,8 @@ async fn results_past_max_rows_are_cut_with_an_error() {
     w.stop().await;
 }
 
+/// Lenient mode: every statement runs, and values are masked in results
+/// wherever the column or a detector recognises them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sensitive_values_are_masked_in_every_form() {
     let w = world().await;
@@ -362,5 +370,108 @@ async fn sensitive_values_are_masked_in_every_form() {
         .unwrap()
         .get(0);
     assert_eq!(email, "customer001@example.com");
+    w.stop().await;
+}
+
+/// The statement record of `sql` in the audit log.
+fn audited(w: &World, sql: &str) -> airlock_audit::Statement {
+    common::audit_entries(&w.data_dir())
+        .into_iter()
+        .find_map(|e| match e.event {
+            airlock_audit::Event::Statement(s) if s.display_text() == sql => Some(s),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no audit record of {sql:?}"))
+}
+
+/// Strict mode (the default): in read sessions a masked column may be
+/// selected as a plain output column and used nowhere else. Regression:
+/// `email || ''`, `row_to_json(t)` and a cast's error returned masked values
+/// verbatim when no detector recognised them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_masking_refuses_masked_columns_outside_plain_output() {
+    let w = world_with("").await;
+    w.cluster
+        .psql(
+            "orders",
+            "CREATE TABLE secrets (id int, tax_ssn text, label text);
+             INSERT INTO secrets VALUES (1, 'plain-ssn-value', 'x');
+             GRANT SELECT ON secrets TO orders_ro, orders_rw;",
+        )
+        .expect("secrets table");
+    let read = w.connect("oncall1", "read").await;
+    let db = w.tokio_pg(&read).await;
+
+    // A plain output column, renamed or not, in either protocol: masked.
+    for sql in [
+        "SELECT tax_ssn FROM secrets WHERE id = 1",
+        "SELECT s.tax_ssn AS t, label FROM secrets s ORDER BY id",
+    ] {
+        let row = db.query_one(sql, &[]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), "[masked]", "{sql}");
+        let out = w.psql(&read, &["-At", "-c", sql]);
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+        assert!(
+            stdout(&out).starts_with("[masked]"),
+            "{sql}: {}",
+            stdout(&out)
+        );
+    }
+    let row = db.query_one("SELECT * FROM secrets", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(1), "[masked]");
+
+    // No detector recognises 'plain-ssn-value': each of these would return
+    // it (or answer a question about it) if it reached the database.
+    for sql in [
+        "SELECT tax_ssn || '' FROM secrets",
+        "SELECT row_to_json(s) FROM secrets s",
+        "SELECT tax_ssn::int FROM secrets",
+        "SELECT id FROM secrets WHERE tax_ssn = 'plain-ssn-value'",
+        "SELECT label FROM secrets ORDER BY tax_ssn",
+        "SELECT x FROM (SELECT tax_ssn AS x FROM secrets) q",
+        "SELECT * FROM (SELECT * FROM secrets) q",
+        "SELECT a || '' FROM secrets AS s(i, a)",
+        "SELECT label FROM secrets UNION ALL SELECT tax_ssn FROM secrets",
+        "SELECT s FROM secrets s",
+        "SELECT upper(email) FROM customers WHERE id = 1",
+        "SELECT most_common_vals::text FROM pg_stats WHERE attname = 'tax_ssn'",
+    ] {
+        let e = db.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(code(&e), "42501", "{sql}: {}", text(&e));
+        assert!(
+            text(&e).contains("masking is strict"),
+            "{sql}: {}",
+            text(&e)
+        );
+        assert!(!text(&e).contains("plain-ssn-value"), "{sql}: {}", text(&e));
+        let out = w.psql(&read, &["-c", sql]);
+        assert!(!out.status.success(), "{sql}");
+        assert!(!stdout(&out).contains("plain-ssn-value"), "{sql}");
+        assert!(
+            stderr(&out).contains("masking is strict"),
+            "{sql}: {}",
+            stderr(&out)
+        );
+        let record = audited(&w, sql);
+        assert_eq!(record.decision, "refused", "{sql}");
+        assert_eq!(record.rule, "masked_column_use", "{sql}");
+    }
+    // The session goes on.
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM secrets", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+
+    // The unmasked role is not masked, so nothing is refused.
+    let lead = w.connect("lead1", "read").await;
+    let ldb = w.tokio_pg(&lead).await;
+    let v: String = ldb
+        .query_one("SELECT tax_ssn || '' FROM secrets", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "plain-ssn-value");
     w.stop().await;
 }

@@ -14,6 +14,7 @@ const CASES: &[(HbaMode, bool, &str, bool)] = &[
     // MD5 only where the certificate is verified (issue 18).
     (HbaMode::Md5, true, "verify-full", true),
     (HbaMode::Trust, false, "disable", false),
+    (HbaMode::Trust, true, "verify-full", true),
     (HbaMode::Scram, true, "verify-full", true),
 ];
 
@@ -24,6 +25,9 @@ async fn upstream_auth_methods_and_tls_modes() {
             hba,
             upstream_ssl: ssl,
             upstream_tls: tls,
+            // Trust without a verified peer: only for a credential that
+            // names no password (see the impostor test below).
+            no_upstream_passwords: hba == HbaMode::Trust && tls != "verify-full",
             resource_extra: if tls == "verify-full" {
                 "ca_file = \"upstream-tls/tls/ca.crt\"".into()
             } else {
@@ -87,7 +91,21 @@ async fn upstream_failures_are_explained() {
         err.contains("Airlock could not open a connection to resource \"orders\""),
         "{err}"
     );
-    assert!(err.contains("TLS: invalid peer certificate"), "{err}");
+    // What rustls said can name the server (issue 18, section 6): the client
+    // is told what failed, the audit record keeps rustls's words.
+    assert!(
+        err.contains("the TLS handshake between the gateway and the database failed"),
+        "{err}"
+    );
+    assert!(!err.contains("invalid peer certificate"), "{err}");
+    let reason = common::audit_entries(&w.data_dir())
+        .into_iter()
+        .find_map(|e| match e.event {
+            airlock_audit::Event::LoginRefused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .expect("the refused session is in the audit log");
+    assert!(reason.contains("invalid peer certificate"), "{reason}");
     w.stop().await;
 
     // A wrong injected password: the database's refusal is reported, the
@@ -129,6 +147,9 @@ mod impostor {
         /// Starts SCRAM, then answers the client's first message with
         /// AuthenticationOk and a ready session.
         OkInTheMiddleOfScram,
+        /// Lets the gateway in at once (AuthenticationOk and a ready
+        /// session), asking for nothing.
+        Trust,
     }
 
     /// Everything the gateway sent on any connection, in order.
@@ -183,6 +204,13 @@ mod impostor {
         let _startup = first;
         match play {
             Play::Cleartext => tcp.write_all(&auth(3, &[])).await?,
+            Play::Trust => {
+                let mut ready = auth(0, &[]);
+                ready.extend(message(b'S', b"server_version\x0016.0\0"));
+                ready.extend(message(b'K', &[0, 0, 0x10, 0, 0, 0, 0, 7]));
+                ready.extend(message(b'Z', b"I"));
+                tcp.write_all(&ready).await?;
+            }
             Play::OkInTheMiddleOfScram => {
                 tcp.write_all(&auth(10, b"SCRAM-SHA-256\0\0")).await?;
                 let tag = tcp.read_u8().await?;
@@ -278,6 +306,36 @@ async fn authentication_ok_in_the_middle_of_scram_hands_over_no_session() {
     assert!(!stdout(&o).contains("handed over"));
     assert!(
         err.contains("broke off the SCRAM exchange") && err.contains("impostor"),
+        "{err}"
+    );
+    let got = received.lock().unwrap().clone();
+    assert!(
+        !got.windows(6).any(|w| w == b"handed"),
+        "the impostor received the client's statement"
+    );
+    w.stop().await;
+}
+
+/// An impostor that lets the gateway in without asking for anything (as a
+/// `trust` server would) is not handed the session when the credential has
+/// a password and the peer's certificate was not verified: a real server
+/// would have asked for it. Regression: under `require` or `prefer` such an
+/// impostor received every statement of the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impostor_that_asks_for_nothing_is_handed_no_session() {
+    let (port, received) = impostor::start(impostor::Play::Trust).await;
+    let w = World::start_with(Options {
+        upstream_tls: "prefer",
+        upstream_port: Some(port),
+        ..Options::default()
+    })
+    .await;
+    let conn = w.connect("lead1", "write").await;
+    let o = w.psql(&conn, &["-c", "select 'handed over'"]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        err.contains("without asking for the password") && err.contains("impostor"),
         "{err}"
     );
     let got = received.lock().unwrap().clone();

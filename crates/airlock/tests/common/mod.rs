@@ -137,6 +137,9 @@ pub struct Options {
     /// Point the resource at this port on 127.0.0.1 instead of the world's
     /// PostgreSQL (a test's own stand-in server).
     pub upstream_port: Option<u16>,
+    /// The resource's credentials name no password variable (an upstream
+    /// that trusts the gateway without one).
+    pub no_upstream_passwords: bool,
 }
 
 impl Default for Options {
@@ -153,6 +156,7 @@ impl Default for Options {
             policy: None,
             data_dir_tmpfs: None,
             upstream_port: None,
+            no_upstream_passwords: false,
         }
     }
 }
@@ -235,6 +239,12 @@ write = {{ user = "orders_rw", password_env = "{RW_ENV}" }}
             resource_extra = opts.resource_extra,
             policy = opts.policy.unwrap_or_else(|| DEFAULT_POLICY.to_owned()),
         );
+        let text = if opts.no_upstream_passwords {
+            text.replace(&format!(", password_env = \"{RO_ENV}\""), "")
+                .replace(&format!(", password_env = \"{RW_ENV}\""), "")
+        } else {
+            text
+        };
         let path = dir.path().join("airlock.toml");
         let tmpfs = opts.data_dir_tmpfs.map(|size| {
             let at = dir.path().join("data");
