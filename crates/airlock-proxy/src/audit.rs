@@ -247,6 +247,31 @@ impl SessionLog {
         self.pending.push(Event::Bind(event));
     }
 
+    /// Queues the arguments of a fast-path call, recorded as statement
+    /// `n` (`SELECT pg_catalog.f($1, ...)`), as the values bound to it: a
+    /// Bind record of the unnamed portal, like an extended-protocol call's.
+    pub fn call_args(&mut self, n: u64, body: &[u8]) {
+        if !RECORDS {
+            return;
+        }
+        let params = match airlock_pgwire::messages::FunctionCall::decode(
+            bytes::Bytes::copy_from_slice(body),
+        ) {
+            Ok(c) => {
+                let values: Vec<Option<&[u8]>> = c.args.iter().map(|v| v.as_deref()).collect();
+                airlock_audit::BoundParam::capture(&c.arg_formats, &values)
+            }
+            // PostgreSQL will refuse it; the record says what was sent.
+            Err(_) => airlock_audit::BoundParam::capture(&[1], &[Some(body)]),
+        };
+        self.pending.push(Event::Bind(airlock_audit::Bind {
+            session: self.session.clone(),
+            n,
+            portal: String::new(),
+            params,
+        }));
+    }
+
     /// Writes the queued statement and Bind records, with the completions
     /// waiting before them, in one append; `Ok(true)` when it wrote. When
     /// this returns `Ok`, the records are in the kernel. When it fails they

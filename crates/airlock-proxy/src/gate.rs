@@ -732,6 +732,7 @@ impl Gate {
                 let decision = self.decide(&verdict);
                 let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
                 let n = log.statement(Protocol::FastPath, text.as_bytes(), &[], &verdict, refused);
+                log.call_args(n, body);
                 match decision {
                     Ok(_) => {
                         // Answered like a Query: a result (here a

@@ -94,6 +94,51 @@ async fn large_objects_through_libpq_fast_path_calls() {
             "no audit record of {call}"
         );
     }
+    // With its arguments, as a Bind of the statement: the unlinked OID, and
+    // for each lowrite the descriptor and the (bounded) data written.
+    let entries = common::audit_entries(&w.data_dir());
+    let args_of = |needle: &str| -> Vec<Vec<airlock_audit::BoundParam>> {
+        let calls: Vec<(String, u64)> = entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                airlock_audit::Event::Statement(s) if s.display_text().contains(needle) => {
+                    Some((s.session.clone(), s.n))
+                }
+                _ => None,
+            })
+            .collect();
+        calls
+            .iter()
+            .map(|(session, n)| {
+                entries
+                    .iter()
+                    .find_map(|e| match &e.event {
+                        airlock_audit::Event::Bind(b) if &b.session == session && b.n == *n => {
+                            Some(b.params.clone())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| panic!("no arguments recorded for {needle} #{n}"))
+            })
+            .collect()
+    };
+    let unlink = args_of("pg_catalog.lo_unlink($1)");
+    assert_eq!(unlink.len(), 1);
+    assert_eq!(unlink[0].len(), 1);
+    assert_eq!(unlink[0][0].len, 4, "an oid, in binary");
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(unlink[0][0].base64.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(u32::from_be_bytes(bytes.try_into().unwrap()), oid);
+    let writes = args_of("pg_catalog.lowrite($1, $2)");
+    assert!(writes.len() > 1, "{} lowrite calls", writes.len());
+    let written: i64 = writes.iter().map(|p| p[1].len).sum();
+    assert_eq!(
+        written,
+        data.len() as i64,
+        "every byte written is accounted for"
+    );
     w.stop().await;
 }
 
