@@ -37,27 +37,25 @@ pub fn hash(line: &[u8]) -> Hash {
 
 /// Appends one record line (with its newline) to `out` and returns its hash.
 pub fn encode(out: &mut Vec<u8>, seq: u64, prev: &Hash, ts: i64, event: &Event) -> Hash {
+    use std::io::Write as _;
     let start = out.len();
     out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(itoa(seq as i128).as_bytes());
+    write!(out, "{seq}").expect("writing to a Vec cannot fail");
     out.extend_from_slice(b",\"prev\":\"");
     let mut hex = [0u8; 64];
     hex_encode(prev, &mut hex);
     out.extend_from_slice(&hex);
     out.extend_from_slice(b"\",\"ts\":");
-    out.extend_from_slice(itoa(ts as i128).as_bytes());
-    out.push(b',');
-    // The event is an object starting `{"kind":`; its opening brace is ours.
-    let body = serde_json::to_vec(event).expect("events always serialize");
-    debug_assert!(body.starts_with(b"{\"kind\":"));
-    out.extend_from_slice(&body[1..]);
+    write!(out, "{ts}").expect("writing to a Vec cannot fail");
+    // The event is an object starting `{"kind":`, serialized in place (no
+    // buffer of its own): its opening brace becomes the comma after `ts`.
+    let brace = out.len();
+    serde_json::to_writer(&mut *out, event).expect("events always serialize");
+    debug_assert!(out[brace..].starts_with(b"{\"kind\":"));
+    out[brace] = b',';
     let h = hash(&out[start..]);
     out.push(b'\n');
     h
-}
-
-fn itoa(n: i128) -> String {
-    n.to_string()
 }
 
 pub fn hex_encode(bytes: &[u8; 32], out: &mut [u8; 64]) {
