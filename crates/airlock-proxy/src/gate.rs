@@ -661,20 +661,8 @@ impl Gate {
         let kind = match tag {
             ftag::QUERY => {
                 let text = body.strip_suffix(&[0]).unwrap_or(body);
-                let verdict = self.classify(text).await;
-                let decision = self.decide(&verdict);
-                let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
-                let n = log.statement(Protocol::Simple, text, &[], &verdict, refused);
-                match decision {
-                    Ok(_) => {
-                        self.expect(Expect::Query);
-                        self.track(Track::Query { n, at });
-                        out.extend_from_slice(&msg);
-                        self.sent_sync();
-                        Kind::Query
-                    }
-                    Err((e, label)) => self.refuse(label, e, Provoke::Query, out),
-                }
+                self.query_like(Protocol::Simple, text, &msg, at, out, log)
+                    .await
             }
             ftag::PARSE => {
                 let name_len = body.iter().position(|&b| b == 0).unwrap_or(body.len());
@@ -728,25 +716,10 @@ impl Gate {
                 let text = format!(
                     "SELECT pg_catalog.{name}({args}) -- fast-path function call, oid {oid}"
                 );
-                let verdict = self.classify(text.as_bytes()).await;
-                let decision = self.decide(&verdict);
-                let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
-                let n = log.statement(Protocol::FastPath, text.as_bytes(), &[], &verdict, refused);
-                log.call_args(n, body);
-                match decision {
-                    Ok(_) => {
-                        // Answered like a Query: a result (here a
-                        // FunctionCallResponse) or an error, then
-                        // ReadyForQuery; refused like one if its record
-                        // cannot be written.
-                        self.expect(Expect::Query);
-                        self.track(Track::Query { n, at });
-                        out.extend_from_slice(&msg);
-                        self.sent_sync();
-                        Kind::Query
-                    }
-                    Err((e, label)) => self.refuse(label, e, Provoke::Query, out),
-                }
+                // Answered like a Query: a result (here a
+                // FunctionCallResponse) or an error, then ReadyForQuery.
+                self.query_like(Protocol::FastPath, text.as_bytes(), &msg, at, out, log)
+                    .await
             }
             ftag::BIND => {
                 let n = self.names.bound(body);
@@ -1034,6 +1007,37 @@ impl Gate {
         // them keeps the statement's structure.
         let text = String::from_utf8_lossy(text);
         self.classifier.classify(&text).await
+    }
+
+    /// A message answered like a Query (a Query; an allowed fast-path call,
+    /// whose arguments are recorded too): classified as `text`, decided,
+    /// recorded, then forwarded or refused in its place.
+    async fn query_like(
+        &mut self,
+        protocol: Protocol,
+        text: &[u8],
+        msg: &[u8],
+        at: std::time::Instant,
+        out: &mut BytesMut,
+        log: &mut SessionLog,
+    ) -> Kind {
+        let verdict = self.classify(text).await;
+        let decision = self.decide(&verdict);
+        let refused = decision.as_ref().err().map(|(e, label)| (*label, e.code));
+        let n = log.statement(protocol, text, &[], &verdict, refused);
+        if protocol == Protocol::FastPath {
+            log.call_args(n, &msg[5..]);
+        }
+        match decision {
+            Ok(_) => {
+                self.expect(Expect::Query);
+                self.track(Track::Query { n, at });
+                out.extend_from_slice(msg);
+                self.sent_sync();
+                Kind::Query
+            }
+            Err((e, label)) => self.refuse(label, e, Provoke::Query, out),
+        }
     }
 
     /// Refuses a fast-path FunctionCall of a function the gateway cannot
